@@ -1,9 +1,9 @@
-"""Throwaway PostgreSQL and Redis servers for the test suite.
+"""Private PostgreSQL and Redis servers for the test suite and the one-command demo.
 
-Each server lives in its own temporary directory on a free port and is torn down at the
-end. PostgreSQL refuses to run as root, so when the tests run as root the server
-processes are started as the ``postgres`` system user. A missing binary is a hard error
-with a clear message, never a skip.
+Tests get throwaway servers in temporary directories; the demo keeps its servers' data
+under .demo/ between runs. PostgreSQL refuses to run as root, so when started by root
+the server runs as the ``postgres`` system user. A missing binary is a hard error with a
+clear message, never a skip.
 """
 
 from __future__ import annotations
@@ -60,14 +60,19 @@ def _run_as_user() -> list[str]:
 class PostgresServer:
     """A private PostgreSQL cluster: trust auth on 127.0.0.1, superuser ``postgres``."""
 
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, base: Path | None = None, port: int | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bindir = _pg_bindir()
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = "127.0.0.1"
         self.user = "postgres"
-        self.settings = {"wal_level": "logical", "max_connections": "100", "fsync": "off"}
+        self.settings = {"wal_level": "logical", "max_connections": "100"}
         self.settings.update(settings or {})
-        self.base = Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self.keep = base is not None
+        self.base = base or Path(tempfile.mkdtemp(prefix="pgtest-"))
+        self.base.mkdir(parents=True, exist_ok=True)
         self.datadir = self.base / "data"
         self.prefix = _run_as_user()
         if self.prefix:
@@ -77,10 +82,11 @@ class PostgresServer:
         subprocess.run([*self.prefix, *args], check=True, capture_output=True)
 
     def start(self) -> PostgresServer:
-        self._run(
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
-            "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-        )
+        if not (self.datadir / "PG_VERSION").exists():
+            self._run(
+                str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.user,
+                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+            )
         options = " ".join(f"-c {key}={value}" for key, value in self.settings.items())
         options += f" -c listen_addresses={self.host} -c unix_socket_directories={self.base}"
         self._run(
@@ -93,10 +99,11 @@ class PostgresServer:
         if self.datadir.exists():
             subprocess.run(
                 [*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.datadir),
-                 "-m", "immediate", "stop"],
+                 "-m", "fast" if self.keep else "immediate", "stop"],
                 capture_output=True,
             )
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def url(self, dbname: str = "postgres", password: str | None = None) -> str:
         auth = f"{self.user}:{password}" if password else self.user
@@ -126,13 +133,15 @@ class PostgresServer:
 class RedisServer:
     """A private redis-server with persistence off."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
         if not binary:
             raise MissingTool("redis-server not found: install the redis-server package")
         self.binary = binary
-        self.port = free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="redistest-"))
+        self.port = port or free_port()
+        self.keep = base is not None
+        self.base = base or Path(tempfile.mkdtemp(prefix="redistest-"))
+        self.base.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,11 +162,14 @@ class RedisServer:
                 return self
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
+                    raise RuntimeError(
+                        f"redis-server did not start on port {self.port}"
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.base, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import PostgresServer, RedisServer
+from localservices import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGILA_DIR = Path(os.environ.get("PAGILA_DIR", ROOT.parent / "shared" / "datasets" / "pagila"))
@@ -17,7 +17,7 @@ PAGILA_DIR = Path(os.environ.get("PAGILA_DIR", ROOT.parent / "shared" / "dataset
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
+    server = PostgresServer(settings={"fsync": "off", "synchronous_commit": "off"}).start()
     yield server
     server.stop()
 
@@ -51,3 +51,81 @@ def pagila(pg_server: PostgresServer, pagila_template: str, request) -> Iterator
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pagila_template}"')
     yield pg_server.url(name)
     pg_server.drop_database(name)
+
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def app(pagila: str, redis_server: RedisServer, tmp_path: Path):
+    """The app protecting a fresh Pagila copy, with its own catalog, Redis db and BACKUP_DIR."""
+    import redis as redis_lib
+
+    from app import create_app
+    from extensions import db
+    from models import User
+
+    redis_lib.Redis.from_url(redis_server.url).flushdb()
+    app = create_app({
+        "DATABASE_URL": pagila,
+        "REDIS_URL": redis_server.url,
+        "METADATA_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
+        "BACKUP_DIR": str(tmp_path / "backups"),
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "TESTING": True,
+    })
+    with app.app_context():
+        admin = User(username="admin", role="admin")
+        admin.set_password(ADMIN_PASSWORD)
+        db.session.add(admin)
+        db.session.commit()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def api_token(app) -> str:
+    """A valid admin bearer token."""
+    from extensions import db
+    from models import ApiToken
+
+    with app.app_context():
+        row, token = ApiToken.mint("tests", "admin")
+        db.session.add(row)
+        db.session.commit()
+    return token
+
+
+@pytest.fixture
+def api(client, api_token):
+    """The test client with the bearer token on every request."""
+
+    class BearerClient:
+        def __getattr__(self, method: str):
+            def call(path: str, **kwargs):
+                headers = {"Authorization": f"Bearer {api_token}", **kwargs.pop("headers", {})}
+                return getattr(client, method)(path, headers=headers, **kwargs)
+
+            return call
+
+    return BearerClient()
+
+
+@pytest.fixture
+def run_worker(app):
+    """Run queued jobs now in a real RQ SimpleWorker (burst mode) inside this process."""
+    from jobs.queues import QUEUES, redis_connection
+    from jobs.worker import BackupSimpleWorker
+
+    def run() -> None:
+        with app.app_context():
+            connection = redis_connection()
+            BackupSimpleWorker(list(QUEUES), connection=connection).work(burst=True)
+
+    return run

@@ -1,0 +1,75 @@
+"""Application factory: ``flask --app app run`` or ``gunicorn 'app:create_app()'``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from blueprints import api, auth, dashboard
+from blueprints.errors import register_error_handlers
+from commands import register_commands
+from extensions import csrf, db, login_manager
+from pgbackup import ConfigError
+from settings import load_settings
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from the environment; ``test_config`` overrides both env and config."""
+    app = Flask(__name__, instance_relative_config=True)
+    if test_config is None:
+        load_dotenv()
+    environ = {**os.environ, **(test_config or {})}
+    try:
+        app.config.from_mapping(load_settings(environ, Path(app.instance_path)))
+    except ConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    app.config.update(test_config or {})
+    _configure_logging(app)
+    db.init_app(app)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
+    register_error_handlers(app)
+    register_commands(app)
+    app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
+    with app.app_context():
+        _create_tables()
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.debug and not app.testing:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _create_tables() -> None:
+    """Create missing catalog tables; web, worker and CLI may race on a fresh catalog."""
+    try:
+        db.create_all()
+    except OperationalError:
+        db.session.rollback()
+        db.create_all()
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL and a busy timeout let web, worker and CLI share one SQLite catalog."""
+    if type(dbapi_connection).__module__ == "sqlite3":
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

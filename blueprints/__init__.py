@@ -1,0 +1,1 @@
+"""HTTP blueprints: the JSON API, the HTMX dashboard and the login pages."""

@@ -1,0 +1,116 @@
+"""JSON API under /api: backups, jobs and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, jsonify, request, send_file
+
+import catalog
+from blueprints.openapi import openapi_document
+from blueprints.schemas import CreateBackupRequest, ListBackupsQuery
+from models import Backup
+from pgbackup import is_backup_id
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
+    data = {
+        "id": backup.id,
+        "filename": backup.filename,
+        "size": backup.size,
+        "created": _iso(backup.created_at),
+        "type": backup.type,
+        "status": backup.status,
+        "verification": backup.verification,
+        "durationMs": backup.duration_ms,
+        "database": backup.database,
+        "compression": "zstd" if backup.compress else "none",
+        "jobId": backup.job_id,
+        "parentId": backup.parent_id,
+        "error": backup.error,
+    }
+    if detail:
+        data |= {
+            "sha256": backup.sha256,
+            "startedAt": _iso(backup.started_at),
+            "finishedAt": _iso(backup.finished_at),
+            "tables": backup.tables or [],
+        }
+    return data
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="milliseconds") + "Z" if value else None
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise catalog.CatalogError(
+            "the request body must be a JSON object (Content-Type: application/json)",
+            code="invalid_json",
+        )
+    return body
+
+
+def _checked_id(backup_id: str) -> str:
+    if not is_backup_id(backup_id):
+        raise catalog.CatalogError(
+            f"invalid backup id {backup_id!r}: ids look like backup-2024-01-15T10-30-00-000Z",
+            code="invalid_id",
+        )
+    return backup_id
+
+
+@bp.post("/system/backup")
+def create_backup():
+    params = CreateBackupRequest.model_validate(_json_body())
+    backup = catalog.create_backup(params.type, compress=params.compress)
+    return jsonify(backupId=backup.id, jobId=backup.job_id, status=backup.status), 202
+
+
+@bp.get("/system/backup")
+def list_backups():
+    query = ListBackupsQuery.model_validate(request.args.to_dict())
+    page = catalog.list_backups(query.type, query.status, query.page, query.perPage)
+    return jsonify(
+        backups=[backup_json(backup) for backup in page.backups],
+        total=page.total,
+        totalSize=page.total_size,
+        page=query.page,
+        perPage=query.perPage,
+    )
+
+
+@bp.get("/system/backup/<backup_id>")
+def show_backup(backup_id: str):
+    return jsonify(backup_json(catalog.get_backup(_checked_id(backup_id)), detail=True))
+
+
+@bp.delete("/system/backup/<backup_id>")
+def delete_backup(backup_id: str):
+    catalog.delete_backup(_checked_id(backup_id))
+    return jsonify(deleted=backup_id)
+
+
+@bp.get("/system/backup/<backup_id>/download")
+def download_backup(backup_id: str):
+    path = catalog.artifact_path(_checked_id(backup_id))
+    return send_file(path, as_attachment=True, download_name=path.name,
+                     mimetype="application/octet-stream")
+
+
+@bp.get("/system/jobs/<job_id>")
+def job_status(job_id: str):
+    if not JOB_ID.fullmatch(job_id):
+        raise catalog.CatalogError(f"invalid job id {job_id!r}", code="invalid_id")
+    return jsonify(catalog.job_status(job_id))
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

@@ -1,0 +1,122 @@
+"""Login for the dashboard, bearer tokens for scripts, and the guard in front of both.
+
+Every endpoint needs an authenticated admin except the ones in PUBLIC_ENDPOINTS.
+State-changing requests authenticated by session cookie must carry a CSRF token;
+bearer-token requests carry no cookie, so CSRF does not apply to them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired
+
+from blueprints.errors import json_error
+from extensions import csrf, db, login_manager
+from models import ROLES, ApiToken, User, utcnow
+
+bp = Blueprint("auth", __name__)
+PUBLIC_ENDPOINTS = {"auth.login", "static", "healthz"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = db.session.scalars(select(User).where(User.username == form.username.data)).first()
+        if user is not None and user.check_password(form.password.data or ""):
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        flash("Wrong username or password.", "error")
+    return render_template("login.html", form=form), 200 if request.method == "GET" else 401
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: never an open redirect to another host."""
+    default = url_for("dashboard.index")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    return target
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+
+@login_manager.request_loader
+def load_token(req) -> ApiToken | None:
+    token = bearer_token()
+    if token is None:
+        return None
+    row = db.session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    row.last_used_at = utcnow()
+    db.session.commit()
+    return row
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """401 JSON for the API, a redirect to the login page for the dashboard."""
+    if request.path.startswith("/api/"):
+        return json_error(401, "unauthorized", "authentication required: log in or send "
+                          "'Authorization: Bearer <token>'")
+    login_url = url_for("auth.login", next=request.full_path.rstrip("?"))
+    if request.headers.get("HX-Request"):
+        return "", 401, {"HX-Redirect": login_url}
+    return redirect(login_url)
+
+
+def guard():
+    """before_request: CSRF for cookie sessions, then authentication and role."""
+    g.bearer = bearer_token() is not None
+    if request.method not in SAFE_METHODS and not g.bearer:
+        csrf.protect()
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if g.bearer and not isinstance(current_user._get_current_object(), ApiToken):
+        return login_manager.unauthorized()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    if current_user.role not in ROLES:
+        return login_manager.unauthorized()
+    return None
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    login_manager.login_view = "auth.login"
+    app.register_blueprint(bp)
+    app.before_request(guard)

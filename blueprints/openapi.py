@@ -1,0 +1,171 @@
+"""The OpenAPI 3.1 document for the JSON API, built from the request schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blueprints.schemas import CreateBackupRequest
+from pgbackup import __version__
+
+BACKUP_ID = {"type": "string", "pattern": r"^backup-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+NULLABLE_INT = {"type": ["integer", "null"]}
+
+BACKUP = {
+    "type": "object",
+    "required": ["id", "filename", "size", "created", "type", "status", "verification",
+                 "durationMs"],
+    "properties": {
+        "id": BACKUP_ID,
+        "filename": NULLABLE_STRING,
+        "size": NULLABLE_INT,
+        "created": {"type": "string", "format": "date-time"},
+        "type": {"type": "string", "enum": ["full", "schema-only"]},
+        "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
+        "verification": {"type": "string"},
+        "durationMs": NULLABLE_INT,
+        "database": {"type": "string"},
+        "compression": {"type": "string", "enum": ["zstd", "none"]},
+        "jobId": NULLABLE_STRING,
+        "parentId": NULLABLE_STRING,
+        "error": NULLABLE_STRING,
+        "sha256": NULLABLE_STRING,
+        "startedAt": NULLABLE_STRING,
+        "finishedAt": NULLABLE_STRING,
+        "tables": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+JOB = {
+    "type": "object",
+    "required": ["jobId", "status", "progress"],
+    "properties": {
+        "jobId": {"type": "string"},
+        "status": NULLABLE_STRING,
+        "rqStatus": NULLABLE_STRING,
+        "backupId": NULLABLE_STRING,
+        "error": NULLABLE_STRING,
+        "progress": {
+            "type": "object",
+            "properties": {
+                "bytesWritten": {"type": "integer"},
+                "currentTable": NULLABLE_STRING,
+                "tablesDone": {"type": "integer"},
+                "tablesTotal": {"type": "integer"},
+            },
+        },
+        "enqueuedAt": NULLABLE_STRING,
+        "startedAt": NULLABLE_STRING,
+        "endedAt": NULLABLE_STRING,
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {400: "Invalid input", 401: "Not authenticated", 404: "Not found",
+               409: "Conflict with the backup's state", 503: "Job queue unavailable"}
+    return {str(code): _json(_ref("Error"), reasons[code]) for code in codes}
+
+
+def _id_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _paths() -> dict[str, Any]:
+    backup_id = [_id_param("backupId", BACKUP_ID)]
+    list_params = [
+        {"name": "type", "in": "query", "schema": {"type": "string",
+                                                   "enum": ["full", "schema-only"]}},
+        {"name": "status", "in": "query", "schema": BACKUP["properties"]["status"]},
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "perPage", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    ]
+    backup_list = {"type": "object", "required": ["backups", "total", "totalSize"],
+                   "properties": {"backups": {"type": "array", "items": _ref("Backup")},
+                                  "total": {"type": "integer"},
+                                  "totalSize": {"type": "integer"},
+                                  "page": {"type": "integer"},
+                                  "perPage": {"type": "integer"}}}
+    created = {"type": "object", "required": ["backupId", "jobId", "status"],
+               "properties": {"backupId": BACKUP_ID, "jobId": {"type": "string"},
+                              "status": {"type": "string"}}}
+    return {
+        "/api/system/backup": {
+            "post": {
+                "summary": "Start a backup (runs as a job)",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("CreateBackupRequest")}}},
+                "responses": {"202": _json(created, "Backup queued"), **_errors(400, 401, 503)},
+            },
+            "get": {
+                "summary": "List backups, newest first",
+                "parameters": list_params,
+                "responses": {"200": _json(backup_list, "One page of backups"),
+                              **_errors(400, 401)},
+            },
+        },
+        "/api/system/backup/{backupId}": {
+            "get": {"summary": "One backup with its table list", "parameters": backup_id,
+                    "responses": {"200": _json(_ref("Backup"), "The backup"),
+                                  **_errors(400, 401, 404)}},
+            "delete": {"summary": "Delete artifact, manifest and catalog entry",
+                       "parameters": backup_id,
+                       "responses": {"200": _json({"type": "object"}, "Deleted"),
+                                     **_errors(400, 401, 404, 409)}},
+        },
+        "/api/system/backup/{backupId}/download": {
+            "get": {"summary": "Download the artifact as stored", "parameters": backup_id,
+                    "responses": {"200": {"description": "The artifact",
+                                          "content": {"application/octet-stream": {}}},
+                                  **_errors(400, 401, 404, 409)}},
+        },
+        "/api/system/jobs/{jobId}": {
+            "get": {"summary": "Job status and progress",
+                    "parameters": [_id_param("jobId", {"type": "string",
+                                                       "pattern": "^[A-Za-z0-9_-]+$"})],
+                    "responses": {"200": _json(_ref("Job"), "The job"),
+                                  **_errors(400, 401, 404, 503)}},
+        },
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "PostgreSQL backup manager", "version": __version__},
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "schemas": {
+                "CreateBackupRequest": CreateBackupRequest.model_json_schema(),
+                "Backup": BACKUP,
+                "Job": JOB,
+                "Error": ERROR,
+            },
+        },
+    }

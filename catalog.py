@@ -1,0 +1,204 @@
+"""Backup operations shared by the JSON API, the dashboard and the CLI.
+
+Callers validate input; these functions change the catalog, the queue and the storage
+together, so that a failure never leaves one of them half done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq import Callback
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from sqlalchemy import func, select
+
+from extensions import db
+from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
+from models import Backup, utcnow
+from pgbackup import ConnectionInfo, LocalStorage, artifact_name, manifest_name, new_backup_id
+
+
+class CatalogError(Exception):
+    """An operation refused for a reason the caller can show as is."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status or self.status
+        self.code = code or self.code
+
+
+def storage() -> LocalStorage:
+    return LocalStorage(current_app.config["BACKUP_DIR"])
+
+
+def target_connection() -> ConnectionInfo:
+    return ConnectionInfo.from_url(current_app.config["DATABASE_URL"])
+
+
+def create_backup(kind: str, compress: bool = True) -> Backup:
+    """Record a queued backup and enqueue its job; neither exists if enqueueing fails."""
+    backup_id = _unused_backup_id()
+    backup = Backup(
+        id=backup_id,
+        job_id=backup_id,
+        database=current_app.config["TARGET_DATABASE"],
+        type=kind,
+        compress=compress,
+        filename=artifact_name(backup_id, compress),
+    )
+    db.session.add(backup)
+    db.session.flush()
+    try:
+        queue(BACKUP_QUEUE).enqueue(
+            "jobs.backup.run_backup",
+            backup.id,
+            job_id=backup.job_id,
+            description=f"{kind} backup of {backup.database} ({backup.id})",
+            job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=RESULT_TTL,
+            on_failure=Callback("jobs.backup.on_backup_failure"),
+        )
+    except RedisError as exc:
+        db.session.rollback()
+        raise CatalogError(
+            f"the job queue (Redis) is unreachable, nothing was created: {exc}",
+            status=503, code="queue_unavailable",
+        ) from exc
+    db.session.commit()
+    return backup
+
+
+def _unused_backup_id() -> str:
+    """A fresh id; ids have millisecond resolution, so step past any clash."""
+    backup_id = new_backup_id()
+    while db.session.get(Backup, backup_id) is not None:
+        backup_id = new_backup_id()
+    return backup_id
+
+
+def get_backup(backup_id: str) -> Backup:
+    backup = db.session.get(Backup, backup_id)
+    if backup is None:
+        raise CatalogError(f"no backup with id {backup_id!r}", status=404, code="not_found")
+    return backup
+
+
+def delete_backup(backup_id: str) -> None:
+    """Remove artifact, manifest and catalog row; refused while a job works on it."""
+    backup = get_backup(backup_id)
+    if backup.is_active:
+        raise CatalogError(
+            f"backup {backup_id} is {backup.status}; wait for its job to end before deleting",
+            status=409, code="backup_busy",
+        )
+    store = storage()
+    store.delete(manifest_name(backup.id))
+    if backup.filename:
+        store.delete(backup.filename)
+        store.remove_partial_for(backup.filename)
+    db.session.delete(backup)
+    db.session.commit()
+
+
+def artifact_path(backup_id: str) -> Any:
+    backup = get_backup(backup_id)
+    store = storage()
+    if backup.status != "completed" or not backup.filename or not store.exists(backup.filename):
+        raise CatalogError(
+            f"backup {backup_id} has no downloadable artifact (status {backup.status})",
+            status=409, code="not_downloadable",
+        )
+    return store.path(backup.filename)
+
+
+@dataclass
+class BackupPage:
+    backups: list[Backup]
+    total: int
+    total_size: int
+
+
+def list_backups(
+    kind: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50
+) -> BackupPage:
+    """Newest first; ``total`` and ``total_size`` count every match, not just the page."""
+    query = select(Backup)
+    if kind:
+        query = query.where(Backup.type == kind)
+    if status:
+        query = query.where(Backup.status == status)
+    counted = query.subquery()
+    total, total_size = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(counted.c.size), 0)).select_from(counted)
+    ).one()
+    rows = db.session.scalars(
+        query.order_by(Backup.created_at.desc(), Backup.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return BackupPage(list(rows), total, int(total_size))
+
+
+def newest_good_backup() -> Backup | None:
+    return db.session.scalars(
+        select(Backup)
+        .where(Backup.status == "completed")
+        .order_by(Backup.finished_at.desc())
+        .limit(1)
+    ).first()
+
+
+def job_status(job_id: str) -> dict[str, Any]:
+    """The job's RQ status and progress, with the catalog's view of its backup."""
+    try:
+        job = Job.fetch(job_id, connection=redis_connection())
+        rq_status = job.get_status().value
+        meta = job.get_meta()
+        times = {"enqueuedAt": job.enqueued_at, "startedAt": job.started_at,
+                 "endedAt": job.ended_at}
+    except NoSuchJobError:
+        rq_status, meta, times = None, {}, {}
+    except RedisError as exc:
+        raise CatalogError(
+            f"the job queue (Redis) is unreachable: {exc}", status=503, code="queue_unavailable"
+        ) from exc
+    backup = db.session.scalars(select(Backup).where(Backup.job_id == job_id)).first()
+    if backup is None and rq_status is None:
+        raise CatalogError(f"no job with id {job_id!r}", status=404, code="not_found")
+    return {
+        "jobId": job_id,
+        "status": backup.status if backup else rq_status,
+        "rqStatus": rq_status,
+        "backupId": backup.id if backup else None,
+        "error": backup.error if backup else None,
+        "progress": meta.get("progress", {}),
+        **{key: _iso(value) for key, value in times.items()},
+    }
+
+
+def mark(backup: Backup, status: str, **fields: Any) -> None:
+    """Move a backup to ``status`` and commit, stamping the matching timestamp."""
+    backup.status = status
+    if status == "running":
+        backup.started_at = utcnow()
+    elif status in ("completed", "failed"):
+        backup.finished_at = utcnow()
+        if backup.started_at:
+            delta = backup.finished_at - backup.started_at
+            backup.duration_ms = int(delta.total_seconds() * 1000)
+    for key, value in fields.items():
+        setattr(backup, key, value)
+    db.session.commit()
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() + ("Z" if value.tzinfo is None else "") if value else None

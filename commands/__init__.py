@@ -1,0 +1,12 @@
+"""``flask --app app ...`` command groups for operators and cron."""
+
+from flask import Flask
+
+from commands.backup import backup_cli
+from commands.tokens import tokens_cli
+from commands.users import users_cli
+
+
+def register_commands(app: Flask) -> None:
+    for group in (users_cli, tokens_cli, backup_cli):
+        app.cli.add_command(group)

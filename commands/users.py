@@ -1,0 +1,43 @@
+"""flask users create-admin"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from extensions import db
+from models import User
+
+users_cli = AppGroup("users", help="Manage dashboard users.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """From ADMIN_PASSWORD, stdin or a prompt: never from argv, where `ps` would show it."""
+    if os.environ.get("ADMIN_PASSWORD"):
+        return os.environ["ADMIN_PASSWORD"]
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_cli.command("create-admin")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--update", is_flag=True, help="Reset the password if the user exists.")
+def create_admin(username: str, password_stdin: bool, update: bool) -> None:
+    """Create an admin user (password from ADMIN_PASSWORD, stdin or a prompt)."""
+    password = _read_password(password_stdin)
+    if len(password) < 8:
+        raise click.ClickException("the password must have at least 8 characters")
+    user = db.session.scalars(select(User).where(User.username == username)).first()
+    if user is not None and not update:
+        raise click.ClickException(f"user {username!r} exists; pass --update to reset it")
+    user = user or User(username=username, role="admin")
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"admin user {username!r} ready")

@@ -1,0 +1,1 @@
+"""Thin RQ entry points: translate a job into an engine call and record the outcome."""

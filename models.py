@@ -1,0 +1,118 @@
+"""The catalog: what the app knows about backups, users and API tokens.
+
+Artifacts and their manifests in BACKUP_DIR stay understandable without this catalog;
+the catalog adds status, timings, jobs and ownership.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from extensions import db
+
+ROLES = ("admin",)
+BACKUP_TYPES = ("full", "schema-only")
+ACTIVE_STATUSES = ("queued", "running")
+STATUSES = ("queued", "running", "completed", "failed")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Backup(db.Model):
+    """One backup of a target database; its id names the artifact file."""
+
+    __tablename__ = "backups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64), default="default", index=True)
+    database: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    compress: Mapped[bool] = mapped_column(default=True)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    verification: Mapped[str] = mapped_column(String(16), default="unverified")
+    job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    tables: Mapped[list | None] = mapped_column(JSON)
+
+    parent: Mapped[Backup | None] = relationship(remote_side=[id])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class User(UserMixin, db.Model):
+    """A dashboard login."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="admin")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def display_name(self) -> str:
+        return self.username
+
+
+class ApiToken(db.Model):
+    """A bearer token for scripts. Only its SHA-256 is stored: tokens are random, so a
+    slow password hash would add nothing but latency to every API call."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="admin")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def mint(cls, name: str, role: str) -> tuple[ApiToken, str]:
+        """A new token row and the clear token, which is shown once and never stored."""
+        token = "pbm_" + secrets.token_urlsafe(32)
+        return cls(name=name, role=role, token_hash=cls.hash(token)), token
+
+    def get_id(self) -> str:
+        return f"token:{self.id}"
+
+    @property
+    def display_name(self) -> str:
+        return f"token:{self.name}"
+
+

@@ -1,0 +1,120 @@
+"""Configuration from the environment, validated once at start-up.
+
+Every setting has one name in the environment (and in ``.env``). A missing or malformed
+value raises :class:`pgbackup.ConfigError` with a sentence that says which variable is
+wrong and how to fix it; ``create_app`` turns that into a clean exit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from pgbackup import ConfigError, ConnectionInfo
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
+    """Turn environment variables into Flask config keys."""
+    target = _protected_database(environ.get("DATABASE_URL", ""))
+    production = environ.get("APP_ENV", "development") == "production"
+    return {
+        "DATABASE_URL": environ["DATABASE_URL"],
+        "TARGET_DATABASE": target.dbname,
+        "REDIS_URL": _redis_url(environ.get("REDIS_URL") or DEFAULT_REDIS_URL),
+        "SQLALCHEMY_DATABASE_URI": _metadata_url(
+            environ.get("METADATA_DATABASE_URL", ""), target, instance_path
+        ),
+        "BACKUP_DIR": str(Path(environ.get("BACKUP_DIR") or "./backups").resolve()),
+        "SECRET_KEY": _secret_key(environ.get("SECRET_KEY", ""), production, instance_path),
+        "APP_ENV": "production" if production else "development",
+        "SESSION_COOKIE_SECURE": production,
+    }
+
+
+def _protected_database(url: str) -> ConnectionInfo:
+    if not url:
+        raise ConfigError(
+            "DATABASE_URL is not set: point it at the PostgreSQL database to protect, "
+            "e.g. postgresql://backup@db.example:5432/shop"
+        )
+    try:
+        return ConnectionInfo.from_url(url)
+    except ConfigError as exc:
+        raise ConfigError(f"DATABASE_URL is malformed: {exc}") from None
+
+
+def _redis_url(url: str) -> str:
+    if not url.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            "REDIS_URL must start with redis://, rediss:// or unix://, "
+            "e.g. redis://127.0.0.1:6379/0"
+        )
+    return url
+
+
+def _metadata_url(url: str, target: ConnectionInfo, instance_path: Path) -> str:
+    """The catalog's own database: SQLite in the instance folder unless told otherwise."""
+    if not url:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{instance_path / 'catalog.sqlite3'}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "METADATA_DATABASE_URL is malformed: use sqlite:///path/catalog.sqlite3 "
+            "or postgresql://user@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError("METADATA_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    if backend == "postgresql":
+        if _same_database(parsed, target):
+            raise ConfigError(
+                "METADATA_DATABASE_URL points at the protected database (DATABASE_URL): "
+                "the catalog must live elsewhere, or a restore would overwrite it"
+            )
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _same_database(parsed: Any, target: ConnectionInfo) -> bool:
+    return parsed.database == target.dbname and _server(parsed.host, parsed.port) == _server(
+        target.host, target.port
+    )
+
+
+def _server(host: str | None, port: Any) -> tuple[str, int]:
+    """Normalise a server address so that 127.0.0.1, a socket and localhost compare equal."""
+    if not host or host in ("127.0.0.1", "::1") or host.startswith("/"):
+        host = "localhost"
+    return host, int(port or 5432)
+
+
+def _secret_key(value: str, production: bool, instance_path: Path) -> str:
+    """Production needs SECRET_KEY; development keeps a generated one in instance/."""
+    if value:
+        if production and len(value) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+        return value
+    if production:
+        raise ConfigError(
+            "SECRET_KEY is not set: production mode (APP_ENV=production) needs a random "
+            "secret of 32+ characters, e.g. from: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))'"
+        )
+    key_file = instance_path / "secret_key"
+    if not key_file.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return key_file.read_text().strip()
