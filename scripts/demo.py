@@ -1,0 +1,85 @@
+"""The one-command demo: local services when none are configured, then the Procfile.
+
+State lives in .demo/ (PostgreSQL cluster, Redis dir, admin password) so a second run
+reuses the generated database and the login. Backups go to BACKUP_DIR (./backups).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from localservices import PostgresServer, RedisServer  # noqa: E402
+
+STATE = ROOT / ".demo"
+DEMO_DB = "rentalshop"
+PG_PORT, REDIS_PORT = 55432, 56379
+
+
+def start_postgres() -> tuple[PostgresServer, str]:
+    server = PostgresServer(base=STATE / "postgres", port=PG_PORT).start()
+    with server.connect() as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DB]).fetchone()
+    if not exists:
+        print(f"generating the demo rental-shop database '{DEMO_DB}' ...", flush=True)
+        url = server.create_database(DEMO_DB)
+        import datagen
+
+        counts = datagen.generate(url, scale=1.0, seed=42)
+        print(f"  {sum(counts.values()):,} rows in {len(counts)} tables", flush=True)
+    return server, server.url(DEMO_DB)
+
+
+def admin_password(env: dict[str, str]) -> str:
+    """Create the admin once; its password is kept in .demo/admin-password (0600)."""
+    path = STATE / "admin-password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "users", "create-admin",
+         "--username", "admin", "--update"],
+        env={**env, "ADMIN_PASSWORD": password}, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    return password
+
+
+def main() -> int:
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("PORT", "8000")
+    started = []
+    try:
+        if not env.get("DATABASE_URL"):
+            server, env["DATABASE_URL"] = start_postgres()
+            started.append(server)
+        if not env.get("REDIS_URL"):
+            redis_server = RedisServer(base=STATE / "redis", port=REDIS_PORT).start()
+            started.append(redis_server)
+            env["REDIS_URL"] = redis_server.url
+        password = admin_password(env)
+        print(
+            f"\n  Dashboard: http://127.0.0.1:{env['PORT']}/system/backup"
+            f"\n  Login:     admin / {password}"
+            f"\n  Backups:   {env.get('BACKUP_DIR', './backups')}\n",
+            flush=True,
+        )
+        honcho = Path(sys.executable).with_name("honcho")
+        return subprocess.call([str(honcho), "start", "-f", "Procfile"], env=env, cwd=ROOT)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Everything is behind authentication: walk the URL map, then tokens and CSRF."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ADMIN_PASSWORD
+
+PUBLIC = {"auth.login", "static", "healthz"}
+SAMPLE_VALUES = {"backup_id": "backup-2024-01-15T10-30-00-000Z", "job_id": "somejob",
+                 "filename": "htmx.min.js"}
+
+
+def every_route(app):
+    for rule in app.url_map.iter_rules():
+        values = {arg: SAMPLE_VALUES.get(arg, "x") for arg in rule.arguments}
+        path = rule.build(values)[1] if rule.arguments else rule.rule
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield rule.endpoint, method, path
+
+
+def test_every_route_refuses_anonymous_requests(app, client):
+    checked = 0
+    for endpoint, method, path in every_route(app):
+        if endpoint in PUBLIC:
+            continue
+        response = client.open(path, method=method)
+        if path.startswith("/api/"):
+            assert response.status_code == 401, (method, path)
+            assert response.get_json()["error"]["code"] == "unauthorized"
+        elif method == "GET":
+            assert response.status_code == 302, (method, path)
+            assert "/login" in response.headers["Location"]
+        else:  # state-changing dashboard requests fail CSRF before anything else
+            assert response.status_code in (400, 401, 302), (method, path)
+        checked += 1
+    assert checked >= 8
+
+
+def test_public_endpoints_reveal_nothing(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/login").status_code == 200
+
+
+def login(client, password=ADMIN_PASSWORD, next_url=""):
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    return client.post(f"/login{next_url}", data={
+        "username": "admin", "password": password, "csrf_token": token})
+
+
+def test_login_with_the_right_password_only(client):
+    assert login(client, password="wrong").status_code == 401
+    assert client.get("/api/system/backup").status_code == 401
+    response = login(client)
+    assert response.status_code == 302
+    assert client.get("/api/system/backup").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/x", "//evil.example", "javascript:x"])
+def test_login_never_redirects_off_site(client, target):
+    response = login(client, next_url=f"?next={target}")
+    assert response.headers["Location"] == "/system/backup"
+
+
+def test_session_requests_need_the_csrf_token(client):
+    login(client)
+    refused = client.post("/api/system/backup", json={"type": "full"})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["code"] == "csrf_failed"
+
+
+def test_bad_and_revoked_tokens_are_refused(app, client, api_token):
+    headers = {"Authorization": f"Bearer {api_token}"}
+    assert client.get("/api/system/backup", headers=headers).status_code == 200
+    bad = {"Authorization": "Bearer pbm_not-a-token"}
+    assert client.get("/api/system/backup", headers=bad).status_code == 401
+    result = app.test_cli_runner().invoke(args=["tokens", "revoke", "tests"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/system/backup", headers=headers).status_code == 401
+
+
+def test_cli_token_is_the_last_line_and_works(app, client):
+    result = app.test_cli_runner().invoke(args=["tokens", "create", "--name", "cron"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/system/backup", headers=headers).status_code == 200
+    listing = app.test_cli_runner().invoke(args=["tokens", "list"]).output
+    assert "cron" in listing and token not in listing
+    from extensions import db
+    from models import ApiToken
+    with app.app_context():
+        stored = db.session.query(ApiToken).filter_by(name="cron").one()
+        assert stored.token_hash != token and token not in stored.token_hash
+        assert stored.last_used_at is not None
+
+
+def test_create_admin_reads_the_password_from_stdin(app, client):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["users", "create-admin", "--username", "ops",
+                                 "--password-stdin"], input="another secret pw\n")
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(args=["users", "create-admin", "--username", "ops",
+                                "--password-stdin"], input="another secret pw\n")
+    assert again.exit_code != 0 and "exists" in again.output
+    short = runner.invoke(args=["users", "create-admin", "--username", "x",
+                                "--password-stdin"], input="short\n")
+    assert short.exit_code != 0 and "8 characters" in short.output
