@@ -1,0 +1,64 @@
+"""Composable, chunked stream stages: nothing is ever held whole in memory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, Protocol
+
+import zstandard
+
+CHUNK_SIZE = 1024 * 1024
+DEFAULT_ZSTD_LEVEL = 3
+
+
+class Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class HashingWriter:
+    """Pass-through writer that counts bytes and computes the sha256 of what it forwards."""
+
+    def __init__(self, raw: Writable) -> None:
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._raw.write(data)
+        self._sha256.update(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+@contextmanager
+def zstd_writer(raw: Writable, level: int = DEFAULT_ZSTD_LEVEL) -> Iterator[BinaryIO]:
+    """Yield a writer compressing into ``raw``; the zstd frame is finished on exit.
+
+    Single-threaded, with a frame checksum so ``zstd -t`` can verify the file; the content
+    size is unknown up front and therefore not recorded. ``raw`` is left open.
+    """
+    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)
+    with compressor.stream_writer(raw, closefd=False) as writer:
+        yield writer
+
+
+def copy_stream(
+    src: Readable, dst: Writable, on_chunk: Callable[[int], None] | None = None
+) -> int:
+    """Copy ``src`` to ``dst`` in CHUNK_SIZE pieces; ``on_chunk(len)`` after each. Returns total."""
+    total = 0
+    while chunk := src.read(CHUNK_SIZE):
+        dst.write(chunk)
+        total += len(chunk)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return total

@@ -1,0 +1,78 @@
+"""Helpers for the engine tests: stock-tool restores and required binaries."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+import zstandard
+from psycopg import sql
+
+from tests.dbcompare import table_fingerprints
+
+
+def require_tool(name: str) -> str:
+    """Absolute path of a command-line tool; a missing tool fails the test, never skips it."""
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(
+            f"{name} not found on PATH: install it (apt-get install -y zstd postgresql-client)",
+            pytrace=False,
+        )
+    return path
+
+
+def restore_with_stock_tools(artifact: Path, target_url: str) -> None:
+    """Restore an artifact the way an operator would, with only zstd and pg_restore.
+
+    ``--exit-on-error`` plus ``pipefail`` make any error in either tool fail the restore:
+    a pg_dump 15 archive of Pagila restores into a fresh database without a single error
+    (pg_dump >= 15 does not emit CREATE SCHEMA public), so no error is tolerated.
+    """
+    pg_restore = require_tool("pg_restore")
+    restore = f"{pg_restore} --no-owner --exit-on-error --dbname={shlex.quote(target_url)}"
+    if artifact.name.endswith(".zst"):
+        command = f"{require_tool('zstd')} -d -c {shlex.quote(str(artifact))} | {restore}"
+    else:
+        command = f"{restore} {shlex.quote(str(artifact))}"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"restore failed ({result.returncode}):\n{result.stderr}"
+
+
+def row_counts_of_tables(url: str) -> dict[str, int]:
+    """Actual row count of every table (materialized views left out), per dbcompare."""
+    with psycopg.connect(url) as conn:
+        matviews = {row[0] for row in conn.execute(
+            "SELECT format('%I.%I', schemaname, matviewname) FROM pg_matviews")}
+    return {
+        name: count for name, (count, _) in table_fingerprints(url).items()
+        if name not in matviews
+    }
+
+
+def decompressed(artifact: Path) -> bytes:
+    with artifact.open("rb") as handle:
+        return zstandard.ZstdDecompressor().stream_reader(handle).read()
+
+
+def copy_public_schema_owner(source_url: str, target_url: str) -> None:
+    """Give the target's ``public`` schema the source's owner.
+
+    Pagila hands ``public`` to postgres; PostgreSQL 15 creates it owned by
+    pg_database_owner. pg_restore never re-creates ``public`` (initdb did) and
+    ``--no-owner`` skips its ALTER ... OWNER, so after a portable restore that owner is the
+    one schema difference, and the only thing this changes.
+    """
+    query = "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public'"
+    with psycopg.connect(source_url) as source:
+        owner = source.execute(query).fetchone()[0]
+    with psycopg.connect(target_url, autocommit=True) as target:
+        target.execute(
+            sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner))
+        )
