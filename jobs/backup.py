@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rq import get_current_job
@@ -25,15 +26,14 @@ def run_backup(backup_id: str) -> dict[str, Any]:
                 target_connection(), storage(), backup.id, backup.type,
                 compress=backup.compress, progress=_report_progress,
             )
+            mark(
+                backup, "completed", size=manifest.size, sha256=manifest.sha256,
+                filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],
+            )
         except Exception as exc:
             db.session.rollback()
             mark(backup, "failed", error=str(exc) or type(exc).__name__)
             raise
-        mark(
-            backup, "completed", size=manifest.size, sha256=manifest.sha256,
-            filename=manifest.artifact,
-            tables=[table.model_dump() for table in manifest.tables],
-        )
         return {"backupId": backup.id, "size": manifest.size, "sha256": manifest.sha256}
 
 
