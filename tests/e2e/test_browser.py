@@ -1,0 +1,171 @@
+"""The dashboard in Debian's headless Chromium: log in, create, watch a real worker finish.
+
+Needs /usr/bin/chromium (``apt-get install -y chromium``); Playwright's own browser
+downloads are never used.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from tests.conftest import ADMIN_PASSWORD
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path("/tmp")
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def base_url(app) -> Iterator[str]:
+    """The app served by a real threaded HTTP server, as the browser needs."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with "
+                    "'apt-get install -y chromium' (never 'playwright install')", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
+    """A fresh browser context; console errors and uncaught exceptions are collected."""
+    context = browser.new_context(base_url=base_url, viewport=LAPTOP)
+    page = context.new_page()
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def log_in(page: Page) -> None:
+    page.goto("/system/backup")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/system/backup$"))
+    expect(page.locator(".topbar .user")).to_have_text("admin")
+
+
+def figure(page: Page, label: str):
+    return page.locator(".figure").filter(has_text=label)
+
+
+def mark_document(page: Page) -> None:
+    """Tag the live document; a reload or navigation would lose the tag."""
+    page.evaluate("window.noReloadMarker = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.noReloadMarker === true"), "the page was reloaded"
+
+
+def assert_no_horizontal_overflow(page: Page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"horizontal overflow: scrollWidth {widths[0]} > {widths[1]}"
+
+
+def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
+    page.set_viewport_size(viewport)
+    page.screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"), full_page=True)
+
+
+def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[str],
+                                               run_worker) -> None:
+    log_in(page)
+    expect(figure(page, "Newest completed")).to_contain_text("no completed backup yet")
+    expect(figure(page, "Newest completed")).to_have_class(re.compile("figure-warn"))
+    mark_document(page)
+
+    page.get_by_label("Full (schema + data)").check()
+    page.get_by_role("button", name="Create backup").click()
+    card = page.locator(".card")
+    expect(card).to_have_count(1)
+    expect(card.locator(".badge")).to_have_text("queued")
+    expect(card.locator(".progress progress")).to_be_visible()
+    expect(card.locator(".progress-text")).to_contain_text("Waiting for a worker")
+    expect(figure(page, "Backups")).to_contain_text("1")
+    screenshot(page, "queued", LAPTOP)
+
+    run_worker()
+
+    expect(card.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(card.locator(".filename")).to_have_text(re.compile(r"^backup-.+\.dump\.zst$"))
+    expect(card.locator(".meta")).to_contain_text(re.compile(r"\d+\.\d (KiB|MiB)"))
+    expect(card.get_by_role("link", name="Download")).to_be_visible()
+    expect(card.locator(".progress")).to_have_count(0, timeout=WAIT_MS)
+    expect(figure(page, "Newest completed")).to_contain_text("just now")
+    expect(figure(page, "Newest completed")).not_to_have_class(re.compile("figure-warn"))
+    expect(figure(page, "Total size")).to_contain_text(re.compile(r"\d+\.\d (KiB|MiB)"))
+    assert_not_reloaded(page)
+
+    screenshot(page, "laptop", LAPTOP)
+    screenshot(page, "phone", PHONE)
+    assert_no_horizontal_overflow(page)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    card.get_by_role("button", name="Delete").click()
+    expect(page.locator(".empty")).to_contain_text("No backups yet")
+    expect(figure(page, "Newest completed")).to_have_class(re.compile("figure-warn"))
+    assert_not_reloaded(page)
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    assert console_errors == []
+
+
+def test_queue_outage_shows_an_inline_error(app, page: Page, console_errors: list[str]) -> None:
+    log_in(page)
+    mark_document(page)
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    app.extensions.pop("redis", None)
+
+    page.get_by_role("button", name="Create backup").click()
+
+    expect(page.locator("#alerts .alert-error")).to_contain_text("Redis")
+    expect(page.locator(".empty")).to_contain_text("No backups yet")
+    assert_not_reloaded(page)
+    page.set_viewport_size(PHONE)
+    assert_no_horizontal_overflow(page)
+    assert all("503" in error for error in console_errors), console_errors
+
+
+def test_login_page_fits_a_phone(page: Page, console_errors: list[str]) -> None:
+    page.set_viewport_size(PHONE)
+    page.goto("/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".alert-error")).to_have_text("Wrong username or password.")
+    assert_no_horizontal_overflow(page)
+    page.screenshot(path=str(SCREENSHOTS / "pgbackup-login-phone.png"))
+    assert all("401" in error for error in console_errors), console_errors
