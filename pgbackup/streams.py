@@ -54,9 +54,14 @@ def zstd_writer(raw: Writable, level: int = DEFAULT_ZSTD_LEVEL) -> Iterator[Bina
 def copy_stream(
     src: Readable, dst: Writable, on_chunk: Callable[[int], None] | None = None
 ) -> int:
-    """Copy ``src`` to ``dst`` in CHUNK_SIZE pieces; ``on_chunk(len)`` after each. Returns total."""
+    """Copy ``src`` to ``dst`` in pieces of up to CHUNK_SIZE; ``on_chunk(len)`` after each.
+
+    Uses ``read1`` where the source has it, so a slow pipe delivers what it has instead of
+    blocking until a whole chunk has arrived (progress stays live). Returns the total.
+    """
+    read = getattr(src, "read1", src.read)
     total = 0
-    while chunk := src.read(CHUNK_SIZE):
+    while chunk := read(CHUNK_SIZE):
         dst.write(chunk)
         total += len(chunk)
         if on_chunk is not None:

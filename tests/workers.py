@@ -24,11 +24,12 @@ def worker_env(app, bindir: Path) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
     rq = Path(sys.executable).with_name("rq")
+    log = open(os.environ.get("WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
     return subprocess.Popen(
         [str(rq), "worker", "--url", env["REDIS_URL"], "--worker-class",
          "jobs.worker.BackupWorker", *extra, "backups"],
         cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT,
     )
 
 
