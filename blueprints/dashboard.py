@@ -10,21 +10,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 import catalog
+from formatting import filesize
 from models import BACKUP_TYPES, Backup, utcnow
 
 bp = Blueprint("dashboard", __name__)
+bp.add_app_template_filter(filesize)
 
 STALE_AFTER = timedelta(hours=24)
 REFRESH_EVENT = "backups-changed"
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-)
-SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
 KIND_LABELS = {"full": "Full (schema + data)", "schema-only": "Schema only"}
 
 
@@ -47,26 +44,6 @@ class Summary:
         """No completed backup, or the newest one is older than STALE_AFTER."""
         age = self.newest_age
         return age is None or age > STALE_AFTER
-
-
-@bp.after_request
-def content_security_policy(response: Response) -> Response:
-    """No inline script or style on dashboard pages: htmx and CSS come from /static."""
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    return response
-
-
-@bp.app_template_filter("filesize")
-def filesize(size: int | None) -> str:
-    """1536 -> '1.5 KiB'; binary units, one decimal."""
-    if size is None:
-        return "—"
-    value, unit = float(size), "B"
-    for larger in SIZE_UNITS:
-        if value < 1024:
-            break
-        value, unit = value / 1024, larger
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 @bp.app_template_filter("ago")

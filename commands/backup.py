@@ -11,6 +11,7 @@ from flask.cli import AppGroup
 import catalog
 from blueprints.api import backup_json
 from extensions import db
+from formatting import filesize
 from models import BACKUP_TYPES, STATUSES
 
 backup_cli = AppGroup("backup", help="Create, list, inspect and delete backups.")
@@ -28,16 +29,6 @@ def _fail_on_catalog_error(func):
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)
 
 
 @backup_cli.command("create")
@@ -61,7 +52,7 @@ def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
         db.session.refresh(backup)
     if backup.status != "completed":
         raise click.ClickException(f"{backup.id} failed: {backup.error}")
-    click.echo(f"completed {backup.id}: {backup.filename}, {_size(backup.size)}")
+    click.echo(f"completed {backup.id}: {backup.filename}, {filesize(backup.size)}")
 
 
 @backup_cli.command("list")
@@ -78,8 +69,8 @@ def list_(kind: str | None, status: str | None, limit: int, as_json: bool) -> No
                                "totalSize": page.total_size}, indent=2))
         return
     for backup in page.backups:
-        click.echo(f"{backup.id}\t{backup.type}\t{backup.status}\t{_size(backup.size)}")
-    click.echo(f"{page.total} backups, {_size(page.total_size)}")
+        click.echo(f"{backup.id}\t{backup.type}\t{backup.status}\t{filesize(backup.size)}")
+    click.echo(f"{page.total} backups, {filesize(page.total_size)}")
 
 
 @backup_cli.command("show")

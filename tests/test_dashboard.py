@@ -229,7 +229,7 @@ def test_summary_warns_without_a_recent_completed_backup(app, htmx, run_worker):
     (1468006, "1.4 MiB"), (5 * 1024**3, "5.0 GiB"), (3 * 1024**5, "3072.0 TiB"),
 ])
 def test_filesize(size, text):
-    from blueprints.dashboard import filesize
+    from formatting import filesize
 
     assert filesize(size) == text
 
