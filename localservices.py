@@ -79,7 +79,9 @@ class PostgresServer:
             shutil.chown(self.base, "postgres", "postgres")
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self.prefix, *args], check=True, capture_output=True)
+        result = subprocess.run([*self.prefix, *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed:\n{result.stdout}{result.stderr}")
 
     def start(self) -> PostgresServer:
         if not (self.datadir / "PG_VERSION").exists():

@@ -53,8 +53,10 @@ def admin_password(env: dict[str, str]) -> str:
 
 
 def main() -> int:
-    STATE.mkdir(mode=0o700, exist_ok=True)
+    STATE.mkdir(exist_ok=True)
+    STATE.chmod(0o711)  # the postgres user must reach its cluster below; nothing to list
     env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PORT", "8000")
     started = []
     try:
