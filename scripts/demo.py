@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,17 @@ def admin_password(env: dict[str, str]) -> str:
     return password
 
 
+def run_procfile(env: dict[str, str]) -> int:
+    """honcho runs web, worker and scheduler; on Ctrl-C it stops them before we go on."""
+    honcho = Path(sys.executable).with_name("honcho")
+    process = subprocess.Popen([str(honcho), "start", "-f", "Procfile"], env=env, cwd=ROOT)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait(60)
+
+
 def main() -> int:
     STATE.mkdir(exist_ok=True)
     STATE.chmod(0o711)  # the postgres user must reach its cluster below; nothing to list
@@ -74,10 +86,7 @@ def main() -> int:
             f"\n  Backups:   {env.get('BACKUP_DIR', './backups')}\n",
             flush=True,
         )
-        honcho = Path(sys.executable).with_name("honcho")
-        return subprocess.call([str(honcho), "start", "-f", "Procfile"], env=env, cwd=ROOT)
-    except KeyboardInterrupt:
-        return 0
+        return run_procfile(env)
     finally:
         for service in reversed(started):
             service.stop()
