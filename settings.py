@@ -37,6 +37,8 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         "SECRET_KEY": _secret_key(environ.get("SECRET_KEY", ""), production, instance_path),
         "APP_ENV": "production" if production else "development",
         "SESSION_COOKIE_SECURE": production,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
     }
 
 
