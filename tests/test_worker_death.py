@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from extensions import db
 from models import Backup
-from tests.workers import start_worker, wait_for, worker_env
+from tests.workers import kill_tree, start_worker, wait_for, worker_env
 
 SLOW_PG_DUMP = """#!/bin/sh
 # Real pg_dump, but the stream stalls after 64 KiB so the test can kill the worker mid-dump.
@@ -38,7 +36,7 @@ def test_killed_worker_is_reconciled_when_a_worker_starts(app, api, tmp_path):
         wait_for(lambda: status() == "running" and partial.exists()
                  and partial.stat().st_size > 0)
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
+        kill_tree(worker.pid)
         worker.wait()
     assert status() == "running"
     assert not (Path(app.config["BACKUP_DIR"]) / f"{backup_id}.dump").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +33,29 @@ def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
         cwd=ROOT, env=env, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT,
     )
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, as a crash of the machine would.
+
+    RQ's work horse runs in a process group of its own, so killing the worker's group
+    alone would leave the horse (and its pg_dump) running.
+    """
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    pending, doomed = [pid], []
+    while pending:
+        current = pending.pop()
+        doomed.append(current)
+        pending.extend(children.get(current, []))
+    for victim in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:
