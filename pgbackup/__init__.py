@@ -4,13 +4,43 @@ A pure library (no Flask, no RQ) so it can be used and tested on its own.
 """
 
 from pgbackup.connection import ConnectionInfo
+from pgbackup.dbadmin import (
+    create_database,
+    database_exists,
+    drop_database,
+    open_connections,
+    swap_databases,
+    terminate_connections,
+    validate_database_name,
+)
+from pgbackup.dryrun import DryRunError, DryRunReport, analyze_restore
 from pgbackup.dump import DumpProgress, run_dump
 from pgbackup.errors import BackupError, ConfigError
 from pgbackup.ids import artifact_name, backup_id_time, is_backup_id, manifest_name, new_backup_id
-from pgbackup.manifest import KINDS, BackupKind, Manifest, TableInfo, read_manifest, write_manifest
+from pgbackup.locks import LockBusy, backup_lock, restore_lock
+from pgbackup.manifest import (
+    KINDS,
+    BackupKind,
+    Manifest,
+    ManifestError,
+    TableInfo,
+    read_manifest,
+    write_manifest,
+)
 from pgbackup.pgdump import pg_dump_version
+from pgbackup.recovery import RecoveryReport, describe_database, restore_checked, scratch_restore
+from pgbackup.restore import (
+    RestoreError,
+    RestoreOutcome,
+    RestoreProgress,
+    restore_archive,
+    restore_into_new_database,
+)
 from pgbackup.storage import LocalStorage, validate_name
 from pgbackup.streams import CHUNK_SIZE, HashingWriter, copy_stream, zstd_writer
+from pgbackup.tablestats import table_stats
+from pgbackup.toc import Toc, TocEntry, TocError, read_toc
+from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
 from pgbackup.version import TOOL_NAME, __version__
 
 __all__ = [
@@ -19,23 +49,55 @@ __all__ = [
     "TOOL_NAME",
     "BackupError",
     "BackupKind",
+    "Check",
     "ConfigError",
     "ConnectionInfo",
+    "DryRunError",
+    "DryRunReport",
     "DumpProgress",
     "HashingWriter",
     "LocalStorage",
+    "LockBusy",
     "Manifest",
+    "ManifestError",
+    "RecoveryReport",
+    "RestoreError",
+    "RestoreOutcome",
+    "RestoreProgress",
     "TableInfo",
+    "Toc",
+    "TocEntry",
+    "TocError",
+    "VerifyResult",
     "__version__",
+    "analyze_restore",
     "artifact_name",
     "backup_id_time",
+    "backup_lock",
+    "check_integrity",
+    "compare_tables",
     "copy_stream",
+    "create_database",
+    "database_exists",
+    "describe_database",
+    "drop_database",
     "is_backup_id",
     "manifest_name",
     "new_backup_id",
+    "open_connections",
     "pg_dump_version",
     "read_manifest",
+    "read_toc",
+    "restore_archive",
+    "restore_checked",
+    "restore_into_new_database",
+    "restore_lock",
     "run_dump",
+    "scratch_restore",
+    "swap_databases",
+    "table_stats",
+    "terminate_connections",
+    "validate_database_name",
     "validate_name",
     "write_manifest",
     "zstd_writer",

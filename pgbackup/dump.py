@@ -68,10 +68,15 @@ def run_dump(
     kind: BackupKind,
     compress: bool = True,
     progress: ProgressCallback | None = None,
+    checksums: bool = True,
     pg_dump: str = "pg_dump",
     tool_version: str = __version__,
 ) -> Manifest:
     """Back up ``conn``'s database as ``backup_id``: artifact first, then its manifest.
+
+    A full backup records every table's row count and, with ``checksums``, its content
+    checksum, both taken in the dump's own snapshot (a second read of the data); a
+    schema-only backup records neither.
 
     Raises BackupError (nothing left in storage but, if the process dies, a ``.partial``).
     """
@@ -84,7 +89,8 @@ def run_dump(
         raise BackupError(f"backup {backup_id} already exists in storage")
     started, created = time.monotonic(), datetime.now(UTC)
     dump_version = pg_dump_version(pg_dump)
-    with exported_snapshot(conn, count_rows=kind == "full") as snapshot:
+    full = kind == "full"
+    with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
         sha256 = _dump_to_storage(
             conn, storage, artifact, snapshot, kind, compress, progress, pg_dump
         )

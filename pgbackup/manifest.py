@@ -2,31 +2,46 @@
 
 A backup is complete only when both its artifact and its manifest exist. The manifest
 holds no secrets and no connection details beyond the database name.
+
+The file checks itself: ``manifest_sha256`` is the SHA-256 of the canonical serialization
+of all the other fields, and the file must be exactly the canonical serialization of its
+content, so any changed byte is detected when it is read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pgbackup.ids import is_backup_id, manifest_name
 from pgbackup.storage import LocalStorage, validate_name
 
 BackupKind = Literal["full", "schema-only"]
 KINDS: tuple[BackupKind, ...] = ("full", "schema-only")
+SELF_CHECKSUM_FIELD = "manifest_sha256"
+
+
+class ManifestError(ValueError):
+    """A manifest file is unreadable, invalid, or was modified after it was written."""
 
 
 @dataclass(frozen=True)
 class TableInfo:
-    """One dumped table; ``rows`` is the exact count in the snapshot, None for schema-only."""
+    """One dumped table, as seen in the dump's snapshot (see pgbackup.tablestats).
+
+    ``rows`` is the exact count and ``checksum`` the content checksum; both are None for
+    schema-only backups, and ``checksum`` is None when checksums were off.
+    """
 
     schema: str
     name: str
     rows: int | None
+    checksum: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -73,17 +88,63 @@ class Manifest(BaseModel):
             raise ValueError("created must be a UTC timestamp")
         return value
 
+    @property
+    def manifest_sha256(self) -> str:
+        """SHA-256 of the canonical serialization of the fields (the self-checksum)."""
+        return hashlib.sha256(_canonical(self.model_dump(mode="json"))).hexdigest()
+
     def to_json(self) -> str:
-        """Stable JSON: sorted keys, two-space indent, trailing newline."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2) + "\n"
+        """The file's content: the fields plus the self-checksum, in canonical form."""
+        data = self.model_dump(mode="json") | {SELF_CHECKSUM_FIELD: self.manifest_sha256}
+        return _canonical(data).decode("ascii")
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    """Stable JSON: sorted keys, two-space indent, ASCII only, trailing newline."""
+    return (json.dumps(data, sort_keys=True, indent=2) + "\n").encode("ascii")
 
 
 def write_manifest(storage: LocalStorage, manifest: Manifest) -> None:
     with storage.atomic_writer(manifest_name(manifest.backup_id)) as handle:
-        handle.write(manifest.to_json().encode("utf-8"))
+        handle.write(manifest.to_json().encode("ascii"))
 
 
 def read_manifest(storage: LocalStorage, backup_id: str) -> Manifest:
-    """Load a manifest; FileNotFoundError if absent, pydantic ValidationError if invalid."""
-    with storage.open_read(manifest_name(backup_id)) as handle:
-        return Manifest.model_validate_json(handle.read())
+    """Load and check a manifest: FileNotFoundError if absent, else ManifestError unless it
+    is valid and byte for byte what write_manifest wrote."""
+    name = manifest_name(backup_id)
+    with storage.open_read(name) as handle:
+        raw = handle.read()
+    try:
+        return _parse(raw)
+    except ManifestError as exc:
+        raise ManifestError(f"manifest {name} {exc}") from exc
+
+
+def _parse(raw: bytes) -> Manifest:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # bad JSON or bad UTF-8
+        raise ManifestError(f"is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError("is not a JSON object")
+    claimed = data.pop(SELF_CHECKSUM_FIELD, None)
+    if claimed is None:
+        raise ManifestError(f"has no self-checksum ({SELF_CHECKSUM_FIELD})")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"is invalid: {_first_error(exc)}") from exc
+    if claimed != manifest.manifest_sha256:
+        raise ManifestError("was modified: its self-checksum does not match its content")
+    if raw != manifest.to_json().encode("ascii"):
+        raise ManifestError("was modified: it is not in canonical form")
+    return manifest
+
+
+def _first_error(exc: ValidationError) -> str:
+    """One line naming the failing field, e.g. ``size: Input should be ... (and 1 more)``."""
+    errors = exc.errors()
+    where = ".".join(str(part) for part in errors[0]["loc"]) or "manifest"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {errors[0]['msg']}{more}"

@@ -23,11 +23,13 @@ from pgbackup import (
     DumpProgress,
     LocalStorage,
     Manifest,
+    TableInfo,
     manifest_name,
     new_backup_id,
     read_manifest,
     run_dump,
 )
+from pgbackup.tablestats import table_stats
 from tests.dbcompare import schema_dump, table_fingerprints
 from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import (
@@ -47,6 +49,11 @@ def backup(url: str, storage: LocalStorage, kind: str = "full", **kwargs: object
 
 def stored_files(storage: LocalStorage) -> list[str]:
     return sorted(os.listdir(storage.root))
+
+
+def stats_of(url: str) -> list[TableInfo]:
+    with psycopg.connect(url) as pg:
+        return table_stats(pg, count_rows=True, checksums=True)
 
 
 def test_full_backup_restores_identically_with_stock_tools(
@@ -81,6 +88,8 @@ def test_manifest_describes_the_stored_backup(pagila: str, storage: LocalStorage
     assert sha256sum.stdout.split()[0] == manifest.sha256
     assert manifest.size == artifact.stat().st_size
     assert {t.qualified_name: t.rows for t in manifest.tables} == row_counts_of_tables(pagila)
+    assert manifest.tables == stats_of(pagila)  # with their checksums
+    assert all(t.checksum for t in manifest.tables)
     assert (manifest.type, manifest.compression, manifest.dump_format) == ("full", "zstd", "custom")
     assert manifest.database == ConnectionInfo.from_url(pagila).dbname
     assert manifest.server_version.startswith("15.") and " " not in manifest.server_version
@@ -114,6 +123,14 @@ def test_counts_and_data_come_from_one_snapshot(
     target = scratch_db()
     restore_with_stock_tools(storage.path(manifest.artifact), target)
     assert table_fingerprints(target) == before
+    assert stats_of(target) == manifest.tables
+    assert stats_of(pagila) != manifest.tables
+
+
+def test_checksums_can_be_turned_off(pagila: str, storage: LocalStorage) -> None:
+    manifest = backup(pagila, storage, checksums=False)
+    assert {t.qualified_name: t.rows for t in manifest.tables} == row_counts_of_tables(pagila)
+    assert all(t.checksum is None for t in manifest.tables)
 
 
 def test_server_timeouts_do_not_end_the_snapshot_early(
@@ -138,7 +155,8 @@ def test_schema_only_restores_the_schema_and_no_rows(
 ) -> None:
     manifest = backup(pagila, storage, kind="schema-only")
     assert manifest.type == "schema-only"
-    assert manifest.tables and all(table.rows is None for table in manifest.tables)
+    assert manifest.tables
+    assert all(t.rows is None and t.checksum is None for t in manifest.tables)
 
     target = scratch_db()
     restore_with_stock_tools(storage.path(manifest.artifact), target)

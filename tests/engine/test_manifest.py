@@ -1,3 +1,4 @@
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -5,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from pgbackup import LocalStorage, Manifest, TableInfo, read_manifest, write_manifest
+from pgbackup.manifest import ManifestError
 
 BACKUP_ID = "backup-2024-01-15T10-30-00-000Z"
 
@@ -15,7 +17,7 @@ def make_manifest(**overrides: object) -> Manifest:
         "database": "pagila", "server_version": "15.19", "pg_dump_version": "15.19",
         "tool": "pg-backup-manager 0.1.0", "artifact": f"{BACKUP_ID}.dump.zst", "size": 10,
         "sha256": "a" * 64, "compression": "zstd", "snapshot": "00000003-0000001B-1",
-        "tables": [TableInfo("public", "actor", 200)], "duration_ms": 1200,
+        "tables": [TableInfo("public", "actor", 200, "-123456789012345")], "duration_ms": 1200,
     }
     return Manifest(**(fields | overrides))
 
@@ -26,16 +28,68 @@ def test_round_trip_through_storage(storage: LocalStorage) -> None:
     assert read_manifest(storage, BACKUP_ID) == manifest
 
 
+def manifest_path(storage: LocalStorage):
+    return storage.path(f"{BACKUP_ID}.manifest.json")
+
+
 def test_json_is_stable_and_snake_case(storage: LocalStorage) -> None:
     write_manifest(storage, make_manifest())
-    text = storage.open_read(f"{BACKUP_ID}.manifest.json").read().decode()
+    text = manifest_path(storage).read_text()
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert text.startswith('{\n  "artifact"') and text.endswith("}\n")
     assert data["format_version"] == 1 and data["dump_format"] == "custom"
     assert data["created"] == "2024-01-15T00:00:00Z"
-    assert data["tables"] == [{"schema": "public", "name": "actor", "rows": 200}]
+    assert data["tables"] == [
+        {"schema": "public", "name": "actor", "rows": 200, "checksum": "-123456789012345"}
+    ]
     assert data["parent_id"] is None
+
+
+def test_self_checksum_covers_every_other_field(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest())
+    data = json.loads(manifest_path(storage).read_text())
+    claimed = data.pop("manifest_sha256")
+    canonical = json.dumps(data, sort_keys=True, indent=2) + "\n"
+    assert claimed == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_every_flipped_byte_is_detected(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest())
+    original = manifest_path(storage).read_bytes()
+    for offset in range(len(original)):
+        for mask in (0x01, 0x20, 0x80):
+            corrupt = bytearray(original)
+            corrupt[offset] ^= mask
+            manifest_path(storage).write_bytes(corrupt)
+            with pytest.raises(ManifestError, match=f"manifest {BACKUP_ID}.manifest.json "):
+                read_manifest(storage, BACKUP_ID)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda text: text.replace('"size": 10', '"size": 11'), "self-checksum does not match"),
+    (lambda text: text.replace("\n", "\r\n"), "not in canonical form"),
+    (lambda text: json.dumps(json.loads(text)), "not in canonical form"),
+    (lambda text: text.replace('"size": 10', '"size": "ten"'), r"is invalid: size: "),
+    (lambda text: text.replace('"tool"', '"tools"'), r"is invalid: tool: .* \(and 1 more\)"),
+    (lambda text: text.replace('"manifest_sha256"', '"other"'), "has no self-checksum"),
+    (lambda text: text[:-10], "is not valid JSON"),
+    (lambda text: "[]", "is not a JSON object"),
+])
+def test_damaged_manifests_raise_manifest_error(
+    storage: LocalStorage, edit, message: str
+) -> None:
+    write_manifest(storage, make_manifest())
+    manifest_path(storage).write_text(edit(manifest_path(storage).read_text()))
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(storage, BACKUP_ID)
+
+
+def test_invalid_utf8_raises_manifest_error(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest())
+    manifest_path(storage).write_bytes(manifest_path(storage).read_bytes() + b"\xff")
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        read_manifest(storage, BACKUP_ID)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,0 +1,1 @@
+"""Measurements to run by hand (not part of the test suite): ``python -m benchmarks.<name>``."""

@@ -1,0 +1,544 @@
+"""The dry run of a restore: what it would change and whether it can work, changing nothing.
+
+The target server is only read, in one ``REPEATABLE READ, READ ONLY`` transaction of a
+session whose ``default_transaction_read_only`` is on; the archive is only listed
+(:mod:`pgbackup.toc`). Problems that make the restore impossible are ``errors``; anything
+the operator should know before going ahead is a ``warning``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgbackup.connection import ConnectionInfo
+from pgbackup.manifest import Manifest
+from pgbackup.storage import LocalStorage
+from pgbackup.tablestats import table_stats
+from pgbackup.toc import Toc, TocError, read_toc
+
+RestoreMode = Literal["overwrite", "new-database"]
+MODES: tuple[RestoreMode, ...] = get_args(RestoreMode)
+
+SERVER_DISK_NOTE = (
+    "The database server's own free disk space is not visible over SQL and was not checked."
+)
+NO_PAST_RESTORE = "no past restore to estimate from"
+
+_SCHEMAS_SQL = """
+SELECT nspname FROM pg_namespace
+WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+ORDER BY 1
+"""
+# Client sessions only: background workers are not connections anyone would miss.
+_CONNECTIONS_SQL = """
+SELECT pid, usename AS "user", application_name AS application,
+       host(client_addr) AS client_address, state, backend_start
+FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+ORDER BY backend_start, pid
+"""
+
+
+class DryRunError(RuntimeError):
+    """The target server could not be read. The message never contains a password."""
+
+
+@dataclass(frozen=True)
+class TableRows:
+    schema: str
+    name: str
+    rows: int | None
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    id: str
+    type: str
+    created: datetime
+    size: int
+    database: str
+    server_version: str
+    schemas: list[str]
+    tables: list[TableRows]
+    toc_entries: int | None  # None when the archive's TOC cannot be read
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    database: str
+    exists: bool
+    server_version: str
+    schemas: list[str]
+    tables: list[TableRows]  # exact counts; empty unless an existing database is overwritten
+    size: int | None  # pg_database_size, None unless an existing database is overwritten
+
+
+@dataclass(frozen=True)
+class TableChange:
+    table: str  # schema.name
+    rows_before: int | None
+    rows_after: int | None
+    delta: int | None
+
+
+@dataclass(frozen=True)
+class Changes:
+    schemas_dropped: list[str]
+    schemas_created: list[str]
+    dropped: list[TableChange]
+    created: list[TableChange]
+    replaced: list[TableChange]
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    backup: str
+    target: str
+    ok: bool
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Compatibility:
+    server_version: VersionCheck
+    extensions_required: list[str] | None  # None when the archive's TOC cannot be read
+    extensions_missing: list[str] | None
+    roles_referenced: list[str] | None
+    roles_missing: list[str] | None
+    restoring_user: str
+
+
+@dataclass(frozen=True)
+class DiskCheck:
+    backup_dir_free_bytes: int | None
+    safety_backup_bytes: int | None  # estimate; None when no safety backup is taken
+    fits: bool | None  # None when unknown or not applicable
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class OpenConnection:
+    pid: int
+    user: str | None
+    application: str | None
+    client_address: str | None
+    state: str | None
+    backend_start: datetime | None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float | None
+    bytes_per_second: float | None
+    note: str
+
+
+@dataclass(frozen=True)
+class DryRunReport:
+    mode: RestoreMode
+    backup: BackupSummary
+    target: TargetSummary
+    changes: Changes
+    compatibility: Compatibility
+    disk: DiskCheck
+    connections: list[OpenConnection]
+    estimate: Estimate
+    warnings: list[str]
+    errors: list[str]
+
+    @property
+    def can_restore(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: camelCase keys, ISO 8601 UTC times."""
+        return {**_jsonable(self), "canRestore": self.can_restore}
+
+
+@dataclass(frozen=True)
+class _DatabaseFacts:
+    """The database an overwrite replaces, as it is now; empty for a new database."""
+
+    schemas: list[str] = dataclasses.field(default_factory=list)
+    tables: list[TableRows] = dataclasses.field(default_factory=list)
+    size: int | None = None
+    connections: list[OpenConnection] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _ServerFacts:
+    """What the dry run reads from the target server, in one read-only snapshot."""
+
+    version: str
+    version_num: int
+    current_user: str
+    extensions: frozenset[str]
+    roles: frozenset[str]
+    database_exists: bool
+    database: _DatabaseFacts
+
+
+@dataclass
+class _Findings:
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+def analyze_restore(
+    target: ConnectionInfo,
+    storage: LocalStorage,
+    manifest: Manifest,
+    *,
+    mode: RestoreMode,
+    new_database: str | None = None,
+    backup_dir_free_bytes: int | None = None,
+    past_restore_rate: float | None = None,
+    pg_restore: str = "pg_restore",
+) -> DryRunReport:
+    """Analyse restoring ``manifest``'s backup, changing nothing anywhere.
+
+    ``overwrite`` replaces ``target``'s database; ``new-database`` restores into
+    ``new_database`` on ``target``'s server, which must not exist yet. The caller passes
+    the free space of the backup directory (where the safety backup of an overwrite
+    goes) and ``past_restore_rate``, artifact bytes per second of past restores.
+    Raises ValueError for bad arguments and DryRunError if the server cannot be read.
+    """
+    dbname = _target_name(target, mode, new_database)
+    if past_restore_rate is not None and past_restore_rate <= 0:
+        raise ValueError(f"past_restore_rate must be positive, not {past_restore_rate}")
+    findings = _Findings()
+    toc = _toc_or_error(storage, manifest, pg_restore, findings)
+    _check_artifact_size(storage, manifest, findings)
+    facts = _server_facts(target, dbname, mode)
+    if mode == "new-database" and facts.database_exists:
+        findings.errors.append(
+            f"Database {dbname} already exists: a new-database restore only creates a "
+            "database, so pick a name that is not taken."
+        )
+    now = facts.database
+    backup = _backup_summary(manifest, toc)
+    target_summary = TargetSummary(
+        dbname, facts.database_exists, facts.version, now.schemas, now.tables, now.size
+    )
+    changes = _changes(backup, target_summary)
+    _warn_about_changes(mode, dbname, manifest, changes, findings)
+    compatibility = _compatibility(manifest, toc, facts, findings)
+    disk = _disk_check(backup_dir_free_bytes, now.size, dbname, findings)
+    _warn_about_connections(dbname, now.connections, findings)
+    return DryRunReport(
+        mode, backup, target_summary, changes, compatibility, disk, now.connections,
+        _estimate(manifest.size, past_restore_rate), findings.warnings, findings.errors,
+    )
+
+
+def _target_name(target: ConnectionInfo, mode: str, new_database: str | None) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown restore mode {mode!r}: expected one of {MODES}")
+    if mode == "overwrite":
+        if new_database is not None:
+            raise ValueError("new_database goes with mode='new-database' only")
+        return target.dbname
+    if not new_database:
+        raise ValueError("mode='new-database' needs new_database")
+    return new_database
+
+
+def _toc_or_error(
+    storage: LocalStorage, manifest: Manifest, pg_restore: str, findings: _Findings
+) -> Toc | None:
+    try:
+        return read_toc(storage, manifest, pg_restore)
+    except TocError as exc:
+        findings.errors.append(f"The backup's table of contents cannot be read: {exc}")
+        return None
+
+
+def _check_artifact_size(storage: LocalStorage, manifest: Manifest, findings: _Findings) -> None:
+    """A cheap sign of a truncated or replaced artifact (the restore checks its SHA-256)."""
+    try:
+        size = storage.size(manifest.artifact)
+    except FileNotFoundError:
+        return  # read_toc has said so
+    if size != manifest.size:
+        findings.errors.append(
+            f"The artifact {manifest.artifact} is {size} bytes but its manifest says "
+            f"{manifest.size}: it is truncated or was altered."
+        )
+
+
+@contextmanager
+def read_only_snapshot(conn: ConnectionInfo) -> Iterator[psycopg.Connection]:
+    """A session that cannot write (``default_transaction_read_only = on``), inside a
+    ``REPEATABLE READ, READ ONLY`` transaction that is rolled back at the end."""
+    with psycopg.connect(conn.conninfo, autocommit=True) as pg:
+        pg.execute("SET default_transaction_read_only = on")
+        pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        try:
+            yield pg
+        finally:
+            if not pg.closed:
+                pg.execute("ROLLBACK")
+
+
+def _server_facts(target: ConnectionInfo, dbname: str, mode: RestoreMode) -> _ServerFacts:
+    """Everything read from the server; the database itself only when it is overwritten."""
+    overwrite = mode == "overwrite"
+    try:
+        with read_only_snapshot(target) as pg:
+            return _ServerFacts(
+                version=_scalar(pg, "SHOW server_version").split()[0],
+                version_num=int(_scalar(pg, "SHOW server_version_num")),
+                current_user=_scalar(pg, "SELECT current_user"),
+                extensions=_column(pg, "SELECT name FROM pg_available_extensions"),
+                roles=_column(pg, "SELECT rolname FROM pg_roles"),
+                database_exists=overwrite or _database_exists(pg, dbname),
+                database=_database_facts(pg) if overwrite else _DatabaseFacts(),
+            )
+    except psycopg.Error as exc:
+        message = target.redact_text(str(exc).strip())
+        raise DryRunError(f"cannot read the target {target.redacted()}: {message}") from None
+
+
+def _scalar(pg: psycopg.Connection, query: str) -> Any:
+    row = pg.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _column(pg: psycopg.Connection, query: str) -> frozenset[str]:
+    return frozenset(row[0] for row in pg.execute(query))
+
+
+def _database_exists(pg: psycopg.Connection, name: str) -> bool:
+    return pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def _database_facts(pg: psycopg.Connection) -> _DatabaseFacts:
+    """The connected database: schemas, exact row counts, size and other sessions."""
+    return _DatabaseFacts(
+        schemas=sorted(_column(pg, _SCHEMAS_SQL)),
+        tables=_current_tables(pg),
+        size=_scalar(pg, "SELECT pg_database_size(current_database())"),
+        connections=_open_connections(pg),
+    )
+
+
+def _current_tables(pg: psycopg.Connection) -> list[TableRows]:
+    """Every table the manifest would list, with its exact row count (same definition)."""
+    return [
+        TableRows(table.schema, table.name, table.rows)
+        for table in table_stats(pg, count_rows=True, checksums=False)
+    ]
+
+
+def _open_connections(pg: psycopg.Connection) -> list[OpenConnection]:
+    with pg.cursor(row_factory=dict_row) as cursor:
+        return [OpenConnection(**row) for row in cursor.execute(_CONNECTIONS_SQL)]
+
+
+def _backup_summary(manifest: Manifest, toc: Toc | None) -> BackupSummary:
+    tables = [TableRows(t.schema, t.name, t.rows) for t in manifest.tables]
+    schemas = toc.schemas() if toc else sorted({t.schema for t in manifest.tables})
+    return BackupSummary(
+        id=manifest.backup_id, type=manifest.type, created=manifest.created,
+        size=manifest.size, database=manifest.database, server_version=manifest.server_version,
+        schemas=schemas, tables=tables, toc_entries=len(toc.entries) if toc else None,
+    )
+
+
+def _changes(backup: BackupSummary, target: TargetSummary) -> Changes:
+    """Table by table, what the target holds now against what it would hold after."""
+    before = {t.qualified_name: t.rows for t in target.tables}
+    # A schema-only backup restores every table empty.
+    after = {t.qualified_name: 0 if backup.type == "schema-only" else t.rows
+             for t in backup.tables}
+    return Changes(
+        schemas_dropped=sorted(set(target.schemas) - set(backup.schemas)),
+        schemas_created=sorted(set(backup.schemas) - set(target.schemas)),
+        dropped=[_change(name, before[name], 0) for name in sorted(before.keys() - after)],
+        created=[_change(name, 0, after[name]) for name in sorted(after.keys() - before)],
+        replaced=[
+            _change(name, before[name], after[name]) for name in sorted(before.keys() & after)
+        ],
+    )
+
+
+def _change(table: str, rows_before: int | None, rows_after: int | None) -> TableChange:
+    known = rows_before is not None and rows_after is not None
+    return TableChange(table, rows_before, rows_after, rows_after - rows_before if known else None)
+
+
+def _warn_about_changes(
+    mode: RestoreMode, dbname: str, manifest: Manifest, changes: Changes, findings: _Findings
+) -> None:
+    if manifest.type == "schema-only":
+        findings.warnings.append(
+            "This is a schema-only backup: every table will be empty after the restore."
+        )
+    if mode != "overwrite":
+        return
+    if manifest.database != dbname:
+        findings.warnings.append(
+            f"The backup was taken of database {manifest.database}, not of {dbname}."
+        )
+    if changes.dropped:
+        listed = ", ".join(f"{c.table} ({c.rows_before} rows)" for c in changes.dropped)
+        findings.warnings.append(
+            f"{len(changes.dropped)} table(s) exist only in {dbname} and will be dropped with "
+            f"their rows: {listed}."
+        )
+    shrinking = [c for c in changes.replaced if c.delta is not None and c.delta < 0]
+    if shrinking:
+        listed = ", ".join(f"{c.table} ({c.rows_before} → {c.rows_after})" for c in shrinking)
+        findings.warnings.append(
+            f"{len(shrinking)} table(s) will have fewer rows than now; the rows added since "
+            f"the backup will be lost: {listed}."
+        )
+
+
+def _compatibility(
+    manifest: Manifest, toc: Toc | None, facts: _ServerFacts, findings: _Findings
+) -> Compatibility:
+    version = _version_check(manifest.server_version, facts.version, facts.version_num, findings)
+    if toc is None:
+        return Compatibility(version, None, None, None, None, facts.current_user)
+    required, referenced = toc.extensions(), sorted(toc.roles())
+    missing_extensions = [name for name in required if name not in facts.extensions]
+    missing_roles = [name for name in referenced if name not in facts.roles]
+    findings.errors.extend(
+        f"Extension {name} is used by the backup but is not available on the target server "
+        "(pg_available_extensions): install it on the server first."
+        for name in missing_extensions
+    )
+    if missing_roles:
+        findings.warnings.append(_missing_roles_warning(missing_roles, facts.current_user))
+    return Compatibility(
+        version, required, missing_extensions, referenced, missing_roles, facts.current_user
+    )
+
+
+def _version_check(
+    backup: str, target: str, target_num: int, findings: _Findings
+) -> VersionCheck:
+    backup_major, target_major = _major(backup), target_num // 10000
+    if target_major < backup_major:
+        note = (
+            f"The target server runs PostgreSQL {target}, an older major version than the "
+            f"backup's {backup}: a dump cannot be restored into an older major version."
+        )
+        findings.errors.append(note)
+        return VersionCheck(backup, target, False, note)
+    if target_major > backup_major:
+        note = (
+            f"The target server runs PostgreSQL {target}, a newer major version than the "
+            f"backup's {backup}: pg_restore supports that."
+        )
+        return VersionCheck(backup, target, True, note)
+    return VersionCheck(backup, target, True, None)
+
+
+def _major(version: str) -> int:
+    match = re.match(r"\d+", version)
+    if match is None:
+        raise ValueError(f"not a PostgreSQL version: {version!r}")
+    return int(match[0])
+
+
+def _missing_roles_warning(roles: list[str], restoring_user: str) -> str:
+    names = ", ".join(roles)
+    return (
+        f"Role(s) {names} own objects or hold grants in the backup but do not exist on the "
+        "target server, so the restore will run with --no-owner and --no-privileges: every "
+        f"restored object will be owned by the restoring user {restoring_user}, and no GRANT "
+        "or REVOKE from the backup will be applied (for any role, not only these)."
+    )
+
+
+def _disk_check(
+    free: int | None, database_size: int | None, dbname: str, findings: _Findings
+) -> DiskCheck:
+    """The safety backup, estimated at ``database_size``: None when nothing is overwritten."""
+    if database_size is None:
+        notes = [SERVER_DISK_NOTE, "No safety backup is taken: no database is overwritten."]
+        return DiskCheck(free, None, None, notes)
+    notes = [
+        f"{SERVER_DISK_NOTE} The backup is restored into a second database next to {dbname} "
+        "before it is swapped in, so the server needs room for both for a while.",
+        "The safety backup is estimated at the database's current size (pg_database_size); "
+        "its compressed dump is usually much smaller, so the estimate errs on the safe side.",
+    ]
+    if free is None:
+        notes.append("The backup directory's free space was not given.")
+        return DiskCheck(None, database_size, None, notes)
+    fits = free >= database_size
+    if not fits:
+        findings.warnings.append(
+            f"The safety backup of {dbname} (estimated at {_size(database_size)}, its current "
+            f"size) may not fit in the backup directory's {_size(free)} of free space."
+        )
+    return DiskCheck(free, database_size, fits, notes)
+
+
+def _size(size: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, one decimal), as the dashboard shows sizes."""
+    value, unit = float(size), "B"
+    for larger in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def _warn_about_connections(
+    dbname: str, connections: list[OpenConnection], findings: _Findings
+) -> None:
+    if not connections:
+        return
+    listed = "; ".join(
+        f"pid {c.pid} ({c.user or 'unknown user'}, {c.application or 'no application name'}, "
+        f"{c.state or 'state unknown'})"
+        for c in connections
+    )
+    findings.warnings.append(
+        f"{len(connections)} open connection(s) to {dbname} will be cut when the restored "
+        f"database is swapped in: {listed}."
+    )
+
+
+def _estimate(size: int, rate: float | None) -> Estimate:
+    if rate is None:
+        return Estimate(None, None, NO_PAST_RESTORE)
+    note = f"{_size(size)} of artifact at {_size(round(rate))}/s, the rate of past restores"
+    return Estimate(round(size / rate, 1), rate, note)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            _camel(field.name): _jsonable(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        }
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
