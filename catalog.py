@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from extensions import db
 from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
-from models import Backup, utcnow
+from models import ACTIVE_STATUSES, Backup, Restore, utcnow
 from pgbackup import ConnectionInfo, LocalStorage, artifact_name, manifest_name, new_backup_id
 
 
@@ -45,17 +45,8 @@ def target_connection() -> ConnectionInfo:
 
 def create_backup(kind: str, compress: bool = True) -> Backup:
     """Record a queued backup and enqueue its job; neither exists if enqueueing fails."""
-    backup_id = _unused_backup_id()
-    backup = Backup(
-        id=backup_id,
-        job_id=backup_id,
-        database=current_app.config["TARGET_DATABASE"],
-        type=kind,
-        compress=compress,
-        filename=artifact_name(backup_id, compress),
-    )
-    db.session.add(backup)
-    db.session.flush()
+    _refuse_during_restore(current_app.config["TARGET_DATABASE"])
+    backup = new_backup_row(kind, compress)
     try:
         queue(BACKUP_QUEUE).enqueue(
             "jobs.backup.run_backup",
@@ -75,6 +66,41 @@ def create_backup(kind: str, compress: bool = True) -> Backup:
         ) from exc
     db.session.commit()
     return backup
+
+
+def new_backup_row(
+    kind: str, compress: bool = True, origin: str = "manual", job_id: str | None = None
+) -> Backup:
+    """A queued catalog row (flushed, not committed) for a backup of the target database.
+
+    ``job_id`` names the job that takes it: its own (the default, the backup's id) or, for
+    a safety backup, the restore job that runs it.
+    """
+    backup_id = _unused_backup_id()
+    backup = Backup(
+        id=backup_id,
+        job_id=job_id or backup_id,
+        database=current_app.config["TARGET_DATABASE"],
+        type=kind,
+        compress=compress,
+        origin=origin,
+        filename=artifact_name(backup_id, compress),
+    )
+    db.session.add(backup)
+    db.session.flush()
+    return backup
+
+
+def _refuse_during_restore(database: str) -> None:
+    """A backup and a restore of the same database never run at the same time."""
+    active = db.session.scalars(select(Restore).where(
+        Restore.status.in_(ACTIVE_STATUSES), Restore.mode == "overwrite",
+        Restore.target_database == database)).first()
+    if active is not None:
+        raise CatalogError(
+            f"restore {active.id} over {database} is {active.status}; back up once it "
+            "has finished", status=409, code="restore_running",
+        )
 
 
 def _unused_backup_id() -> str:
@@ -158,7 +184,7 @@ def newest_good_backup() -> Backup | None:
 
 
 def job_status(job_id: str) -> dict[str, Any]:
-    """The job's RQ status and progress, with the catalog's view of its backup."""
+    """A job's RQ status and progress, with the catalog's view of what it works on."""
     try:
         job = Job.fetch(job_id, connection=redis_connection())
         rq_status = job.get_status().value
@@ -171,32 +197,51 @@ def job_status(job_id: str) -> dict[str, Any]:
         raise CatalogError(
             f"the job queue (Redis) is unreachable: {exc}", status=503, code="queue_unavailable"
         ) from exc
-    backup = db.session.scalars(select(Backup).where(Backup.job_id == job_id)).first()
-    if backup is None and rq_status is None:
+    row = _row_for_job(job_id)
+    if row is None and rq_status is None:
         raise CatalogError(f"no job with id {job_id!r}", status=404, code="not_found")
+    restore = row if isinstance(row, Restore) else None
+    backup_id = restore.backup_id if restore else row.id if row else meta.get("backupId")
     return {
         "jobId": job_id,
-        "status": backup.status if backup else rq_status,
+        "kind": meta.get("kind") or ("restore" if restore else "backup"),
+        "status": row.status if row else _status_from_rq(rq_status),
         "rqStatus": rq_status,
-        "backupId": backup.id if backup else None,
-        "error": backup.error if backup else None,
+        "backupId": backup_id,
+        "restoreId": restore.id if restore else None,
+        "error": row.error if row else meta.get("error"),
         "progress": meta.get("progress", {}),
         **{key: _iso(value) for key, value in times.items()},
     }
 
 
-def mark(backup: Backup, status: str, **fields: Any) -> None:
-    """Move a backup to ``status`` and commit, stamping the matching timestamp."""
-    backup.status = status
+def _row_for_job(job_id: str) -> Backup | Restore | None:
+    for model in (Backup, Restore):
+        row = db.session.scalars(select(model).where(model.job_id == job_id)).first()
+        if row is not None:
+            return row
+    return None
+
+
+def _status_from_rq(rq_status: str | None) -> str | None:
+    """Jobs without a catalog row (verifications) speak the catalog's status words too."""
+    return {"finished": "completed", "started": "running", "deferred": "queued",
+            "scheduled": "queued", "stopped": "failed", "canceled": "failed"}.get(
+        rq_status or "", rq_status)
+
+
+def mark(row: Backup | Restore, status: str, **fields: Any) -> None:
+    """Move a backup or restore to ``status`` and commit, stamping the matching timestamp."""
+    row.status = status
     if status == "running":
-        backup.started_at = utcnow()
+        row.started_at = utcnow()
     elif status in ("completed", "failed"):
-        backup.finished_at = utcnow()
-        if backup.started_at:
-            delta = backup.finished_at - backup.started_at
-            backup.duration_ms = int(delta.total_seconds() * 1000)
+        row.finished_at = utcnow()
+        if row.started_at:
+            delta = row.finished_at - row.started_at
+            row.duration_ms = int(delta.total_seconds() * 1000)
     for key, value in fields.items():
-        setattr(backup, key, value)
+        setattr(row, key, value)
     db.session.commit()
 
 

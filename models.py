@@ -21,6 +21,8 @@ ROLES = ("admin",)
 BACKUP_TYPES = ("full", "schema-only")
 ACTIVE_STATUSES = ("queued", "running")
 STATUSES = ("queued", "running", "completed", "failed")
+VERIFY_LEVELS = ("integrity", "restore")
+RESTORE_MODES = ("overwrite", "new-database", "rehearsal")
 
 
 def utcnow() -> datetime:
@@ -41,7 +43,10 @@ class Backup(db.Model):
     filename: Mapped[str | None] = mapped_column(String(255))
     size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(16), default="manual")
     verification: Mapped[str] = mapped_column(String(16), default="unverified")
+    verification_result: Mapped[dict | None] = mapped_column(JSON)
+    verified_at: Mapped[datetime | None]
     job_id: Mapped[str | None] = mapped_column(String(128), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -52,6 +57,33 @@ class Backup(db.Model):
     tables: Mapped[list | None] = mapped_column(JSON)
 
     parent: Mapped[Backup | None] = relationship(remote_side=[id])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class Restore(db.Model):
+    """One restore of a backup: over the protected database, into a new one, or a rehearsal
+    into a scratch database that is dropped afterwards."""
+
+    __tablename__ = "restores"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backup_id: Mapped[str] = mapped_column(ForeignKey("backups.id"), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    target_database: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    safety_backup_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict | None] = mapped_column(JSON)
+
+    backup: Mapped[Backup] = relationship(foreign_keys=[backup_id])
 
     @property
     def is_active(self) -> bool:

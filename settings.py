@@ -34,12 +34,24 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
             environ.get("METADATA_DATABASE_URL", ""), target, instance_path
         ),
         "BACKUP_DIR": str(Path(environ.get("BACKUP_DIR") or "./backups").resolve()),
+        "TABLE_CHECKSUMS": _flag(environ, "TABLE_CHECKSUMS", default=True),
         "SECRET_KEY": _secret_key(environ.get("SECRET_KEY", ""), production, instance_path),
         "APP_ENV": "production" if production else "development",
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
     }
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (got {value!r})")
 
 
 def _protected_database(url: str) -> ConnectionInfo:

@@ -8,9 +8,15 @@ from typing import Any
 from flask import Blueprint, jsonify, request, send_file
 
 import catalog
+import restores
 from blueprints.openapi import openapi_document
-from blueprints.schemas import CreateBackupRequest, ListBackupsQuery
-from models import Backup
+from blueprints.schemas import (
+    CreateBackupRequest,
+    ListBackupsQuery,
+    RestoreRequest,
+    VerifyRequest,
+)
+from models import Backup, Restore
 from pgbackup import is_backup_id
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -26,6 +32,8 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
         "type": backup.type,
         "status": backup.status,
         "verification": backup.verification,
+        "verifiedAt": _iso(backup.verified_at),
+        "origin": backup.origin,
         "durationMs": backup.duration_ms,
         "database": backup.database,
         "compression": "zstd" if backup.compress else "none",
@@ -39,7 +47,27 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
             "startedAt": _iso(backup.started_at),
             "finishedAt": _iso(backup.finished_at),
             "tables": backup.tables or [],
+            "verificationResult": backup.verification_result,
         }
+    return data
+
+
+def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
+    data = {
+        "restoreId": restore.id,
+        "jobId": restore.job_id,
+        "backupId": restore.backup_id,
+        "mode": restore.mode,
+        "targetDatabase": restore.target_database,
+        "status": restore.status,
+        "safetyBackupId": restore.safety_backup_id,
+        "created": _iso(restore.created_at),
+        "durationMs": restore.duration_ms,
+        "error": restore.error,
+    }
+    if detail:
+        data |= {"startedAt": _iso(restore.started_at), "finishedAt": _iso(restore.finished_at),
+                 "result": restore.result}
     return data
 
 
@@ -102,6 +130,40 @@ def download_backup(backup_id: str):
     path = catalog.artifact_path(_checked_id(backup_id))
     return send_file(path, as_attachment=True, download_name=path.name,
                      mimetype="application/octet-stream")
+
+
+@bp.post("/system/backup/verify")
+def verify_backup():
+    params = VerifyRequest.model_validate(_json_body())
+    job_id = restores.start_verification(_checked_id(params.backupId), params.level)
+    return jsonify(backupId=params.backupId, level=params.level, jobId=job_id,
+                   status="queued"), 202
+
+
+@bp.post("/system/backup/restore")
+def restore_backup():
+    params = RestoreRequest.model_validate(_json_body())
+    backup_id = _checked_id(params.backupId)
+    if params.dryRun:
+        analysis = restores.dry_run(backup_id, params.targetDatabase)
+        if not params.rehearse:
+            return jsonify(dryRun=True, analysis=analysis)
+        rehearsal = restores.start_restore(backup_id, "rehearsal")
+        return jsonify(dryRun=True, analysis=analysis, rehearsal=restore_json(rehearsal)), 202
+    restore = restores.start_restore(backup_id, params.mode, params.targetDatabase)
+    return jsonify(restore_json(restore)), 202
+
+
+@bp.get("/system/backup/restore")
+def list_restores():
+    return jsonify(restores=[restore_json(restore) for restore in restores.list_restores()])
+
+
+@bp.get("/system/backup/restore/<restore_id>")
+def show_restore(restore_id: str):
+    if not JOB_ID.fullmatch(restore_id):
+        raise catalog.CatalogError(f"invalid restore id {restore_id!r}", code="invalid_id")
+    return jsonify(restore_json(restores.get_restore(restore_id), detail=True))
 
 
 @bp.get("/system/jobs/<job_id>")

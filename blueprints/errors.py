@@ -19,7 +19,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(item) for item in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(message if error["type"] == "value_error" else f"{where}: {message}")
     return "; ".join(parts)
 
 

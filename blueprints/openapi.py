@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blueprints.schemas import CreateBackupRequest
+from blueprints.schemas import CreateBackupRequest, RestoreRequest, VerifyRequest
 from pgbackup import __version__
 
 BACKUP_ID = {"type": "string", "pattern": r"^backup-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$"}
@@ -22,7 +22,11 @@ BACKUP = {
         "created": {"type": "string", "format": "date-time"},
         "type": {"type": "string", "enum": ["full", "schema-only"]},
         "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
-        "verification": {"type": "string"},
+        "verification": {"type": "string",
+                         "enum": ["unverified", "valid", "corrupted"]},
+        "verifiedAt": NULLABLE_STRING,
+        "verificationResult": {"type": ["object", "null"]},
+        "origin": {"type": "string", "enum": ["manual", "safety"]},
         "durationMs": NULLABLE_INT,
         "database": {"type": "string"},
         "compression": {"type": "string", "enum": ["zstd", "none"]},
@@ -69,6 +73,27 @@ JOB = {
         "enqueuedAt": NULLABLE_STRING,
         "startedAt": NULLABLE_STRING,
         "endedAt": NULLABLE_STRING,
+    },
+}
+
+
+RESTORE = {
+    "type": "object",
+    "required": ["restoreId", "jobId", "backupId", "mode", "targetDatabase", "status"],
+    "properties": {
+        "restoreId": {"type": "string"},
+        "jobId": NULLABLE_STRING,
+        "backupId": BACKUP_ID,
+        "mode": {"type": "string", "enum": ["overwrite", "new-database", "rehearsal"]},
+        "targetDatabase": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
+        "safetyBackupId": NULLABLE_STRING,
+        "created": {"type": "string", "format": "date-time"},
+        "durationMs": NULLABLE_INT,
+        "error": NULLABLE_STRING,
+        "startedAt": NULLABLE_STRING,
+        "finishedAt": NULLABLE_STRING,
+        "result": {"type": ["object", "null"]},
     },
 }
 
@@ -140,6 +165,38 @@ def _paths() -> dict[str, Any]:
                                           "content": {"application/octet-stream": {}}},
                                   **_errors(400, 401, 404, 409)}},
         },
+        "/api/system/backup/verify": {
+            "post": {
+                "summary": "Verify a backup (integrity, or a real test restore) as a job",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("VerifyRequest")}}},
+                "responses": {"202": _json({"type": "object"}, "Verification queued"),
+                              **_errors(400, 401, 404, 409, 503)},
+            },
+        },
+        "/api/system/backup/restore": {
+            "post": {
+                "summary": "Dry-run, or restore into a new database or over the protected one",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("RestoreRequest")}}},
+                "responses": {"200": _json({"type": "object"}, "Dry-run analysis"),
+                              "202": _json(_ref("Restore"), "Restore queued"),
+                              **_errors(400, 401, 404, 409, 503)},
+            },
+            "get": {
+                "summary": "Recent restores, newest first",
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "restores": {"type": "array", "items": _ref("Restore")}}}, "Restores"),
+                    **_errors(401)},
+            },
+        },
+        "/api/system/backup/restore/{restoreId}": {
+            "get": {"summary": "One restore with its result",
+                    "parameters": [_id_param("restoreId", {"type": "string",
+                                                           "pattern": "^[A-Za-z0-9_-]+$"})],
+                    "responses": {"200": _json(_ref("Restore"), "The restore"),
+                                  **_errors(400, 401, 404)}},
+        },
         "/api/system/jobs/{jobId}": {
             "get": {"summary": "Job status and progress",
                     "parameters": [_id_param("jobId", {"type": "string",
@@ -163,6 +220,9 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 "CreateBackupRequest": CreateBackupRequest.model_json_schema(),
+                "VerifyRequest": VerifyRequest.model_json_schema(),
+                "RestoreRequest": RestoreRequest.model_json_schema(),
+                "Restore": RESTORE,
                 "Backup": BACKUP,
                 "Job": JOB,
                 "Error": ERROR,

@@ -31,6 +31,43 @@ class CreateBackupRequest(Strict):
         return self
 
 
+class VerifyRequest(Strict):
+    backupId: str
+    level: Literal["integrity", "restore"] = "integrity"
+
+
+class RestoreRequest(Strict):
+    """Exactly one way to restore: a dry run, over the protected database with
+    ``confirmDataLoss``, or into a new database named by ``targetDatabase``."""
+
+    backupId: str
+    dryRun: StrictBool = False
+    rehearse: StrictBool = False
+    confirmDataLoss: StrictBool = False
+    targetDatabase: str | None = Field(default=None, min_length=1, max_length=63)
+
+    @model_validator(mode="after")
+    def one_clear_intent(self) -> RestoreRequest:
+        if self.rehearse and not self.dryRun:
+            raise ValueError("rehearse goes with dryRun: true")
+        if self.dryRun and self.confirmDataLoss:
+            raise ValueError("dryRun changes nothing, so confirmDataLoss makes no sense with it")
+        if self.targetDatabase and self.confirmDataLoss:
+            raise ValueError(
+                "a restore into a new database (targetDatabase) loses no data: "
+                "drop confirmDataLoss, or drop targetDatabase to restore over the database")
+        if not (self.dryRun or self.confirmDataLoss or self.targetDatabase):
+            raise ValueError(
+                "restoring over the protected database replaces all of its current data: "
+                "send confirmDataLoss: true to do that, targetDatabase to restore into a new "
+                "database, or dryRun: true to see what would change")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "new-database" if self.targetDatabase else "overwrite"
+
+
 class ListBackupsQuery(Strict):
     type: BackupType | None = None
     status: BackupStatus | None = None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 
 import click
 from flask.cli import AppGroup
+from pydantic import ValidationError
 
 import catalog
+import restores
 from blueprints.api import backup_json
+from blueprints.errors import describe_validation_error
+from blueprints.schemas import RestoreRequest
 from extensions import db
 from formatting import filesize
-from models import BACKUP_TYPES, STATUSES
+from models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, VERIFY_LEVELS
 
 backup_cli = AppGroup("backup", help="Create, list, inspect and delete backups.")
 
@@ -20,23 +26,43 @@ backup_cli = AppGroup("backup", help="Create, list, inspect and delete backups."
 def _fail_on_catalog_error(func):
     """Show CatalogError as a one-line CLI error with a non-zero exit code."""
 
+    @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except catalog.CatalogError as exc:
             raise click.ClickException(exc.message) from None
 
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+def _wait(describe: str, active: Callable[[], bool], timeout: int) -> None:
+    """Poll until ``active()`` turns false; a ClickException after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while active():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{describe} still running after {timeout}s")
+        time.sleep(1)
+        db.session.expire_all()
+
+
+WAIT_OPTIONS = (
+    click.option("--wait", is_flag=True, help="Wait for the job; exit 1 if it fails."),
+    click.option("--timeout", default=24 * 3600, show_default=True, help="Seconds to --wait."),
+)
+
+
+def _wait_options(func):
+    for option in reversed(WAIT_OPTIONS):
+        func = option(func)
+    return func
 
 
 @backup_cli.command("create")
 @click.option("--type", "kind", type=click.Choice(BACKUP_TYPES), default="full",
               show_default=True)
 @click.option("--compress/--no-compress", default=True, show_default=True)
-@click.option("--wait", is_flag=True, help="Wait for the job; exit 1 if the backup fails.")
-@click.option("--timeout", default=24 * 3600, show_default=True, help="Seconds to --wait.")
+@_wait_options
 @_fail_on_catalog_error
 def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
     """Queue a backup (a worker must be running) and print its id."""
@@ -44,15 +70,74 @@ def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
     click.echo(f"queued {backup.id} (job {backup.job_id})")
     if not wait:
         return
-    deadline = time.monotonic() + timeout
-    while backup.is_active:
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"{backup.id} still {backup.status} after {timeout}s")
-        time.sleep(1)
-        db.session.refresh(backup)
+    _wait(backup.id, lambda: backup.is_active, timeout)
     if backup.status != "completed":
         raise click.ClickException(f"{backup.id} failed: {backup.error}")
     click.echo(f"completed {backup.id}: {backup.filename}, {filesize(backup.size)}")
+
+
+@backup_cli.command("verify")
+@click.argument("backup_id")
+@click.option("--level", type=click.Choice(VERIFY_LEVELS), default="integrity",
+              show_default=True, help="restore: a real test restore into a scratch database.")
+@_wait_options
+@_fail_on_catalog_error
+def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
+    """Queue a verification; with --wait, print the checks and exit 1 if invalid."""
+    job_id = restores.start_verification(backup_id, level)
+    click.echo(f"queued {level} verification of {backup_id} (job {job_id})")
+    if not wait:
+        return
+    _wait(job_id, lambda: catalog.job_status(job_id)["status"] in ACTIVE_STATUSES, timeout)
+    backup = catalog.get_backup(backup_id)
+    for check in (backup.verification_result or {}).get("checks", []):
+        click.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}")
+    if backup.verification != "valid":
+        raise click.ClickException(f"{backup_id} is {backup.verification}")
+    click.echo(f"{backup_id} is valid ({level})")
+
+
+@backup_cli.command("restore")
+@click.argument("backup_id")
+@click.option("--dry-run", is_flag=True, help="Analyse only; print the report as JSON.")
+@click.option("--rehearse", is_flag=True, help="With --dry-run: also restore into a scratch "
+              "database, check it and drop it.")
+@click.option("--target-database", help="Restore into this new database.")
+@click.option("--confirm-data-loss", is_flag=True,
+              help="Restore over the protected database (a safety backup is taken first).")
+@_wait_options
+@_fail_on_catalog_error
+def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str | None,
+            confirm_data_loss: bool, wait: bool, timeout: int) -> None:
+    """Dry-run, or restore a backup into a new database or over the protected one."""
+    try:
+        request = RestoreRequest(backupId=backup_id, dryRun=dry_run, rehearse=rehearse,
+                                 targetDatabase=target_database,
+                                 confirmDataLoss=confirm_data_loss)
+    except ValidationError as exc:
+        raise click.UsageError(describe_validation_error(exc)) from None
+    if dry_run:
+        click.echo(json.dumps(restores.dry_run(backup_id, target_database), indent=2))
+        if not rehearse:
+            return
+    row = restores.start_restore(backup_id, "rehearsal" if rehearse else request.mode,
+                                 target_database)
+    click.echo(f"queued {row.mode} restore {row.id} of {backup_id} into {row.target_database}")
+    if not wait:
+        return
+    _wait(row.id, lambda: row.is_active, timeout)
+    if row.status != "completed":
+        raise click.ClickException(f"{row.id} failed: {row.error}")
+    click.echo(f"completed {row.id}: {row.target_database} matches the backup's manifest")
+
+
+@backup_cli.command("restores")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+def restores_(limit: int) -> None:
+    """Recent restores, newest first."""
+    for row in restores.list_restores(limit):
+        click.echo(f"{row.id}\t{row.mode}\t{row.target_database}\t{row.status}\t"
+                   f"{row.backup_id}")
 
 
 @backup_cli.command("list")

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from rq import get_current_job
+from flask import current_app
 
-from catalog import mark, storage, target_connection
+from catalog import CatalogError, mark, storage, target_connection
 from extensions import db
 from jobs.context import app_context
+from jobs.progress import save_progress
 from models import Backup
-from pgbackup import DumpProgress, run_dump
+from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
+from restores import start_verification
 
 
 def run_backup(backup_id: str) -> dict[str, Any]:
@@ -20,34 +22,53 @@ def run_backup(backup_id: str) -> dict[str, Any]:
         backup = db.session.get(Backup, backup_id)
         if backup is None or backup.status != "queued":
             raise RuntimeError(f"backup {backup_id} is not queued; refusing to run it twice")
-        mark(backup, "running")
         try:
-            manifest = run_dump(
-                target_connection(), storage(), backup.id, backup.type,
-                compress=backup.compress, progress=_report_progress,
-            )
-            mark(
-                backup, "completed", size=manifest.size, sha256=manifest.sha256,
-                filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],
-            )
+            with backup_lock(target_connection(), backup.database):
+                manifest = dump_into(backup)
         except Exception as exc:
-            db.session.rollback()
-            mark(backup, "failed", error=str(exc) or type(exc).__name__)
+            if backup.is_active:  # the lock was busy: dump_into never started
+                mark(backup, "failed", error=str(exc))
             raise
+        _verify_soon(backup)
         return {"backupId": backup.id, "size": manifest.size, "sha256": manifest.sha256}
 
 
-def _report_progress(progress: DumpProgress) -> None:
-    job = get_current_job()
-    if job is None:
-        return
-    job.meta["progress"] = {
-        "bytesWritten": progress.bytes_written,
-        "currentTable": progress.current_table,
-        "tablesDone": progress.tables_done,
-        "tablesTotal": progress.tables_total,
-    }
-    job.save_meta()
+def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
+    """Run the dump for a catalog row, moving it running -> completed or failed."""
+    mark(backup, "running")
+    try:
+        manifest = run_dump(
+            target_connection(), storage(), backup.id, backup.type,
+            compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],
+            progress=lambda progress: report_dump_progress(progress, phase),
+        )
+        mark(
+            backup, "completed", size=manifest.size, sha256=manifest.sha256,
+            filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],
+        )
+    except Exception as exc:
+        db.session.rollback()
+        mark(backup, "failed", error=str(exc) or type(exc).__name__)
+        raise
+    return manifest
+
+
+def _verify_soon(backup: Backup) -> None:
+    """New backups get an integrity check as a job of its own, right after creation."""
+    try:
+        start_verification(backup.id, "integrity")
+    except CatalogError as exc:
+        current_app.logger.warning("could not queue verification of %s: %s", backup.id, exc)
+
+
+def report_dump_progress(progress: DumpProgress, phase: str = "dump") -> None:
+    save_progress(
+        phase=phase,
+        bytesWritten=progress.bytes_written,
+        currentTable=progress.current_table,
+        tablesDone=progress.tables_done,
+        tablesTotal=progress.tables_total,
+    )
 
 
 def on_backup_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:

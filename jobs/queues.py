@@ -7,7 +7,9 @@ from redis import Redis
 from rq import Queue
 
 BACKUP_QUEUE = "backups"
-QUEUES = (BACKUP_QUEUE,)
+RESTORE_QUEUE = "restores"
+VERIFY_QUEUE = "verifications"
+QUEUES = (RESTORE_QUEUE, BACKUP_QUEUE, VERIFY_QUEUE)  # a worker's priority order
 JOB_TIMEOUT = 24 * 3600
 RESULT_TTL = 7 * 24 * 3600
 

@@ -20,26 +20,31 @@ from sqlalchemy import select
 
 from catalog import mark, storage
 from extensions import db
-from models import ACTIVE_STATUSES, Backup
+from models import ACTIVE_STATUSES, Backup, Restore
 
 log = logging.getLogger(__name__)
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def reconcile_backups(connection: Redis) -> list[str]:
-    """Fail active backups whose job can no longer finish; returns their ids."""
+    """Fail active backups and restores whose job can no longer finish; returns their ids."""
     failed = []
-    active = db.session.scalars(select(Backup).where(Backup.status.in_(ACTIVE_STATUSES)))
-    for backup in active.all():
-        reason = _why_job_cannot_finish(backup.job_id or backup.id, connection)
-        if reason is None:
-            continue
-        mark(backup, "failed", error=f"the backup job did not finish: {reason}")
-        if backup.filename:
-            storage().remove_partial_for(backup.filename)
-        log.warning("backup %s marked failed: %s", backup.id, reason)
-        failed.append(backup.id)
+    for model in (Backup, Restore):
+        active = db.session.scalars(select(model).where(model.status.in_(ACTIVE_STATUSES)))
+        for row in active.all():
+            reason = _why_job_cannot_finish(row.job_id or row.id, connection)
+            if reason is not None:
+                _fail(row, reason)
+                failed.append(row.id)
     return failed
+
+
+def _fail(row: Backup | Restore, reason: str) -> None:
+    kind = "restore" if isinstance(row, Restore) else "backup"
+    mark(row, "failed", error=f"the {kind} job did not finish: {reason}")
+    if isinstance(row, Backup) and row.filename:
+        storage().remove_partial_for(row.filename)
+    log.warning("%s %s marked failed: %s", kind, row.id, reason)
 
 
 def _why_job_cannot_finish(job_id: str, connection: Redis) -> str | None:

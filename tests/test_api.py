@@ -155,7 +155,8 @@ def test_openapi_document_describes_every_api_route(app, api):
     documented = {(path, method.upper()) for path, item in document["paths"].items()
                   for method in item}
     routes = {
-        (rule.rule.replace("<backup_id>", "{backupId}").replace("<job_id>", "{jobId}"), method)
+        (rule.rule.replace("<backup_id>", "{backupId}").replace("<job_id>", "{jobId}")
+         .replace("<restore_id>", "{restoreId}"), method)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/system")
         for method in rule.methods - {"HEAD", "OPTIONS"}

@@ -1,0 +1,127 @@
+"""RQ entry point for restores.
+
+Whatever the mode, the backup is first restored into a database of its own and checked
+against its manifest (row counts and content checksums). Only then:
+- ``new-database`` keeps that database under the requested name;
+- ``overwrite`` takes a safety backup of the live database, swaps the checked copy in
+  under the live name and drops the old one (the safety backup can undo it);
+- ``rehearsal`` reports the outcome and drops the copy.
+A restore that fails at any step leaves the live database as it was.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import current_app
+
+from catalog import mark, new_backup_row, storage, target_connection
+from extensions import db
+from jobs.backup import dump_into
+from jobs.context import app_context
+from jobs.verify import report_restore_progress
+from models import Restore
+from pgbackup import (
+    Manifest,
+    RecoveryReport,
+    RestoreError,
+    check_integrity,
+    drop_database,
+    read_manifest,
+    restore_checked,
+    restore_lock,
+    scratch_restore,
+    swap_databases,
+)
+
+
+def run_restore(restore_id: str) -> dict[str, Any]:
+    with app_context():
+        restore = db.session.get(Restore, restore_id)
+        if restore is None or restore.status != "queued":
+            raise RuntimeError(f"restore {restore_id} is not queued; refusing to run it twice")
+        mark(restore, "running")
+        try:
+            manifest = _checked_manifest(restore.backup_id)
+            with restore_lock(target_connection(), restore.target_database):
+                result = MODES[restore.mode](restore, manifest)
+            mark(restore, "completed", result=result)
+        except Exception as exc:
+            db.session.rollback()
+            mark(restore, "failed", error=str(exc) or type(exc).__name__)
+            raise
+        return result
+
+
+def _checked_manifest(backup_id: str) -> Manifest:
+    """Never restore from an artifact that fails its integrity check."""
+    integrity = check_integrity(storage(), backup_id)
+    if not integrity.is_valid:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok)
+        raise RestoreError(f"backup {backup_id} failed its integrity check ({failed})")
+    return read_manifest(storage(), backup_id)
+
+
+def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+    server = target_connection()
+    report = restore_checked(server, restore.target_database, storage(), manifest,
+                             like=current_app.config["TARGET_DATABASE"],
+                             progress=report_restore_progress)
+    _require_match(report, server)
+    return _result(report)
+
+
+def _rehearsal(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+    with scratch_restore(target_connection(), storage(), manifest, "rehearsal",
+                         progress=report_restore_progress) as report:
+        return _result(report)
+
+
+def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+    server = target_connection()
+    live = restore.target_database
+    safety = new_backup_row("full", origin="safety", job_id=restore.job_id)
+    restore.safety_backup_id = safety.id
+    db.session.commit()
+    dump_into(safety, phase="safety-backup")
+    replacement = f"{live[:40]}_restore_{secrets.token_hex(4)}"
+    report = restore_checked(server, replacement, storage(), manifest, like=live,
+                             progress=report_restore_progress)
+    _require_match(report, server)
+    replaced = swap_databases(server, live, replacement)
+    drop_database(server, replaced)
+    return {**_result(report), "safetyBackupId": safety.id}
+
+
+def _require_match(report: RecoveryReport, server: Any) -> None:
+    """A restored copy that differs from the manifest is dropped, never reported as fine."""
+    if report.matches:
+        return
+    drop_database(server, report.database)
+    differences = "; ".join(check.detail for check in report.checks if not check.ok)
+    raise RestoreError(f"the restored data does not match the backup's manifest: {differences}")
+
+
+def _result(report: RecoveryReport) -> dict[str, Any]:
+    return {
+        "database": report.database,
+        "matchesManifest": report.matches,
+        "itemsRestored": report.outcome.items_total,
+        "restoreMs": report.outcome.duration_ms,
+        "skippedRoles": report.skipped_roles,
+        "warnings": report.warnings,
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks],
+    }
+
+
+MODES = {"new-database": _into_new_database, "overwrite": _overwrite, "rehearsal": _rehearsal}
+
+
+def on_restore_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback, also called for abandoned jobs whose worker died."""
+    with app_context():
+        restore = db.session.get(Restore, job.args[0]) if job.args else None
+        if restore is not None and restore.is_active:
+            reason = f"{exc_type.__name__}: {exc}" if exc_type else "job failed"
+            mark(restore, "failed", error=f"the restore job did not finish ({reason})")

@@ -1,0 +1,184 @@
+"""Restore and verification requests: validated here, carried out by RQ jobs.
+
+Every refusal is a CatalogError with a sentence for the user; nothing is queued or
+recorded unless the whole request is acceptable.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from typing import Any
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq import Callback
+from sqlalchemy import func, select
+
+from catalog import CatalogError, get_backup, storage, target_connection
+from extensions import db
+from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
+from models import ACTIVE_STATUSES, VERIFY_LEVELS, Backup, Restore
+from pgbackup import (
+    DryRunError,
+    VerifyResult,
+    analyze_restore,
+    check_integrity,
+    database_exists,
+    new_backup_id,
+    read_manifest,
+    validate_database_name,
+)
+
+
+def _completed_backup(backup_id: str) -> Backup:
+    backup = get_backup(backup_id)
+    if backup.status != "completed":
+        raise CatalogError(
+            f"backup {backup_id} is {backup.status}; only completed backups can be "
+            "verified or restored", status=409, code="backup_not_completed",
+        )
+    return backup
+
+
+def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: Any) -> None:
+    try:
+        queue(queue_name).enqueue(
+            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+            on_failure=Callback("jobs.restore.on_restore_failure")
+            if queue_name == RESTORE_QUEUE else None,
+        )
+    except RedisError as exc:
+        db.session.rollback()
+        raise CatalogError(
+            f"the job queue (Redis) is unreachable, nothing was started: {exc}",
+            status=503, code="queue_unavailable",
+        ) from exc
+
+
+def start_verification(backup_id: str, level: str) -> str:
+    """Queue a verification of ``backup_id`` at ``level``; returns the job id."""
+    if level not in VERIFY_LEVELS:
+        raise CatalogError(f"unknown level {level!r}: use one of {', '.join(VERIFY_LEVELS)}")
+    backup = _completed_backup(backup_id)
+    job_id = f"verify-{level}-{backup.id}-{secrets.token_hex(3)}"
+    _enqueue(VERIFY_QUEUE, "jobs.verify.run_verify", job_id,
+             f"{level} verification of {backup.id}", backup.id, level)
+    return job_id
+
+
+def dry_run(backup_id: str, target_database: str | None = None) -> dict[str, Any]:
+    """The read-only analysis of restoring ``backup_id`` (over the protected database, or
+    into ``target_database`` when given)."""
+    backup = _completed_backup(backup_id)
+    if target_database is not None:
+        _checked_name(target_database)
+    integrity = check_integrity(storage(), backup.id)
+    if not integrity.is_valid:
+        return _unrestorable(integrity)
+    try:
+        report = analyze_restore(
+            target_connection(), storage(), read_manifest(storage(), backup.id),
+            mode="new-database" if target_database else "overwrite",
+            new_database=target_database,
+            backup_dir_free_bytes=shutil.disk_usage(storage().root).free,
+            past_restore_rate=past_restore_rate(),
+        )
+    except DryRunError as exc:
+        raise CatalogError(f"cannot analyse the target: {exc}", status=503,
+                           code="target_unavailable") from None
+    return {**report.to_dict(), "integrity": integrity.to_dict()}
+
+
+def _unrestorable(integrity: VerifyResult) -> dict[str, Any]:
+    """A dry run of a corrupted backup: the integrity failures are the whole answer."""
+    failed = [f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok]
+    return {"canRestore": False, "integrity": integrity.to_dict(),
+            "errors": [f"the backup failed its integrity check ({'; '.join(failed)})"],
+            "warnings": []}
+
+
+def start_restore(backup_id: str, mode: str, target_database: str | None = None) -> Restore:
+    """Record and queue a restore after every check that can be made up front."""
+    backup = _completed_backup(backup_id)
+    protected = current_app.config["TARGET_DATABASE"]
+    _refuse_concurrent_restore()
+    if mode == "overwrite":
+        target_database = protected
+        _refuse_active_backup(protected)
+    elif mode == "new-database":
+        target_database = _checked_name(target_database or "")
+        if database_exists(target_connection(), target_database):
+            raise CatalogError(
+                f"database {target_database!r} already exists; a restore into a new "
+                "database never touches an existing one: pick another name",
+                status=409, code="database_exists",
+            )
+    else:
+        target_database = "scratch database (dropped afterwards)"
+    restore = Restore(id=_new_restore_id(), backup_id=backup.id, mode=mode,
+                      target_database=target_database)
+    restore.job_id = restore.id
+    db.session.add(restore)
+    db.session.flush()
+    _enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
+             f"{mode} restore of {backup.id} into {target_database}", restore.id)
+    db.session.commit()
+    return restore
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return validate_database_name(name)
+    except ValueError as exc:
+        raise CatalogError(f"targetDatabase: {exc}", code="invalid_database_name") from None
+
+
+def _refuse_concurrent_restore() -> None:
+    active = db.session.scalars(
+        select(Restore).where(Restore.status.in_(ACTIVE_STATUSES))).first()
+    if active is not None:
+        raise CatalogError(
+            f"restore {active.id} is {active.status}; restores run one at a time",
+            status=409, code="restore_running",
+        )
+
+
+def _refuse_active_backup(database: str) -> None:
+    active = db.session.scalars(select(Backup).where(
+        Backup.status.in_(ACTIVE_STATUSES), Backup.database == database)).first()
+    if active is not None:
+        raise CatalogError(
+            f"backup {active.id} of {database} is {active.status}; restore over the "
+            "database once it has finished", status=409, code="backup_running",
+        )
+
+
+def _new_restore_id() -> str:
+    restore_id = "restore-" + new_backup_id().removeprefix("backup-")
+    while db.session.get(Restore, restore_id) is not None:
+        restore_id = "restore-" + new_backup_id().removeprefix("backup-")
+    return restore_id
+
+
+def past_restore_rate() -> float | None:
+    """Artifact bytes per second over past completed restores, for the dry run's estimate."""
+    size, millis = db.session.execute(
+        select(func.sum(Backup.size), func.sum(Restore.duration_ms))
+        .join(Backup, Restore.backup_id == Backup.id)
+        .where(Restore.status == "completed", Restore.mode != "overwrite")
+    ).one()
+    return size / (millis / 1000) if size and millis else None
+
+
+def get_restore(restore_id: str) -> Restore:
+    restore = db.session.get(Restore, restore_id)
+    if restore is None:
+        raise CatalogError(f"no restore with id {restore_id!r}", status=404, code="not_found")
+    return restore
+
+
+def list_restores(limit: int = 50) -> list[Restore]:
+    return list(db.session.scalars(
+        select(Restore).order_by(Restore.created_at.desc()).limit(limit)))
