@@ -54,3 +54,34 @@ def test_create_wait_exits_non_zero_when_the_backup_fails(app, pg_server, tmp_pa
         worker.wait(30)
     assert result.exit_code == 1
     assert "failed" in result.output and "no_such_database" in result.output
+
+
+def test_verify_and_restore_from_the_cli(app, tmp_path, pagila, pg_server):
+    from tests.dbcompare import table_fingerprints
+
+    cli = app.test_cli_runner()
+    worker = start_worker(worker_env(app, tmp_path))
+    try:
+        created = cli.invoke(args=["backup", "create", "--wait"])
+        assert created.exit_code == 0, created.output
+        backup_id = created.output.split()[1]
+        verified = cli.invoke(args=["backup", "verify", backup_id, "--level", "restore",
+                                    "--wait"])
+        assert verified.exit_code == 0, verified.output
+        assert "ok   table public.actor" in verified.output
+        assert f"{backup_id} is valid (restore)" in verified.output
+
+        dry = cli.invoke(args=["backup", "restore", backup_id, "--dry-run"])
+        assert dry.exit_code == 0 and json.loads(dry.output)["canRestore"] is True
+        refused = cli.invoke(args=["backup", "restore", backup_id])
+        assert refused.exit_code == 2 and "confirm" in refused.output
+
+        restored = cli.invoke(args=["backup", "restore", backup_id, "--target-database",
+                                    "cli_copy", "--wait"])
+        assert restored.exit_code == 0, restored.output
+        assert "cli_copy matches the backup's manifest" in restored.output
+        assert table_fingerprints(pg_server.url("cli_copy")) == table_fingerprints(pagila)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        pg_server.drop_database("cli_copy")
