@@ -6,6 +6,7 @@ together, so that a failure never leaves one of them half done.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,10 @@ from sqlalchemy import func, select
 
 from extensions import db
 from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
-from models import ACTIVE_STATUSES, Backup, Restore, utcnow
+from models import ACTIVE_STATUSES, Backup, Deletion, Restore, utcnow
 from pgbackup import ConnectionInfo, LocalStorage, artifact_name, manifest_name, new_backup_id
+
+log = logging.getLogger(__name__)
 
 
 class CatalogError(Exception):
@@ -43,10 +46,13 @@ def target_connection() -> ConnectionInfo:
     return ConnectionInfo.from_url(current_app.config["DATABASE_URL"])
 
 
-def create_backup(kind: str, compress: bool = True) -> Backup:
+def create_backup(
+    kind: str, compress: bool = True, origin: str = "manual", schedule_id: int | None = None
+) -> Backup:
     """Record a queued backup and enqueue its job; neither exists if enqueueing fails."""
     _refuse_during_restore(current_app.config["TARGET_DATABASE"])
-    backup = new_backup_row(kind, compress)
+    backup = new_backup_row(kind, compress, origin)
+    backup.schedule_id = schedule_id
     try:
         queue(BACKUP_QUEUE).enqueue(
             "jobs.backup.run_backup",
@@ -118,21 +124,29 @@ def get_backup(backup_id: str) -> Backup:
     return backup
 
 
-def delete_backup(backup_id: str) -> None:
-    """Remove artifact, manifest and catalog row; refused while a job works on it."""
+def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -> None:
+    """Remove artifact, manifest and catalog row, and log why; refused while a job works
+    on the backup or another backup depends on it."""
     backup = get_backup(backup_id)
     if backup.is_active:
         raise CatalogError(
             f"backup {backup_id} is {backup.status}; wait for its job to end before deleting",
             status=409, code="backup_busy",
         )
+    child = db.session.scalars(select(Backup).where(Backup.parent_id == backup.id)).first()
+    if child is not None:
+        raise CatalogError(f"backup {child.id} depends on {backup_id}; delete it first",
+                           status=409, code="backup_has_dependents")
+    db.session.delete(backup)
+    db.session.add(Deletion(backup_id=backup.id, actor=actor, reason=reason))
+    db.session.flush()
     store = storage()
     store.delete(manifest_name(backup.id))
     if backup.filename:
         store.delete(backup.filename)
         store.remove_partial_for(backup.filename)
-    db.session.delete(backup)
     db.session.commit()
+    log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
 
 
 def artifact_path(backup_id: str) -> Any:

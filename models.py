@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -22,6 +22,8 @@ BACKUP_TYPES = ("full", "schema-only")
 ACTIVE_STATUSES = ("queued", "running")
 STATUSES = ("queued", "running", "completed", "failed")
 VERIFY_LEVELS = ("integrity", "restore")
+SCHEDULE_TYPES = ("full", "incremental", "schema-only")
+FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "cron")
 RESTORE_MODES = ("overwrite", "new-database", "rehearsal")
 
 
@@ -44,6 +46,8 @@ class Backup(db.Model):
     size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     origin: Mapped[str] = mapped_column(String(16), default="manual")
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), index=True)
     verification: Mapped[str] = mapped_column(String(16), default="unverified")
     verification_result: Mapped[dict | None] = mapped_column(JSON)
     verified_at: Mapped[datetime | None]
@@ -70,12 +74,13 @@ class Restore(db.Model):
     __tablename__ = "restores"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    backup_id: Mapped[str] = mapped_column(ForeignKey("backups.id"), index=True)
+    # Plain ids, no foreign keys: a restore's history outlives the backups it names.
+    backup_id: Mapped[str] = mapped_column(String(64), index=True)
     mode: Mapped[str] = mapped_column(String(16))
     target_database: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     job_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    safety_backup_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
+    safety_backup_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -83,11 +88,66 @@ class Restore(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)
 
-    backup: Mapped[Backup] = relationship(foreign_keys=[backup_id])
-
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+class Schedule(db.Model):
+    """A recurring backup; its times are wall-clock times in ``timezone``."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    type: Mapped[str] = mapped_column(String(32), default="full")
+    frequency: Mapped[str] = mapped_column(String(16))
+    time: Mapped[str | None] = mapped_column(String(5))
+    day_of_week: Mapped[int | None]
+    day_of_month: Mapped[int | None]
+    cron: Mapped[str | None] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    retention_days: Mapped[int] = mapped_column(default=7)
+    keep_at_least: Mapped[int] = mapped_column(default=1)
+    verify: Mapped[str] = mapped_column(String(16), default="integrity")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_run_at: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(16))
+
+    @property
+    def job_id(self) -> str:
+        """The stable id of its registration in rq-scheduler."""
+        return f"schedule-{self.id}"
+
+
+class ScheduleRun(db.Model):
+    """One firing of a schedule; (schedule, slot) is unique, so a slot runs at most once
+    however many schedulers fire it."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot: Mapped[str] = mapped_column(String(40))
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    backup_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Deletion(db.Model):
+    """Why a backup was deleted, by whom or by which rule; kept after the backup is gone."""
+
+    __tablename__ = "deletions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backup_id: Mapped[str] = mapped_column(String(64), index=True)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class User(UserMixin, db.Model):

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from flask import Blueprint, jsonify, request, send_file
+from flask_login import current_user
 
 import catalog
 import restores
@@ -75,7 +76,7 @@ def _iso(value) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
-def _json_body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise catalog.CatalogError(
@@ -96,7 +97,7 @@ def _checked_id(backup_id: str) -> str:
 
 @bp.post("/system/backup")
 def create_backup():
-    params = CreateBackupRequest.model_validate(_json_body())
+    params = CreateBackupRequest.model_validate(json_body())
     backup = catalog.create_backup(params.type, compress=params.compress)
     return jsonify(backupId=backup.id, jobId=backup.job_id, status=backup.status), 202
 
@@ -121,7 +122,7 @@ def show_backup(backup_id: str):
 
 @bp.delete("/system/backup/<backup_id>")
 def delete_backup(backup_id: str):
-    catalog.delete_backup(_checked_id(backup_id))
+    catalog.delete_backup(_checked_id(backup_id), actor=current_user.display_name)
     return jsonify(deleted=backup_id)
 
 
@@ -134,7 +135,7 @@ def download_backup(backup_id: str):
 
 @bp.post("/system/backup/verify")
 def verify_backup():
-    params = VerifyRequest.model_validate(_json_body())
+    params = VerifyRequest.model_validate(json_body())
     job_id = restores.start_verification(_checked_id(params.backupId), params.level)
     return jsonify(backupId=params.backupId, level=params.level, jobId=job_id,
                    status="queued"), 202
@@ -142,7 +143,7 @@ def verify_backup():
 
 @bp.post("/system/backup/restore")
 def restore_backup():
-    params = RestoreRequest.model_validate(_json_body())
+    params = RestoreRequest.model_validate(json_body())
     backup_id = _checked_id(params.backupId)
     if params.dryRun:
         analysis = restores.dry_run(backup_id, params.targetDatabase)

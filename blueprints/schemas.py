@@ -73,3 +73,25 @@ class ListBackupsQuery(Strict):
     status: BackupStatus | None = None
     page: int = Field(default=1, ge=1, le=1_000_000)
     perPage: int = Field(default=50, ge=1, le=200)
+
+
+class ScheduleFields(Strict):
+    """A schedule as the API spells it; every field optional so PUT can send a subset."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    type: Literal["full", "incremental", "schema-only"] | None = None
+    frequency: Literal["hourly", "daily", "weekly", "monthly", "cron"] | None = None
+    time: str | None = Field(default=None, max_length=5)
+    dayOfWeek: int | None = None
+    dayOfMonth: int | None = None
+    cron: str | None = Field(default=None, max_length=120)
+    timezone: str | None = Field(default=None, max_length=64)
+    retention: int | None = Field(default=None, ge=1, le=36500)
+    keepAtLeast: int | None = Field(default=None, ge=1, le=1000)
+    verify: Literal["none", "integrity", "restore"] | None = None
+    enabled: StrictBool | None = None
+
+
+class CreateScheduleRequest(ScheduleFields):
+    name: str = Field(min_length=1, max_length=80)
+    frequency: Literal["hourly", "daily", "weekly", "monthly", "cron"]

@@ -3,10 +3,11 @@
 from flask import Flask
 
 from commands.backup import backup_cli
+from commands.scheduler import scheduler_command
 from commands.tokens import tokens_cli
 from commands.users import users_cli
 
 
 def register_commands(app: Flask) -> None:
-    for group in (users_cli, tokens_cli, backup_cli):
+    for group in (users_cli, tokens_cli, backup_cli, scheduler_command):
         app.cli.add_command(group)

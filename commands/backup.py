@@ -175,5 +175,5 @@ def delete(backup_id: str, yes: bool) -> None:
     catalog.get_backup(backup_id)
     if not yes:
         click.confirm(f"Delete {backup_id} and its files for good?", abort=True)
-    catalog.delete_backup(backup_id)
+    catalog.delete_backup(backup_id, actor="cli")
     click.echo(f"deleted {backup_id}")

@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import current_app
 
+import retention
 from catalog import CatalogError, mark, storage, target_connection
 from extensions import db
 from jobs.context import app_context
 from jobs.progress import save_progress
-from models import Backup
+from models import Backup, Schedule
 from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
 from restores import start_verification
 
@@ -28,8 +29,10 @@ def run_backup(backup_id: str) -> dict[str, Any]:
         except Exception as exc:
             if backup.is_active:  # the lock was busy: dump_into never started
                 mark(backup, "failed", error=str(exc))
+            _record_on_schedule(backup)
             raise
-        _verify_soon(backup)
+        _record_on_schedule(backup)
+        _follow_up(backup)
         return {"backupId": backup.id, "size": manifest.size, "sha256": manifest.sha256}
 
 
@@ -53,12 +56,25 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
     return manifest
 
 
-def _verify_soon(backup: Backup) -> None:
-    """New backups get an integrity check as a job of its own, right after creation."""
+def _record_on_schedule(backup: Backup) -> None:
+    schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
+    if schedule is not None:
+        schedule.last_status = backup.status
+        db.session.commit()
+
+
+def _follow_up(backup: Backup) -> None:
+    """Verify the new backup as its schedule says (integrity for manual ones), then apply
+    its schedule's retention. Neither may turn a completed backup into a failed job."""
+    schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
+    level = schedule.verify if schedule else "integrity"
     try:
-        start_verification(backup.id, "integrity")
+        if level != "none":
+            start_verification(backup.id, level)
+        if schedule is not None:
+            retention.apply(schedule_id=schedule.id)
     except CatalogError as exc:
-        current_app.logger.warning("could not queue verification of %s: %s", backup.id, exc)
+        current_app.logger.warning("after backup %s: %s", backup.id, exc.message)
 
 
 def report_dump_progress(progress: DumpProgress, phase: str = "dump") -> None:

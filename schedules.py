@@ -1,0 +1,274 @@
+"""Schedules: the catalog is the source of truth, rq-scheduler only holds the next firing.
+
+Each enabled schedule has exactly one registration in rq-scheduler: a job for its next
+slot, with the id ``schedule-<id>-<slot>``. :func:`sync_schedules` (run by the scheduler
+process at start-up and on every pass) re-creates missing registrations, moves edited
+ones and removes those of deleted or disabled schedules, so a flushed Redis or an edited
+time never leaves a ghost or a missing run. A slot fires at most once: a (schedule, slot)
+row in ``schedule_runs`` is unique. A slot missed while everything was down is fired
+once, at start-up; the next slot is computed from then on, so missed slots never pile up.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq_scheduler import Scheduler
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+import catalog
+from catalog import CatalogError
+from extensions import db
+from jobs.queues import BACKUP_QUEUE, RESULT_TTL, redis_connection
+from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
+from schedule_timing import Timing, TimingError
+
+FIELDS = {  # API name -> column
+    "name": "name", "type": "type", "frequency": "frequency", "time": "time",
+    "dayOfWeek": "day_of_week", "dayOfMonth": "day_of_month", "cron": "cron",
+    "timezone": "timezone", "retention": "retention_days", "keepAtLeast": "keep_at_least",
+    "verify": "verify", "enabled": "enabled",
+}
+API_NAMES = {column: api for api, column in FIELDS.items()}
+PER_FREQUENCY = {"weekly": "day_of_week", "monthly": "day_of_month", "cron": "cron"}
+JOB_PREFIX = "schedule-"
+CLEANUP_PREFIX = "retention-cleanup-"
+CLEANUP_TIMING = Timing(frequency="daily", time="03:30")  # UTC
+
+
+def timing(schedule: Schedule) -> Timing:
+    return Timing(
+        frequency=schedule.frequency, time=schedule.time, day_of_week=schedule.day_of_week,
+        day_of_month=schedule.day_of_month, cron=schedule.cron, timezone=schedule.timezone,
+    )
+
+
+def as_utc(value: datetime) -> datetime:
+    """Catalog datetimes are naive UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- create, edit, delete -------------------------------------------------------------
+
+def create_schedule(fields: dict[str, Any]) -> Schedule:
+    defaults = {"time": None if fields.get("frequency") == "cron" else "02:00",
+                "timezone": "UTC", "type": "full", "retention": 7, "keepAtLeast": 1,
+                "verify": "integrity", "enabled": True}
+    schedule = Schedule()
+    _apply(schedule, {**defaults, **fields})
+    return _save(schedule)
+
+
+def update_schedule(schedule_id: int, fields: dict[str, Any]) -> Schedule:
+    schedule = get_schedule(schedule_id)
+    if "frequency" in fields and fields["frequency"] != schedule.frequency:
+        for column in PER_FREQUENCY.values():  # stale day/cron fields of the old frequency
+            setattr(schedule, column, None)
+        if fields["frequency"] == "cron":
+            schedule.time = None
+    _apply(schedule, fields)
+    return _save(schedule)
+
+
+def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(schedule, FIELDS[name], value)
+    if schedule.type == "incremental":
+        raise CatalogError("type: incremental backups are not available yet; use full or "
+                           "schema-only", code="invalid_schedule")
+    try:
+        schedule.next_run_at = (
+            timing(schedule).next_run(now_utc()).replace(tzinfo=None)
+            if schedule.enabled else None
+        )
+    except TimingError as exc:
+        api_name = API_NAMES.get(exc.field, exc.field)
+        message = str(exc).replace(exc.field, api_name)
+        raise CatalogError(message, code="invalid_schedule") from None
+
+
+def _save(schedule: Schedule) -> Schedule:
+    db.session.add(schedule)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise CatalogError(f"a schedule named {schedule.name!r} exists already",
+                           status=409, code="schedule_exists") from None
+    _try_sync()
+    return schedule
+
+
+def delete_schedule(schedule_id: int) -> None:
+    """Its backups stay (kept until deleted by hand); its registration goes."""
+    db.session.delete(get_schedule(schedule_id))
+    db.session.commit()
+    _try_sync()
+
+
+def _try_sync() -> None:
+    """Register at once when Redis is up; the scheduler's next pass does it otherwise."""
+    try:
+        sync_schedules()
+    except RedisError:
+        catalog.log.warning("Redis unreachable; the scheduler will register schedules later")
+
+
+def get_schedule(schedule_id: int) -> Schedule:
+    schedule = db.session.get(Schedule, schedule_id)
+    if schedule is None:
+        raise CatalogError(f"no schedule with id {schedule_id}", status=404, code="not_found")
+    return schedule
+
+
+def list_schedules() -> list[Schedule]:
+    return list(db.session.scalars(select(Schedule).order_by(Schedule.name)))
+
+
+# ---- firing -------------------------------------------------------------------------
+
+def fire(schedule_id: int, slot: str, manual: bool = False) -> ScheduleRun | None:
+    """Start the backup for one slot, once; skip it while the previous run is going."""
+    schedule = db.session.get(Schedule, schedule_id)
+    if schedule is None or not (schedule.enabled or manual):
+        return None
+    run = ScheduleRun(schedule_id=schedule.id, slot=slot, outcome="started")
+    db.session.add(run)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return None  # another scheduler or a duplicate registration fired this slot
+    busy = _active_backup(schedule)
+    if busy is not None:
+        run.outcome = "skipped"
+        run.reason = f"the previous run ({busy.id}) is still {busy.status}"
+        schedule.last_status = "skipped"
+    else:
+        backup = catalog.create_backup(schedule.type, origin="schedule", schedule_id=schedule.id)
+        run.backup_id = backup.id
+        schedule.last_status = backup.status
+    schedule.last_run_at = utcnow()
+    if not manual:
+        schedule.next_run_at = timing(schedule).next_run(
+            max(now_utc(), as_utc(datetime.fromisoformat(slot)))).replace(tzinfo=None)
+    db.session.commit()
+    return run
+
+
+def run_now(schedule_id: int) -> ScheduleRun:
+    schedule = get_schedule(schedule_id)
+    run = fire(schedule.id, f"manual-{now_utc().isoformat(timespec='milliseconds')}",
+               manual=True)
+    if run is None:  # two clicks in the same millisecond
+        raise CatalogError("this schedule was just started", status=409, code="already_started")
+    return run
+
+
+def _active_backup(schedule: Schedule) -> Backup | None:
+    return db.session.scalars(select(Backup).where(
+        Backup.schedule_id == schedule.id, Backup.status.in_(ACTIVE_STATUSES))).first()
+
+
+# ---- registration in rq-scheduler ---------------------------------------------------
+
+def scheduler() -> Scheduler:
+    return Scheduler(queue_name=BACKUP_QUEUE, connection=redis_connection())
+
+
+def slot_job_id(schedule: Schedule, slot: datetime) -> str:
+    return f"{JOB_PREFIX}{schedule.id}-{as_utc(slot):%Y%m%dT%H%M%SZ}"
+
+
+def sync_schedules() -> dict[str, list[str]]:
+    """Make rq-scheduler hold exactly one registration per enabled schedule."""
+    sched = scheduler()
+    all_registered = {job.id for job in sched.get_jobs()}
+    registered = {job_id for job_id in all_registered if job_id.startswith(JOB_PREFIX)}
+    wanted, added = set(), []
+    for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
+        _skip_fired_slot(schedule)
+        job_id = slot_job_id(schedule, schedule.next_run_at)
+        wanted.add(job_id)
+        if job_id not in registered and not _pending(job_id):
+            _register(sched, schedule, job_id)
+            added.append(job_id)
+    removed = sorted(registered - wanted)
+    for job_id in removed:
+        sched.cancel(job_id)
+    db.session.commit()
+    if not any(job_id.startswith(CLEANUP_PREFIX) for job_id in all_registered):
+        added.append(_register_cleanup(sched))
+    return {"added": added, "removed": removed}
+
+
+def _register_cleanup(sched: Scheduler) -> str:
+    """The daily retention clean-up, registered one day at a time like a schedule."""
+    slot = CLEANUP_TIMING.next_run(now_utc())
+    job_id = f"{CLEANUP_PREFIX}{slot:%Y%m%dT%H%M%SZ}"
+    sched.enqueue_at(slot.replace(tzinfo=None), "jobs.schedule.run_cleanup", job_id=job_id,
+                     job_description="daily retention clean-up", job_result_ttl=RESULT_TTL,
+                     queue_name=BACKUP_QUEUE)
+    return job_id
+
+
+def _skip_fired_slot(schedule: Schedule) -> None:
+    """A slot that already has a run (the scheduler died before moving on) is done."""
+    if schedule.next_run_at is None:
+        schedule.next_run_at = timing(schedule).next_run(now_utc()).replace(tzinfo=None)
+    fired = db.session.scalars(select(ScheduleRun).where(
+        ScheduleRun.schedule_id == schedule.id,
+        ScheduleRun.slot == as_utc(schedule.next_run_at).isoformat())).first()
+    if fired is not None:
+        schedule.next_run_at = timing(schedule).next_run(
+            max(now_utc(), as_utc(schedule.next_run_at))).replace(tzinfo=None)
+
+
+def _pending(job_id: str) -> bool:
+    """Moved to the queue or running: registered in all but name."""
+    try:
+        status = Job.fetch(job_id, connection=redis_connection()).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.FINISHED)
+
+
+def _register(sched: Scheduler, schedule: Schedule, job_id: str) -> None:
+    slot = as_utc(schedule.next_run_at)
+    sched.enqueue_at(
+        max(slot, now_utc()).replace(tzinfo=None),  # a missed slot fires once, now
+        "jobs.schedule.fire_schedule", schedule.id, slot.isoformat(),
+        job_id=job_id, job_description=f"schedule {schedule.name!r}: {schedule.type} "
+        f"backup due {slot:%Y-%m-%d %H:%M} UTC", job_result_ttl=RESULT_TTL,
+        queue_name=BACKUP_QUEUE,
+    )
+
+
+# ---- JSON ---------------------------------------------------------------------------
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    data = {api: getattr(schedule, column) for api, column in FIELDS.items()}
+    next_run = as_utc(schedule.next_run_at) if schedule.next_run_at else None
+    return {
+        "id": schedule.id,
+        **data,
+        "description": timing(schedule).describe(),
+        "nextRunAt": _iso(next_run),
+        "nextRunLocal": next_run.astimezone(timing(schedule).zone).isoformat()
+        if next_run else None,
+        "lastRunAt": _iso(as_utc(schedule.last_run_at) if schedule.last_run_at else None),
+        "lastStatus": schedule.last_status,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
