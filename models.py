@@ -208,3 +208,65 @@ class ApiToken(db.Model):
         return f"token:{self.name}"
 
 
+
+
+class ActivityEvent(db.Model):
+    """Who did what, when: the activity log. Rows are only ever added."""
+
+    __tablename__ = "activity"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(80))  # user, token:<name>, cli, scheduler, system
+    action: Mapped[str] = mapped_column(String(40), index=True)  # e.g. backup.create, login
+    target: Mapped[str | None] = mapped_column(String(120))
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, failed, refused
+    source: Mapped[str | None] = mapped_column(String(64))  # remote address, when a request
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class NotificationChannel(db.Model):
+    """Where alerts go: a webhook (JSON, HMAC-signed), SMTP email, or a Slack-compatible
+    incoming webhook. ``config`` holds the kind's settings; its secrets are write-only in
+    the API."""
+
+    __tablename__ = "notification_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # webhook, email, slack
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alert(db.Model):
+    """One problem, from when it starts to when it clears; ``key`` identifies the problem
+    (e.g. ``no-recent-backup:schedule:3``) so it is notified once, not on every check."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), index=True)
+    severity: Mapped[str] = mapped_column(String(16))  # warning, critical
+    message: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_notified_at: Mapped[datetime | None]
+    cleared_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class Delivery(db.Model):
+    """One notification sent (or tried) to one channel, retried until it goes through."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_channels.id", ondelete="CASCADE"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
+    event: Mapped[str] = mapped_column(String(16))  # fired, reminder, cleared, test
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent, failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    sent_at: Mapped[datetime | None]
