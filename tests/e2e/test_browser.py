@@ -108,7 +108,7 @@ def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[
 
     page.get_by_label("Full (schema + data)").check()
     page.get_by_role("button", name="Create backup").click()
-    card = page.locator(".card")
+    card = page.locator("#backups .card")
     expect(card).to_have_count(1)
     expect(card.locator(".badge")).to_have_text("queued")
     expect(card.locator(".progress progress")).to_be_visible()
@@ -134,7 +134,7 @@ def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[
 
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="Delete").click()
-    expect(page.locator(".empty")).to_contain_text("No backups yet")
+    expect(page.locator("#backups .empty")).to_contain_text("No backups yet")
     expect(figure(page, "Newest completed")).to_have_class(re.compile("figure-warn"))
     assert_not_reloaded(page)
 
@@ -152,7 +152,7 @@ def test_queue_outage_shows_an_inline_error(app, page: Page, console_errors: lis
     page.get_by_role("button", name="Create backup").click()
 
     expect(page.locator("#alerts .alert-error")).to_contain_text("Redis")
-    expect(page.locator(".empty")).to_contain_text("No backups yet")
+    expect(page.locator("#backups .empty")).to_contain_text("No backups yet")
     assert_not_reloaded(page)
     page.set_viewport_size(PHONE)
     assert_no_horizontal_overflow(page)
@@ -169,3 +169,88 @@ def test_login_page_fits_a_phone(page: Page, console_errors: list[str]) -> None:
     assert_no_horizontal_overflow(page)
     page.screenshot(path=str(SCREENSHOTS / "pgbackup-login-phone.png"))
     assert all("401" in error for error in console_errors), console_errors
+
+
+RESTORED = "restored_copy"
+
+
+@pytest.fixture
+def restored_copy(pg_server) -> Iterator[str]:
+    pg_server.drop_database(RESTORED)
+    yield RESTORED
+    pg_server.drop_database(RESTORED)
+
+
+def test_verify_then_restore_into_a_new_database(
+    page: Page, console_errors: list[str], run_worker, pagila: str, pg_server, restored_copy: str
+) -> None:
+    from tests.dbcompare import table_fingerprints
+
+    log_in(page)
+    mark_document(page)
+    page.get_by_role("button", name="Create backup").click()
+    card = page.locator("#backups .card")
+    expect(card.locator(".badge")).to_have_text("queued")
+
+    run_worker()  # the backup, then its automatic integrity check
+
+    expect(card.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(card.locator(".vbadge")).to_have_text("Valid", timeout=WAIT_MS)
+    card.locator(".checks-details summary").click()
+    expect(card.locator(".check-name").filter(has_text="sha256")).to_be_visible()
+
+    # A test restore, watched on the card.
+    card.get_by_label(re.compile("Verification level")).select_option("restore")
+    card.get_by_role("button", name="Verify").click()
+    expect(card.locator(".verification .progress-text")).to_contain_text(
+        "Test restore: waiting for a worker")
+    run_worker()
+    expect(card.locator(".verification .progress")).to_have_count(0, timeout=WAIT_MS)
+    expect(card.locator(".verification-head")).to_contain_text("Test restore ·")
+    expect(card.locator(".vbadge")).to_have_text("Valid")
+
+    # Restore: the dry run comes first.
+    card.get_by_role("button", name="Restore…").click()
+    dialog = page.locator("#restore-panel .restore-dialog")
+    expect(dialog.locator(".dry-run-note")).to_contain_text("Dry run of a restore over")
+    expect(dialog.locator(".issue-ok")).to_contain_text("The restore can go ahead")
+    expect(dialog.get_by_role("heading", name="Changes")).to_be_visible()
+    expect(dialog.get_by_text("Estimated time")).to_be_visible()
+    screenshot_element(page, "#restore-panel", "dry-run-laptop", LAPTOP)
+    screenshot_element(page, "#restore-panel", "dry-run-phone", PHONE)
+    assert_no_horizontal_overflow(page)
+    page.set_viewport_size(LAPTOP)
+
+    # Overwriting needs the database's name typed exactly.
+    overwrite = dialog.locator(".choice-danger")
+    overwrite.get_by_label(re.compile("to confirm")).fill("not-the-name")
+    overwrite.get_by_role("button", name=re.compile("^Restore over")).click()
+    expect(overwrite.locator(".alert-error")).to_contain_text("type its name exactly")
+
+    new_db = dialog.locator(".choice-box").filter(has_text="Restore into a new database")
+    new_db.get_by_label("New database name").fill(restored_copy)
+    new_db.get_by_role("button", name="Restore into new database").click()
+    expect(page.locator("#restore-panel")).to_contain_text("Restore queued")
+    restore = page.locator("#restores .restore")
+    expect(restore).to_have_count(1)
+    expect(restore.locator(".badge")).to_have_text("queued")
+    expect(restore.locator(".progress-text")).to_contain_text("Waiting for a worker")
+
+    run_worker()
+
+    expect(restore.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(restore).to_contain_text(restored_copy)
+    expect(restore.locator(".restore-outcome")).to_contain_text("Matches the backup's manifest")
+    expect(restore.locator(".progress")).to_have_count(0)
+    assert_not_reloaded(page)
+    screenshot(page, "restored-laptop", LAPTOP)
+    screenshot(page, "restored-phone", PHONE)
+    assert_no_horizontal_overflow(page)
+
+    assert table_fingerprints(pg_server.url(restored_copy)) == table_fingerprints(pagila)
+    assert all("400" in error for error in console_errors), console_errors
+
+
+def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
+    page.set_viewport_size(viewport)
+    page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
