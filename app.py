@@ -15,7 +15,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from blueprints import api, auth, dashboard, schedules_api
+from blueprints import (
+    api,
+    auth,
+    dashboard,
+    health_api,
+    metrics,
+    notifications_api,
+    schedules_api,
+)
 from blueprints.errors import register_error_handlers
 from commands import register_commands
 from extensions import csrf, db, login_manager
@@ -50,7 +58,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     app.register_blueprint(api.bp)
-    app.register_blueprint(schedules_api.bp)
+    for blueprint in (schedules_api, health_api, notifications_api, metrics):
+        app.register_blueprint(blueprint.bp)
     app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
     register_commands(app)

@@ -17,6 +17,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import func, select
 
+import activity
 from extensions import db
 from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
 from models import ACTIVE_STATUSES, Backup, Deletion, Restore, utcnow
@@ -71,6 +72,7 @@ def create_backup(
             status=503, code="queue_unavailable",
         ) from exc
     db.session.commit()
+    activity.record("backup.create", backup.id, detail=f"{kind}, origin {origin}")
     return backup
 
 
@@ -146,6 +148,7 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
         store.delete(backup.filename)
         store.remove_partial_for(backup.filename)
     db.session.commit()
+    activity.record("backup.delete", backup.id, detail=reason, actor=actor)
     log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
 
 

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from rq import Callback
 from sqlalchemy import func, select
 
+import activity
 from catalog import CatalogError, get_backup, storage, target_connection
 from extensions import db
 from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
@@ -65,6 +66,7 @@ def start_verification(backup_id: str, level: str) -> str:
     job_id = f"verify-{level}-{backup.id}-{secrets.token_hex(3)}"
     _enqueue(VERIFY_QUEUE, "jobs.verify.run_verify", job_id,
              f"{level} verification of {backup.id}", backup.id, level)
+    activity.record("backup.verify", backup.id, detail=f"level {level}, job {job_id}")
     return job_id
 
 
@@ -115,8 +117,10 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
                 "database never touches an existing one: pick another name",
                 status=409, code="database_exists",
             )
-    else:
+    elif mode == "rehearsal":
         target_database = "scratch database (dropped afterwards)"
+    else:
+        raise CatalogError(f"unknown restore mode {mode!r}", code="invalid_mode")
     restore = Restore(id=_new_restore_id(), backup_id=backup.id, mode=mode,
                       target_database=target_database)
     restore.job_id = restore.id
@@ -125,6 +129,8 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
     _enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
              f"{mode} restore of {backup.id} into {target_database}", restore.id)
     db.session.commit()
+    activity.record("restore.start", restore.id,
+                    detail=f"{mode} of {backup.id} into {target_database}")
     return restore
 
 

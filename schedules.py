@@ -21,6 +21,7 @@ from rq_scheduler import Scheduler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+import activity
 import catalog
 from catalog import CatalogError
 from extensions import db
@@ -65,7 +66,9 @@ def create_schedule(fields: dict[str, Any]) -> Schedule:
                 "verify": "integrity", "enabled": True}
     schedule = Schedule()
     _apply(schedule, {**defaults, **fields})
-    return _save(schedule)
+    _save(schedule)
+    activity.record("schedule.create", schedule.name, detail=timing(schedule).describe())
+    return schedule
 
 
 def update_schedule(schedule_id: int, fields: dict[str, Any]) -> Schedule:
@@ -76,7 +79,9 @@ def update_schedule(schedule_id: int, fields: dict[str, Any]) -> Schedule:
         if fields["frequency"] == "cron":
             schedule.time = None
     _apply(schedule, fields)
-    return _save(schedule)
+    _save(schedule)
+    activity.record("schedule.update", schedule.name, detail=", ".join(sorted(fields)))
+    return schedule
 
 
 def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
@@ -96,7 +101,7 @@ def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
         raise CatalogError(message, code="invalid_schedule") from None
 
 
-def _save(schedule: Schedule) -> Schedule:
+def _save(schedule: Schedule) -> None:
     db.session.add(schedule)
     try:
         db.session.commit()
@@ -105,13 +110,14 @@ def _save(schedule: Schedule) -> Schedule:
         raise CatalogError(f"a schedule named {schedule.name!r} exists already",
                            status=409, code="schedule_exists") from None
     _try_sync()
-    return schedule
 
 
 def delete_schedule(schedule_id: int) -> None:
     """Its backups stay (kept until deleted by hand); its registration goes."""
-    db.session.delete(get_schedule(schedule_id))
+    schedule = get_schedule(schedule_id)
+    db.session.delete(schedule)
     db.session.commit()
+    activity.record("schedule.delete", schedule.name)
     _try_sync()
 
 
@@ -171,6 +177,7 @@ def run_now(schedule_id: int) -> ScheduleRun:
                manual=True)
     if run is None:  # two clicks in the same millisecond
         raise CatalogError("this schedule was just started", status=409, code="already_started")
+    activity.record("schedule.run", schedule.name, detail=run.reason or run.backup_id)
     return run
 
 

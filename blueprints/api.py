@@ -8,10 +8,12 @@ from typing import Any
 from flask import Blueprint, jsonify, request, send_file
 from flask_login import current_user
 
+import activity
 import catalog
 import restores
 from blueprints.openapi import openapi_document
 from blueprints.schemas import (
+    ActivityQuery,
     CreateBackupRequest,
     ListBackupsQuery,
     RestoreRequest,
@@ -129,6 +131,7 @@ def delete_backup(backup_id: str):
 @bp.get("/system/backup/<backup_id>/download")
 def download_backup(backup_id: str):
     path = catalog.artifact_path(_checked_id(backup_id))
+    activity.record("backup.download", backup_id)
     return send_file(path, as_attachment=True, download_name=path.name,
                      mimetype="application/octet-stream")
 
@@ -172,6 +175,16 @@ def job_status(job_id: str):
     if not JOB_ID.fullmatch(job_id):
         raise catalog.CatalogError(f"invalid job id {job_id!r}", code="invalid_id")
     return jsonify(catalog.job_status(job_id))
+
+
+@bp.get("/system/activity")
+def list_activity():
+    limit = ActivityQuery.model_validate(request.args.to_dict()).limit
+    return jsonify(events=[{
+        "at": _iso(event.at), "actor": event.actor, "action": event.action,
+        "target": event.target, "outcome": event.outcome, "source": event.source,
+        "detail": event.detail,
+    } for event in activity.recent(limit)])
 
 
 @bp.get("/openapi.json")

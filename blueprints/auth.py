@@ -16,6 +16,7 @@ from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+import activity
 from blueprints.errors import json_error
 from extensions import csrf, db, login_manager
 from models import ROLES, ApiToken, User, utcnow
@@ -37,7 +38,10 @@ def login():
         user = db.session.scalars(select(User).where(User.username == form.username.data)).first()
         if user is not None and user.check_password(form.password.data or ""):
             login_user(user)
+            activity.record("login", user.username)
             return redirect(_safe_next(request.args.get("next")))
+        activity.record("login", form.username.data, outcome="failed",
+                        actor=form.username.data or "anonymous")
         flash("Wrong username or password.", "error")
     return render_template("login.html", form=form), 200 if request.method == "GET" else 401
 
@@ -45,6 +49,7 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    activity.record("logout", current_user.display_name)
     logout_user()
     return redirect(url_for("auth.login"))
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from blueprints.schemas import CreateBackupRequest, RestoreRequest, VerifyRequest
+from blueprints.schemas import (
+    CreateBackupRequest,
+    CreateScheduleRequest,
+    RestoreRequest,
+    ScheduleFields,
+    VerifyRequest,
+)
 from pgbackup import __version__
 
 BACKUP_ID = {"type": "string", "pattern": r"^backup-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$"}
@@ -98,6 +104,32 @@ RESTORE = {
 }
 
 
+SCHEDULE = {
+    "type": "object",
+    "required": ["id", "name", "type", "frequency", "timezone", "enabled", "nextRunAt"],
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "type": {"type": "string"},
+        "frequency": {"type": "string"},
+        "time": NULLABLE_STRING,
+        "dayOfWeek": NULLABLE_INT,
+        "dayOfMonth": NULLABLE_INT,
+        "cron": NULLABLE_STRING,
+        "timezone": {"type": "string"},
+        "retention": {"type": "integer"},
+        "keepAtLeast": {"type": "integer"},
+        "verify": {"type": "string"},
+        "enabled": {"type": "boolean"},
+        "description": {"type": "string"},
+        "nextRunAt": NULLABLE_STRING,
+        "nextRunLocal": NULLABLE_STRING,
+        "lastRunAt": NULLABLE_STRING,
+        "lastStatus": NULLABLE_STRING,
+    },
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -118,6 +150,7 @@ def _id_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     backup_id = [_id_param("backupId", BACKUP_ID)]
+    schedule_id = [_id_param("scheduleId", {"type": "integer", "minimum": 1})]
     list_params = [
         {"name": "type", "in": "query", "schema": {"type": "string",
                                                    "enum": ["full", "schema-only"]}},
@@ -197,6 +230,49 @@ def _paths() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Restore"), "The restore"),
                                   **_errors(400, 401, 404)}},
         },
+        "/api/system/backup/schedule": {
+            "get": {"summary": "All schedules",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "schedules": {"type": "array", "items": _ref("Schedule")}}},
+                        "Schedules"), **_errors(401)}},
+            "post": {"summary": "Create a schedule",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": _ref("CreateScheduleRequest")}}},
+                     "responses": {"201": _json(_ref("Schedule"), "Created"),
+                                   **_errors(400, 401, 409)}},
+        },
+        "/api/system/backup/schedule/{scheduleId}": {
+            "get": {"summary": "One schedule", "parameters": schedule_id,
+                    "responses": {"200": _json(_ref("Schedule"), "The schedule"),
+                                  **_errors(401, 404)}},
+            "put": {"summary": "Change any subset of a schedule's fields",
+                    "parameters": schedule_id,
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _ref("ScheduleFields")}}},
+                    "responses": {"200": _json(_ref("Schedule"), "Updated"),
+                                  **_errors(400, 401, 404, 409)}},
+            "delete": {"summary": "Delete a schedule (its backups stay)",
+                       "parameters": schedule_id,
+                       "responses": {"200": _json({"type": "object"}, "Deleted"),
+                                     **_errors(401, 404)}},
+        },
+        "/api/system/backup/schedule/{scheduleId}/run": {
+            "post": {"summary": "Run a schedule now", "parameters": schedule_id,
+                     "responses": {"202": _json({"type": "object"}, "Started or skipped"),
+                                   **_errors(401, 404, 409, 503)}},
+        },
+        "/api/system/backup/retention/preview": {
+            "get": {"summary": "What the next clean-up would delete, and why",
+                    "responses": {"200": _json({"type": "object"}, "Decisions"),
+                                  **_errors(401)}},
+        },
+        "/api/system/activity": {
+            "get": {"summary": "The activity log, newest first",
+                    "parameters": [{"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 1000}}],
+                    "responses": {"200": _json({"type": "object"}, "Events"),
+                                  **_errors(400, 401)}},
+        },
         "/api/system/jobs/{jobId}": {
             "get": {"summary": "Job status and progress",
                     "parameters": [_id_param("jobId", {"type": "string",
@@ -223,6 +299,9 @@ def openapi_document() -> dict[str, Any]:
                 "VerifyRequest": VerifyRequest.model_json_schema(),
                 "RestoreRequest": RestoreRequest.model_json_schema(),
                 "Restore": RESTORE,
+                "Schedule": SCHEDULE,
+                "CreateScheduleRequest": CreateScheduleRequest.model_json_schema(),
+                "ScheduleFields": ScheduleFields.model_json_schema(),
                 "Backup": BACKUP,
                 "Job": JOB,
                 "Error": ERROR,

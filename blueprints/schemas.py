@@ -68,6 +68,10 @@ class RestoreRequest(Strict):
         return "new-database" if self.targetDatabase else "overwrite"
 
 
+class ActivityQuery(Strict):
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
 class ListBackupsQuery(Strict):
     type: BackupType | None = None
     status: BackupStatus | None = None

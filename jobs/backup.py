@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+import activity
 import retention
 from catalog import CatalogError, mark, storage, target_connection
 from extensions import db
@@ -52,7 +53,10 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
     except Exception as exc:
         db.session.rollback()
         mark(backup, "failed", error=str(exc) or type(exc).__name__)
+        activity.record("backup.run", backup.id, outcome="failed", detail=backup.error,
+                        actor="worker")
         raise
+    activity.record("backup.run", backup.id, detail=f"{manifest.size} bytes", actor="worker")
     return manifest
 
 

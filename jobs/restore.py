@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app
 
+import activity
 from catalog import mark, new_backup_row, storage, target_connection
 from extensions import db
 from jobs.backup import dump_into
@@ -50,7 +51,11 @@ def run_restore(restore_id: str) -> dict[str, Any]:
         except Exception as exc:
             db.session.rollback()
             mark(restore, "failed", error=str(exc) or type(exc).__name__)
+            activity.record("restore.run", restore.id, outcome="failed", detail=restore.error,
+                            actor="worker")
             raise
+        activity.record("restore.run", restore.id, detail=restore.target_database,
+                        actor="worker")
         return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import activity
 from catalog import storage, target_connection
 from extensions import db
 from jobs.context import app_context
@@ -27,6 +28,8 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         backup.verification_result = result.to_dict()
         backup.verified_at = utcnow()
         db.session.commit()
+        activity.record("backup.verified", backup.id, outcome="ok" if result.is_valid else
+                        "failed", detail=f"{level}: {backup.verification}", actor="worker")
         return backup.verification_result
 
 

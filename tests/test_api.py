@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -149,14 +150,19 @@ def test_redis_down_creates_nothing(app, api):
     assert api.get("/api/system/backup").get_json()["total"] == 0
 
 
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def test_openapi_document_describes_every_api_route(app, api):
     document = api.get("/api/openapi.json").get_json()
     assert document["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in document["paths"].items()
                   for method in item}
     routes = {
-        (rule.rule.replace("<backup_id>", "{backupId}").replace("<job_id>", "{jobId}")
-         .replace("<restore_id>", "{restoreId}"), method)
+        (re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + camel(m.group(1)) + "}", rule.rule),
+         method)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/system")
         for method in rule.methods - {"HEAD", "OPTIONS"}
