@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask import current_app
 from sqlalchemy import select
 
 import catalog
@@ -23,7 +24,13 @@ def plan(now: datetime | None = None) -> list[Decision]:
         schedule.id: Policy(schedule.retention_days, schedule.keep_at_least)
         for schedule in db.session.scalars(select(Schedule))
     }
-    return plan_retention(backups, policies, now or datetime.now(UTC))
+    return plan_retention(backups, policies, now or datetime.now(UTC), _manual_policy())
+
+
+def _manual_policy() -> Policy | None:
+    """Manual and safety backups stay until deleted by hand, unless MANUAL_RETENTION_DAYS."""
+    days = current_app.config.get("MANUAL_RETENTION_DAYS")
+    return Policy(days, current_app.config.get("MANUAL_KEEP_AT_LEAST", 1)) if days else None
 
 
 def apply(now: datetime | None = None, schedule_id: int | None = None) -> list[Decision]:

@@ -35,6 +35,8 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         ),
         "BACKUP_DIR": str(Path(environ.get("BACKUP_DIR") or "./backups").resolve()),
         "TABLE_CHECKSUMS": _flag(environ, "TABLE_CHECKSUMS", default=True),
+        "MANUAL_RETENTION_DAYS": _positive_int(environ, "MANUAL_RETENTION_DAYS"),
+        "MANUAL_KEEP_AT_LEAST": _positive_int(environ, "MANUAL_KEEP_AT_LEAST") or 1,
         "SECRET_KEY": _secret_key(environ.get("SECRET_KEY", ""), production, instance_path),
         "APP_ENV": "production" if production else "development",
         "SESSION_COOKIE_SECURE": production,
@@ -52,6 +54,15 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false (got {value!r})")
+
+
+def _positive_int(environ: Mapping[str, str], name: str) -> int | None:
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1 (got {value!r})")
+    return int(value)
 
 
 def _protected_database(url: str) -> ConnectionInfo:

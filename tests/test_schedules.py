@@ -160,6 +160,22 @@ def test_a_run_whose_previous_run_is_going_is_skipped_and_recorded(api, app):
     assert shown["lastStatus"] == "skipped"
 
 
+def test_manual_backups_are_kept_unless_a_global_policy_is_set(api, app, run_worker):
+    ids = [api.post("/api/system/backup", json={"type": "full"}).get_json()["backupId"]
+           for _ in range(2)]
+    run_worker()
+    with app.app_context():
+        for backup in db.session.query(Backup).all():
+            backup.created_at -= timedelta(days=30)
+        db.session.commit()
+    kept = api.get("/api/system/backup/retention/preview").get_json()
+    assert kept["deleteCount"] == 0
+    assert all("by hand" in d["reason"] for d in kept["decisions"])
+    app.config["MANUAL_RETENTION_DAYS"] = 7
+    policy = api.get("/api/system/backup/retention/preview").get_json()
+    assert [d["backupId"] for d in policy["decisions"] if d["delete"]] == [ids[0]]
+
+
 def test_retention_after_a_scheduled_backup_keeps_the_newest_good_ones(api, app, run_worker):
     schedule_id = create(api, retention=1, keepAtLeast=2).get_json()["id"]
     for _ in range(3):

@@ -48,6 +48,8 @@ def test_postgres_catalog_uses_psycopg(tmp_path):
          "points at the protected database"),
         ({"APP_ENV": "production"}, "SECRET_KEY is not set"),
         ({"APP_ENV": "production", "SECRET_KEY": "short"}, "at least 32"),
+        ({"TABLE_CHECKSUMS": "maybe"}, "TABLE_CHECKSUMS must be true or false"),
+        ({"MANUAL_RETENTION_DAYS": "0"}, "MANUAL_RETENTION_DAYS must be a whole number"),
     ],
 )
 def test_bad_values_are_named(tmp_path, env, message):
