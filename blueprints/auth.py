@@ -24,6 +24,7 @@ from models import ROLES, ApiToken, User, utcnow
 bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login", "static", "healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+MACHINE_PATHS = ("/api/", "/metrics")
 
 
 class LoginForm(FlaskForm):
@@ -93,8 +94,9 @@ def load_token(req) -> ApiToken | None:
 
 @login_manager.unauthorized_handler
 def unauthorized():
-    """401 JSON for the API, a redirect to the login page for the dashboard."""
-    if request.path.startswith("/api/"):
+    """401 JSON for the API and /metrics (machines), a redirect to the login page for the
+    dashboard."""
+    if request.path.startswith(MACHINE_PATHS):
         return json_error(401, "unauthorized", "authentication required: log in or send "
                           "'Authorization: Bearer <token>'")
     login_url = url_for("auth.login", next=request.full_path.rstrip("?"))

@@ -41,7 +41,7 @@ from pgbackup.dbadmin import (
 )
 from pgbackup.manifest import Manifest
 from pgbackup.storage import LocalStorage
-from pgbackup.streams import Readable, copy_stream
+from pgbackup.streams import Readable, archive_reader, copy_stream
 
 PROGRESS_INTERVAL = 0.5
 STDERR_LINES_KEPT = 200
@@ -231,11 +231,8 @@ def _check_artifact(storage: LocalStorage, manifest: Manifest) -> None:
 def _artifact_stream(storage: LocalStorage, manifest: Manifest) -> Iterator[Readable]:
     """The custom-format archive itself: the artifact, decompressed on the fly if need be."""
     with storage.open_read(manifest.artifact) as raw:
-        if manifest.compression == "none":
-            yield raw
-            return
         try:
-            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as reader:
+            with archive_reader(raw, manifest.compression) as reader:
                 yield reader
         except zstandard.ZstdError as exc:
             raise RestoreError(f"cannot decompress {manifest.artifact}: {exc}") from None

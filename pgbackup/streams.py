@@ -67,3 +67,14 @@ def copy_stream(
         if on_chunk is not None:
             on_chunk(len(chunk))
     return total
+
+
+@contextmanager
+def archive_reader(raw: BinaryIO, compression: str) -> Iterator[Readable]:
+    """The custom-format archive inside an artifact, decompressed on the fly when zstd."""
+    if compression == "none":
+        yield raw
+        return
+    decompressor = zstandard.ZstdDecompressor()
+    with decompressor.stream_reader(raw, read_across_frames=True, closefd=False) as reader:
+        yield reader

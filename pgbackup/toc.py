@@ -31,7 +31,7 @@ import zstandard
 from pgbackup.manifest import Manifest
 from pgbackup.pgdump import StderrCollector
 from pgbackup.storage import LocalStorage
-from pgbackup.streams import Readable, copy_stream
+from pgbackup.streams import Readable, archive_reader, copy_stream
 
 # Every entry description pg_dump 15 to 18 writes; several have spaces.
 DESCS = frozenset({
@@ -261,15 +261,8 @@ def _artifact_stream(storage: LocalStorage, manifest: Manifest) -> Iterator[Read
         raw = storage.open_read(manifest.artifact)
     except FileNotFoundError:
         raise TocError(f"artifact {manifest.artifact} is missing from storage") from None
-    with raw:
-        if manifest.compression == "zstd":
-            decompressor = zstandard.ZstdDecompressor()
-            with decompressor.stream_reader(
-                raw, read_across_frames=True, closefd=False
-            ) as reader:
-                yield reader
-        else:
-            yield raw
+    with raw, archive_reader(raw, manifest.compression) as reader:
+        yield reader
 
 
 class _Feeder:

@@ -28,7 +28,7 @@ def test_every_route_refuses_anonymous_requests(app, client):
         if endpoint in PUBLIC:
             continue
         response = client.open(path, method=method)
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path == "/metrics":
             assert response.status_code == 401, (method, path)
             assert response.get_json()["error"]["code"] == "unauthorized"
         elif method == "GET":
