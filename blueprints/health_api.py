@@ -1,5 +1,20 @@
-"""(being written)"""
+"""GET /api/system/health: every health check with its status and reason."""
 
-from flask import Blueprint
+from __future__ import annotations
 
-bp = Blueprint("health_api", __name__)
+from datetime import UTC, datetime
+
+from flask import Blueprint, jsonify
+
+import health
+
+bp = Blueprint("health_api", __name__, url_prefix="/api/system")
+
+
+@bp.get("/health")
+def system_health():
+    """Always 200: the body's ``status`` (ok, warning, critical) says how things are."""
+    now = datetime.now(UTC)
+    response = jsonify(health.to_dict(health.run_checks(now), now))
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -130,6 +130,20 @@ SCHEDULE = {
 }
 
 
+HEALTH = {
+    "type": "object",
+    "required": ["status", "checkedAt", "checks"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "warning", "critical"]},
+        "checkedAt": {"type": "string"},
+        "checks": {"type": "array", "items": {
+            "type": "object", "required": ["name", "status", "reason", "data"],
+            "properties": {"name": {"type": "string"}, "status": {"type": "string"},
+                           "reason": {"type": "string"}, "data": {"type": "object"}}}},
+    },
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -265,6 +279,10 @@ def _paths() -> dict[str, Any]:
             "get": {"summary": "What the next clean-up would delete, and why",
                     "responses": {"200": _json({"type": "object"}, "Decisions"),
                                   **_errors(401)}},
+        },
+        "/api/system/health": {
+            "get": {"summary": "Health checks; status is the worst of them",
+                    "responses": {"200": _json(HEALTH, "The checks"), **_errors(401)}},
         },
         "/api/system/activity": {
             "get": {"summary": "The activity log, newest first",

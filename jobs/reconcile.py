@@ -56,13 +56,13 @@ def _why_job_cannot_finish(job_id: str, connection: Redis) -> str | None:
     if status in LIVE_STATUSES:
         return None
     if status == JobStatus.STARTED:
-        return _dead_worker_reason(job.worker_name, connection)
+        return dead_worker_reason(job.worker_name, connection)
     if status == JobStatus.FINISHED:
         return None  # the job commits its own outcome; a finished job already did
     return f"its job ended as {status.value}"
 
 
-def _dead_worker_reason(worker_name: str | None, connection: Redis) -> str | None:
+def dead_worker_reason(worker_name: str | None, connection: Redis) -> str | None:
     """Why the worker running a job is dead, or None while it still lives."""
     if not worker_name:
         return None

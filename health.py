@@ -1,0 +1,469 @@
+"""System health: each check says ok, warning or critical, and why in one sentence.
+
+``GET /api/system/health`` runs every check on each call, so they are quick and use short
+timeouts. A check that raises is reported as critical with the error, never as a 500.
+Every reason that is not ok ends with a troubleshooting hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from flask import current_app
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from rq_scheduler import Scheduler
+from sqlalchemy import func, select
+
+import catalog
+from extensions import db
+from formatting import filesize
+from jobs.queues import QUEUES
+from jobs.reconcile import dead_worker_reason
+from models import BACKUP_TYPES, Backup, Restore, Schedule
+from pgbackup import BackupError, LocalStorage
+from pgbackup.pgdump import pg_dump_version
+from schedules import as_utc, timing
+
+log = logging.getLogger(__name__)
+STATUSES = ("ok", "warning", "critical")  # best to worst
+CONNECT_TIMEOUT = 5  # seconds, for PostgreSQL
+REDIS_TIMEOUT = 2  # seconds, to connect and per command
+CLIENT_TOOLS = {"pg_dump": "pgDump", "pg_restore": "pgRestore"}  # tool: key in data
+GROWTH_WINDOW = timedelta(days=7)
+FAILURE_WINDOW = timedelta(hours=24)
+FAILED_JOBS_SCANNED = 200  # newest entries of each failed-job registry
+UNSCHEDULED_MAX_AGE = timedelta(hours=24)  # the dashboard's rule when nothing is scheduled
+WARNING_FACTOR, CRITICAL_FACTOR = 1.5, 3  # times a schedule's interval
+RUNS_SAMPLED = 8  # consecutive runs whose longest gap is a schedule's interval
+SCHEDULER_PREFIX = Scheduler.redis_scheduler_namespace_prefix
+WORKER_HINT = ("start one: rq worker --url \"$REDIS_URL\" --worker-class "
+               "jobs.worker.BackupWorker restores backups verifications")
+DIRECTORY_HINT = ("create the directory and give it to the user that runs the app and the "
+                  "workers (mode 0700), or point BACKUP_DIR elsewhere")
+
+Outcome = tuple[str, str, dict[str, Any]]  # status, reason, data
+
+
+@dataclass
+class HealthCheck:
+    """One check's verdict: ``status`` is ok, warning or critical; ``reason`` one sentence."""
+
+    name: str
+    status: str
+    reason: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Server:
+    """The protected server's version, or why it could not be reached."""
+
+    version: str | None = None
+    major: int | None = None
+    error: str | None = None
+
+
+class Probe:
+    """What several checks need, looked up at most once per run."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.target = catalog.target_connection()
+
+    @property
+    def naive_now(self) -> datetime:
+        """``now`` as the catalog stores datetimes: naive UTC."""
+        return self.now.astimezone(UTC).replace(tzinfo=None)
+
+    @cached_property
+    def server(self) -> Server:
+        try:
+            with psycopg.connect(self.target.conninfo, connect_timeout=CONNECT_TIMEOUT) as conn:
+                number = conn.info.server_version
+        except psycopg.Error as exc:
+            return Server(error=self.target.redact_text(str(exc).strip()))
+        return Server(version=f"{number // 10000}.{number % 10000}", major=number // 10000)
+
+    @cached_property
+    def redis(self) -> Redis:
+        return Redis.from_url(current_app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT,
+                              socket_connect_timeout=REDIS_TIMEOUT)
+
+    @cached_property
+    def redis_error(self) -> str | None:
+        try:
+            self.redis.ping()
+        except RedisError as exc:
+            return str(exc)
+        return None
+
+    @cached_property
+    def backup_dir(self) -> Path:
+        return Path(current_app.config["BACKUP_DIR"])
+
+    @cached_property
+    def backup_dir_problem(self) -> str | None:
+        """Why backups cannot be written to BACKUP_DIR, or None."""
+        try:
+            LocalStorage(self.backup_dir)  # creates it (0700) when missing, as a backup would
+            with tempfile.NamedTemporaryFile(dir=self.backup_dir, prefix=".health-"):
+                pass
+        except OSError as exc:
+            return f"cannot create or write files in BACKUP_DIR {self.backup_dir}: {exc}"
+        return None
+
+    def close(self) -> None:
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+# ---- the checks --------------------------------------------------------------------------
+
+def check_database(probe: Probe) -> Outcome:
+    """The protected database answers, and which PostgreSQL it runs."""
+    server, name = probe.server, probe.target.dbname
+    if server.error:
+        return "critical", _hint(
+            f"cannot connect to the protected database {probe.target.redacted()}: "
+            f"{server.error}", "check that PostgreSQL runs and that DATABASE_URL's host, "
+            "port, user and password are right (and pg_hba.conf lets this host in)"), {
+            "database": name}
+    return "ok", f"connected to {name} on PostgreSQL {server.version}", {
+        "database": name, "serverVersion": server.version}
+
+
+def check_client_tools(probe: Probe) -> Outcome:
+    """pg_dump and pg_restore are on PATH and not older than the server."""
+    paths = {tool: shutil.which(tool) for tool in CLIENT_TOOLS}
+    missing = [tool for tool, path in paths.items() if path is None]
+    install = ("install the PostgreSQL client tools of the server's major version or newer "
+               "(postgresql-client) and put them first on PATH")
+    if missing:
+        return "critical", _hint(f"{' and '.join(missing)} not found on PATH: backups and "
+                                 "restores cannot run", install), {"missing": missing}
+    try:
+        versions = {tool: pg_dump_version(path) for tool, path in paths.items()}
+    except BackupError as exc:
+        return "critical", _hint(str(exc), install), {}
+    data = {key: {"path": paths[tool], "version": versions[tool]}
+            for tool, key in CLIENT_TOOLS.items()}
+    server = probe.server
+    data["serverVersion"] = server.version
+    if server.major is None:
+        return "warning", _hint("cannot compare the client tools with the server: the "
+                                "protected database is unreachable", "see the database check"), data
+    too_old = [f"{tool} {_major(version)} cannot {tool.removeprefix('pg_')} a PostgreSQL "
+               f"{server.major} server" for tool, version in versions.items()
+               if _major(version) < server.major]
+    if too_old:
+        return "critical", _hint("; ".join(too_old), install), data
+    return "ok", (f"pg_dump {versions['pg_dump']} and pg_restore {versions['pg_restore']} "
+                  f"work with PostgreSQL {server.version}"), data
+
+
+def check_redis(probe: Probe) -> Outcome:
+    """Redis, which holds the queues and the scheduler, answers a ping."""
+    if probe.redis_error:
+        return "critical", _hint(f"Redis is unreachable ({probe.redis_error}): no backup, "
+                                 "restore or schedule can run",
+                                 "start redis-server and check REDIS_URL"), {}
+    return "ok", "Redis answers", {}
+
+
+def check_workers(probe: Probe) -> Outcome:
+    """Every queue has a live worker: registered, its pid alive here, its heartbeat fresh."""
+    if probe.redis_error:
+        return _redis_unknown("workers")
+    live: dict[str, list[str]] = {}
+    dead: dict[str, str] = {}
+    for name in QUEUES:
+        live[name] = []
+        for worker in Worker.all(queue=Queue(name, connection=probe.redis)):
+            reason = dead_worker_reason(worker.name, probe.redis)
+            if reason:
+                dead[worker.name] = reason
+            else:
+                live[name].append(worker.name)
+    data = {"queues": live, "dead": dead}
+    idle = [name for name in QUEUES if not live[name]]
+    if idle:
+        died = f" ({'; '.join(dead.values())})" if dead else ""
+        return "critical", _hint(f"no worker listens on {', '.join(idle)}{died}: their "
+                                 "jobs wait forever", WORKER_HINT), data
+    count = len({worker for names in live.values() for worker in names})
+    return "ok", f"every queue has a live worker ({_plural(count, 'worker')} in all)", data
+
+
+def check_scheduler(probe: Probe) -> Outcome:
+    """A scheduler has registered and neither stopped nor missed its heartbeat (its Redis
+    key expires a few seconds after its polling interval)."""
+    if probe.redis_error:
+        return _redis_unknown("the scheduler")
+    names = sorted(
+        key.decode().removeprefix(SCHEDULER_PREFIX)
+        for key in probe.redis.scan_iter(match=f"{SCHEDULER_PREFIX}*")
+        if not probe.redis.hexists(key, "death")
+    )
+    if not names:
+        return "critical", _hint("no scheduler is running: schedules and the daily "
+                                 "retention clean-up will not fire",
+                                 "start one: flask --app app scheduler"), {"schedulers": []}
+    return "ok", f"{_plural(len(names), 'scheduler')} running", {"schedulers": names}
+
+
+def check_disk(probe: Probe) -> Outcome:
+    """Free space where backups go, and how many days it lasts at the current growth."""
+    if probe.backup_dir_problem:
+        return "critical", _hint(f"{probe.backup_dir_problem} (directory permissions)",
+                                 DIRECTORY_HINT), {"path": str(probe.backup_dir)}
+    config = current_app.config
+    warning_at = config.get("DISK_WARNING_PERCENT", 80)
+    critical_at = config.get("DISK_CRITICAL_PERCENT", 90)
+    warning_days = config.get("DISK_WARNING_DAYS", 7)
+    usage = shutil.disk_usage(probe.backup_dir)
+    used_percent = 100 * usage.used / (usage.used + usage.free)  # as df shows it
+    growth = _daily_growth(probe.naive_now)
+    days_left = usage.free / growth if growth else None
+    data = {"path": str(probe.backup_dir), "totalBytes": usage.total, "freeBytes": usage.free,
+            "usedPercent": round(used_percent, 1), "growthBytesPerDay": round(growth),
+            "daysLeft": None if days_left is None else round(days_left, 1),
+            "warningPercent": warning_at, "criticalPercent": critical_at,
+            "warningDays": warning_days}
+    findings = [f"{used_percent:.0f}% used, {filesize(usage.free)} free"]
+    status = "ok"
+    if used_percent >= critical_at:
+        status = "critical"
+        findings.append(f"critical at {critical_at}%")
+    elif used_percent >= warning_at:
+        status = "warning"
+        findings.append(f"warning at {warning_at}%")
+    if days_left is not None:
+        findings.append(f"about {days_left:.1f} days left at {filesize(round(growth))}/day")
+        if days_left < warning_days:
+            status = worst([status, "warning"])
+    reason = f"{probe.backup_dir}: {', '.join(findings)}"
+    if status != "ok":
+        reason = _hint(reason, "delete old backups, shorten the schedules' retention or "
+                       "give BACKUP_DIR more space")
+    return status, reason, data
+
+
+def check_destinations(probe: Probe) -> Outcome:
+    """Every place backups are stored accepts files (today: the local BACKUP_DIR)."""
+    destinations = [_local_destination(probe)]
+    status = worst(destination["status"] for destination in destinations)
+    reason = "; ".join(destination["reason"] for destination in destinations)
+    return status, reason, {"destinations": destinations}
+
+
+def check_backup_age(probe: Probe) -> Outcome:
+    """The newest good backup of each type is as recent as its schedules promise."""
+    scheduled: dict[str, list[Schedule]] = {}
+    for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
+        scheduled.setdefault(schedule.type, []).append(schedule)
+    results = [_age_of(kind, scheduled.get(kind, []), probe.now) for kind in BACKUP_TYPES]
+    status = worst(result[0] for result in results)
+    reason = "; ".join(result[1] for result in results)
+    if status != "ok":
+        reason = _hint(reason, "see the scheduler, workers and failed-jobs checks and the "
+                       "schedules' last status")
+    return status, reason, {kind: result[2] for kind, result in zip(BACKUP_TYPES, results,
+                                                                     strict=True)}
+
+
+def check_failed_jobs(probe: Probe) -> Outcome:
+    """Backups and restores that failed in the last 24 h, and RQ's failed jobs."""
+    since = probe.naive_now - FAILURE_WINDOW
+    data: dict[str, Any] = {"backups": _failed_since(Backup, since),
+                            "restores": _failed_since(Restore, since)}
+    failures = [_plural(data[kind], kind[:-1]) for kind in ("backups", "restores") if data[kind]]
+    if probe.redis_error:
+        checked = " (RQ's failed jobs not checked: Redis is down)"
+    else:
+        checked = ""
+        data["rqFailed"] = {name: _rq_failed_since(name, probe.redis, probe.now - FAILURE_WINDOW)
+                            for name in QUEUES}
+        if rq_failed := {name: count for name, count in data["rqFailed"].items() if count}:
+            per_queue = ", ".join(f"{name}: {count}" for name, count in rq_failed.items())
+            failures.append(f"{_plural(sum(rq_failed.values()), 'RQ job')} ({per_queue})")
+    if not failures:
+        return "ok", f"nothing failed in the last 24 h{checked}", data
+    return "warning", _hint(f"failed in the last 24 h: {', '.join(failures)}{checked}",
+                            "read each one's error (GET /api/system/backup?status=failed, "
+                            "rq info --url \"$REDIS_URL\")"), data
+
+
+CHECKS: dict[str, Callable[[Probe], Outcome]] = {
+    "database": check_database,
+    "client-tools": check_client_tools,
+    "redis": check_redis,
+    "workers": check_workers,
+    "scheduler": check_scheduler,
+    "disk": check_disk,
+    "destinations": check_destinations,
+    "backup-age": check_backup_age,
+    "failed-jobs": check_failed_jobs,
+}
+
+
+# ---- running them ------------------------------------------------------------------------
+
+def run_checks(now: datetime | None = None) -> list[HealthCheck]:
+    """Run every check (in an app context); ``now`` is an aware datetime, default now."""
+    probe = Probe(now or datetime.now(UTC))
+    try:
+        return [_run(name, check, probe) for name, check in CHECKS.items()]
+    finally:
+        probe.close()
+
+
+def _run(name: str, check: Callable[[Probe], Outcome], probe: Probe) -> HealthCheck:
+    try:
+        return HealthCheck(name, *check(probe))
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("health check %s failed", name)
+        error = probe.target.redact_text(f"{type(exc).__name__}: {exc}")
+        return HealthCheck(name, "critical", _hint(
+            f"the {name} check failed: {error}", "see the app log for the traceback; a "
+            "malformed setting (e.g. DISK_WARNING_PERCENT) is a common cause"))
+
+
+def worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=STATUSES.index, default="ok")
+
+
+def overall(checks: Iterable[HealthCheck]) -> str:
+    """The worst status of all checks."""
+    return worst(check.status for check in checks)
+
+
+def to_dict(checks: list[HealthCheck], now: datetime) -> dict[str, Any]:
+    return {"status": overall(checks), "checkedAt": _iso(now),
+            "checks": [asdict(check) for check in checks]}
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+def _hint(problem: str, troubleshooting: str) -> str:
+    """One reason: the problem (whitespace folded), then what to do about it."""
+    problem = " ".join(problem.split())
+    end = "" if problem.endswith((".", "?", "!")) else "."
+    return f"{problem}{end} Troubleshooting: {troubleshooting}"
+
+
+def _redis_unknown(what: str) -> Outcome:
+    return "critical", _hint(f"cannot check {what}: Redis is unreachable",
+                             "see the redis check"), {}
+
+
+def _local_destination(probe: Probe) -> dict[str, Any]:
+    problem = probe.backup_dir_problem
+    return {
+        "name": "local", "location": str(probe.backup_dir),
+        "status": "critical" if problem else "ok",
+        "reason": _hint(problem, DIRECTORY_HINT) if problem
+        else f"{probe.backup_dir} is writable",
+    }
+
+
+def _daily_growth(now: datetime) -> float:
+    """Bytes per day of the backups completed in the last week."""
+    total = db.session.scalar(select(func.coalesce(func.sum(Backup.size), 0)).where(
+        Backup.status == "completed", Backup.finished_at >= now - GROWTH_WINDOW))
+    return total / GROWTH_WINDOW.days
+
+
+def _age_of(kind: str, schedules: list[Schedule], now: datetime) -> Outcome:
+    """How late the newest good backup of ``kind`` is, for its schedules or without one."""
+    newest = db.session.scalars(
+        select(Backup).where(Backup.type == kind, Backup.status == "completed",
+                             Backup.verification != "corrupted", Backup.finished_at.is_not(None))
+        .order_by(Backup.finished_at.desc()).limit(1)).first()
+    age = now - as_utc(newest.finished_at) if newest else None
+    data: dict[str, Any] = {"backupId": newest.id if newest else None,
+                            "ageSeconds": None if age is None else round(age.total_seconds())}
+    if schedules:
+        interval = min(_interval(schedule, now) for schedule in schedules)
+        data["intervalSeconds"] = round(interval.total_seconds())
+        since = age if age is not None else now - min(
+            as_utc(schedule.created_at) for schedule in schedules)
+        return (*_against_interval(kind, age is not None, since, interval), data)
+    if age is not None:
+        late = kind == "full" and age > UNSCHEDULED_MAX_AGE
+        return ("warning" if late else "ok",
+                f"the newest good {kind} backup is {_duration(age)} old"
+                + (", and no full backup is scheduled" if late else ""), data)
+    if kind == "full":
+        return "critical", "there is no good full backup at all", data
+    return "ok", f"no {kind} backup (none scheduled)", data
+
+
+def _against_interval(kind: str, exists: bool, since: timedelta,
+                      interval: timedelta) -> tuple[str, str]:
+    what = (f"the newest good {kind} backup is {_duration(since)} old" if exists
+            else f"no good {kind} backup yet, {_duration(since)} after its schedule was made")
+    every = f"scheduled every {_duration(interval)}"
+    if since > CRITICAL_FACTOR * interval:
+        return "critical", f"{what}, over {CRITICAL_FACTOR} times the interval ({every})"
+    if since > WARNING_FACTOR * interval:
+        return "warning", f"{what}, over {WARNING_FACTOR} times the interval ({every})"
+    return "ok", f"{what} ({every})"
+
+
+def _interval(schedule: Schedule, now: datetime) -> timedelta:
+    """The longest gap between the schedule's next runs (weekday-only crons skip weekends,
+    months differ in length)."""
+    when = timing(schedule)
+    runs = [when.next_run(now)]
+    for _ in range(RUNS_SAMPLED):
+        runs.append(when.next_run(runs[-1]))
+    return max(later - earlier for earlier, later in pairwise(runs))
+
+
+def _failed_since(model: type[Backup] | type[Restore], since: datetime) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(
+        model.status == "failed", func.coalesce(model.finished_at, model.created_at) >= since))
+
+
+def _rq_failed_since(queue_name: str, connection: Redis, since: datetime) -> int:
+    registry = FailedJobRegistry(queue=Queue(queue_name, connection=connection))
+    ids = registry.get_job_ids(0, FAILED_JOBS_SCANNED - 1, desc=True)
+    jobs = Job.fetch_many(ids, connection=connection)
+    return sum(1 for job in jobs if job and job.ended_at and as_utc(job.ended_at) >= since)
+
+
+def _major(version: str) -> int:
+    return int(re.match(r"\d+", version)[0])
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
