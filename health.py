@@ -52,7 +52,8 @@ WARNING_FACTOR, CRITICAL_FACTOR = 1.5, 3  # times a schedule's interval
 RUNS_SAMPLED = 8  # consecutive runs whose longest gap is a schedule's interval
 SCHEDULER_PREFIX = Scheduler.redis_scheduler_namespace_prefix
 WORKER_HINT = ("start one: rq worker --url \"$REDIS_URL\" --worker-class "
-               "jobs.worker.BackupWorker restores backups verifications")
+               "jobs.worker.BackupWorker --with-scheduler notifications restores backups "
+               "verifications")
 DIRECTORY_HINT = ("create the directory and give it to the user that runs the app and the "
                   "workers (mode 0700), or point BACKUP_DIR elsewhere")
 

@@ -25,7 +25,7 @@ import activity
 import catalog
 from catalog import CatalogError
 from extensions import db
-from jobs.queues import BACKUP_QUEUE, RESULT_TTL, redis_connection
+from jobs.queues import BACKUP_QUEUE, NOTIFY_QUEUE, RESULT_TTL, redis_connection
 from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
 from schedule_timing import Timing, TimingError
 
@@ -40,6 +40,8 @@ PER_FREQUENCY = {"weekly": "day_of_week", "monthly": "day_of_month", "cron": "cr
 JOB_PREFIX = "schedule-"
 CLEANUP_PREFIX = "retention-cleanup-"
 CLEANUP_TIMING = Timing(frequency="daily", time="03:30")  # UTC
+ALERTS_JOB_ID = "alerts-evaluate"
+ALERTS_INTERVAL = 60  # seconds
 
 
 def timing(schedule: Schedule) -> Timing:
@@ -215,6 +217,8 @@ def sync_schedules() -> dict[str, list[str]]:
     db.session.commit()
     if not any(job_id.startswith(CLEANUP_PREFIX) for job_id in all_registered):
         added.append(_register_cleanup(sched))
+    if ALERTS_JOB_ID not in all_registered:
+        added.append(_register_alerts(sched))
     return {"added": added, "removed": removed}
 
 
@@ -226,6 +230,14 @@ def _register_cleanup(sched: Scheduler) -> str:
                      job_description="daily retention clean-up", job_result_ttl=RESULT_TTL,
                      queue_name=BACKUP_QUEUE)
     return job_id
+
+
+def _register_alerts(sched: Scheduler) -> str:
+    """Alert evaluation every minute: one repeating registration, re-created if lost."""
+    sched.schedule(now_utc().replace(tzinfo=None), "jobs.alerts.evaluate_alerts",
+                   interval=ALERTS_INTERVAL, id=ALERTS_JOB_ID,
+                   description="evaluate alerts", queue_name=NOTIFY_QUEUE)
+    return ALERTS_JOB_ID
 
 
 def _skip_fired_slot(schedule: Schedule) -> None:

@@ -18,6 +18,7 @@ from blueprints.schemas import (
     ListBackupsQuery,
     RestoreRequest,
     VerifyRequest,
+    json_body,
 )
 from models import Backup, Restore
 from pgbackup import is_backup_id
@@ -76,16 +77,6 @@ def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
 
 def _iso(value) -> str | None:
     return value.isoformat(timespec="milliseconds") + "Z" if value else None
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise catalog.CatalogError(
-            "the request body must be a JSON object (Content-Type: application/json)",
-            code="invalid_json",
-        )
-    return body
 
 
 def _checked_id(backup_id: str) -> str:

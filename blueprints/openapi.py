@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from blueprints.notifications_api import CHANNEL_REQUEST
 from blueprints.schemas import (
     CreateBackupRequest,
     CreateScheduleRequest,
@@ -142,6 +143,93 @@ HEALTH = {
                            "reason": {"type": "string"}, "data": {"type": "object"}}}},
     },
 }
+
+
+CHANNEL = {
+    "type": "object", "required": ["id", "name", "kind", "enabled", "config", "createdAt"],
+    "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["webhook", "email", "slack"]},
+        "enabled": {"type": "boolean"},
+        "config": {"type": "object", "description": "the kind's settings; write-only ones "
+                   "(webhook secret, email password, slack url) read \"set\" or null"},
+        "createdAt": {"type": "string", "format": "date-time"},
+    },
+}
+ALERT = {
+    "type": "object", "required": ["id", "key", "severity", "message", "open", "startedAt"],
+    "properties": {
+        "id": {"type": "integer"}, "key": {"type": "string"},
+        "severity": {"type": "string", "enum": ["warning", "critical"]},
+        "message": {"type": "string"}, "open": {"type": "boolean"},
+        "startedAt": {"type": "string", "format": "date-time"},
+        "lastNotifiedAt": NULLABLE_STRING, "clearedAt": NULLABLE_STRING,
+    },
+}
+DELIVERY = {
+    "type": "object", "required": ["id", "channelId", "event", "status", "attempts"],
+    "properties": {
+        "id": {"type": "integer"}, "channelId": {"type": "integer"},
+        "channelName": {"type": "string"}, "alertId": NULLABLE_INT,
+        "alertKey": NULLABLE_STRING,
+        "event": {"type": "string", "enum": ["fired", "reminder", "cleared", "test"]},
+        "status": {"type": "string", "enum": ["pending", "sent", "failed"]},
+        "attempts": {"type": "integer"}, "lastError": NULLABLE_STRING,
+        "createdAt": {"type": "string", "format": "date-time"}, "sentAt": NULLABLE_STRING,
+    },
+}
+
+
+def _list_of(key: str, item: str, description: str) -> dict[str, Any]:
+    return _json({"type": "object", "properties": {
+        key: {"type": "array", "items": _ref(item)}}}, description)
+
+
+def _notification_paths() -> dict[str, Any]:
+    channel_id = [_id_param("channelId", {"type": "integer"})]
+    body = {"required": True, "content": {"application/json": {
+        "schema": _ref("NotificationChannelRequest")}}}
+    test_result = {"type": "object", "required": ["ok", "error", "deliveryId"],
+                   "properties": {"ok": {"type": "boolean"}, "error": NULLABLE_STRING,
+                                  "deliveryId": {"type": "integer"}}}
+    return {
+        "/api/system/notifications/channels": {
+            "get": {"summary": "Notification channels (secrets read \"set\" or null)",
+                    "responses": {"200": _list_of("channels", "NotificationChannel",
+                                                  "Channels"), **_errors(401)}},
+            "post": {"summary": "Add a webhook, email or Slack channel", "requestBody": body,
+                     "responses": {"201": _json(_ref("NotificationChannel"), "Created"),
+                                   **_errors(400, 401, 409)}},
+        },
+        "/api/system/notifications/channels/{channelId}": {
+            "put": {"summary": "Edit a channel; write-only settings left out are kept",
+                    "parameters": channel_id, "requestBody": body,
+                    "responses": {"200": _json(_ref("NotificationChannel"), "The channel"),
+                                  **_errors(400, 401, 404, 409)}},
+            "delete": {"summary": "Delete a channel and its deliveries",
+                       "parameters": channel_id,
+                       "responses": {"200": _json({"type": "object"}, "Deleted"),
+                                     **_errors(401, 404)}},
+        },
+        "/api/system/notifications/channels/{channelId}/test": {
+            "post": {"summary": "Send a test notification now and say how it went",
+                     "parameters": channel_id,
+                     "responses": {"200": _json(test_result, "Sent, or why not"),
+                                   **_errors(401, 404)}},
+        },
+        "/api/system/notifications/deliveries": {
+            "get": {"summary": "Recent deliveries, newest first",
+                    "parameters": [{"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 500}}],
+                    "responses": {"200": _list_of("deliveries", "Delivery", "Deliveries"),
+                                  **_errors(400, 401)}},
+        },
+        "/api/system/alerts": {
+            "get": {"summary": "Open alerts, then those cleared in the last 7 days",
+                    "responses": {"200": _list_of("alerts", "Alert", "Alerts"),
+                                  **_errors(401)}},
+        },
+    }
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -302,11 +390,15 @@ def _paths() -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    channel_request = CHANNEL_REQUEST.json_schema(ref_template="#/components/schemas/{model}")
+    channel_schemas = {**channel_request.pop("$defs"), "NotificationChannelRequest":
+                       channel_request, "NotificationChannel": CHANNEL, "Alert": ALERT,
+                       "Delivery": DELIVERY}
     return {
         "openapi": "3.1.0",
         "info": {"title": "PostgreSQL backup manager", "version": __version__},
         "security": [{"bearer": []}, {"session": []}],
-        "paths": _paths(),
+        "paths": _paths() | _notification_paths(),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -320,6 +412,7 @@ def openapi_document() -> dict[str, Any]:
                 "Schedule": SCHEDULE,
                 "CreateScheduleRequest": CreateScheduleRequest.model_json_schema(),
                 "ScheduleFields": ScheduleFields.model_json_schema(),
+                **channel_schemas,
                 "Backup": BACKUP,
                 "Job": JOB,
                 "Error": ERROR,

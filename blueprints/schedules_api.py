@@ -6,8 +6,7 @@ from flask import Blueprint, jsonify
 
 import retention
 import schedules
-from blueprints.api import json_body
-from blueprints.schemas import CreateScheduleRequest, ScheduleFields
+from blueprints.schemas import CreateScheduleRequest, ScheduleFields, json_body
 
 bp = Blueprint("schedules_api", __name__, url_prefix="/api/system/backup")
 

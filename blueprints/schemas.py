@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+from flask import request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from catalog import CatalogError
 
 BackupType = Literal["full", "schema-only"]
 BackupStatus = Literal["queued", "running", "completed", "failed"]
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what a body must be."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise CatalogError(
+            "the request body must be a JSON object (Content-Type: application/json)",
+            code="invalid_json",
+        )
+    return body
 
 
 class Strict(BaseModel):

@@ -9,7 +9,8 @@ from rq import Queue
 BACKUP_QUEUE = "backups"
 RESTORE_QUEUE = "restores"
 VERIFY_QUEUE = "verifications"
-QUEUES = (RESTORE_QUEUE, BACKUP_QUEUE, VERIFY_QUEUE)  # a worker's priority order
+NOTIFY_QUEUE = "notifications"
+QUEUES = (NOTIFY_QUEUE, RESTORE_QUEUE, BACKUP_QUEUE, VERIFY_QUEUE)  # a worker's priority order
 JOB_TIMEOUT = 24 * 3600
 RESULT_TTL = 7 * 24 * 3600
 

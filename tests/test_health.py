@@ -134,7 +134,8 @@ def test_everything_is_ok_with_a_worker_a_scheduler_and_a_fresh_backup(
     assert by_name["backup-age"]["data"]["full"]["backupId"] == backup_id
     assert by_name["database"]["data"]["serverVersion"].split(".")[0] == by_name[
         "client-tools"]["data"]["pgDump"]["version"].split(".")[0]
-    assert set(by_name["workers"]["data"]["queues"]) == {"restores", "backups", "verifications"}
+    assert set(by_name["workers"]["data"]["queues"]) == {"notifications", "restores", "backups",
+                                                        "verifications"}
     assert all(check["reason"] for check in body["checks"])
 
 
@@ -314,7 +315,8 @@ def test_a_killed_worker_leaves_its_queues_without_a_live_worker(app, worker):
     worker.wait()
     check = checks(app)["workers"]
     assert check.status == "critical"
-    assert check.reason.startswith("no worker listens on restores, backups, verifications")
+    assert check.reason.startswith(
+        "no worker listens on notifications, restores, backups, verifications")
     assert "died" in check.reason
     assert check.data["dead"]
 

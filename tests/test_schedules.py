@@ -58,7 +58,8 @@ def test_create_shows_the_next_run_in_utc_and_in_its_zone(api, app):
     assert body["lastRunAt"] is None and body["lastStatus"] is None
     jobs = registrations(app)
     assert f"schedule-{body['id']}-{next_utc:%Y%m%dT%H%M%SZ}" in jobs
-    assert len(jobs) == 2 and any(job.startswith("retention-cleanup-") for job in jobs)
+    assert len(jobs) == 3 and "alerts-evaluate" in jobs
+    assert any(job.startswith("retention-cleanup-") for job in jobs)
 
 
 @pytest.mark.parametrize(

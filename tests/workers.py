@@ -29,7 +29,8 @@ def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
     log = open(os.environ.get("WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
     return subprocess.Popen(
         [str(rq), "worker", "--url", env["REDIS_URL"], "--worker-class",
-         "jobs.worker.BackupWorker", *extra, "restores", "backups", "verifications"],
+         "jobs.worker.BackupWorker", "--with-scheduler", *extra, "notifications", "restores",
+         "backups", "verifications"],
         cwd=ROOT, env=env, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT,
     )
