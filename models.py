@@ -17,7 +17,6 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
 
-ROLES = ("admin",)
 BACKUP_TYPES = ("full", "schema-only")
 ACTIVE_STATUSES = ("queued", "running")
 STATUSES = ("queued", "running", "completed", "failed")

@@ -10,7 +10,8 @@ import secrets
 import shutil
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_request_context
+from flask_login import current_user
 from redis.exceptions import RedisError
 from rq import Callback
 from sqlalchemy import func, select
@@ -20,6 +21,7 @@ from catalog import CatalogError, get_backup, storage, target_connection
 from extensions import db
 from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
 from models import ACTIVE_STATUSES, VERIFY_LEVELS, Backup, Restore
+from permissions import ADMIN, at_least
 from pgbackup import (
     DryRunError,
     VerifyResult,
@@ -107,6 +109,7 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
     protected = current_app.config["TARGET_DATABASE"]
     _refuse_concurrent_restore()
     if mode == "overwrite":
+        _require_admin("restoring over the protected database")
         target_database = protected
         _refuse_active_backup(protected)
     elif mode == "new-database":
@@ -132,6 +135,13 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
     activity.record("restore.start", restore.id,
                     detail=f"{mode} of {backup.id} into {target_database}")
     return restore
+
+
+def _require_admin(action: str) -> None:
+    """Inside a request, only admins may; the CLI runs on the server as its admin."""
+    if has_request_context() and not at_least(current_user.role, ADMIN):
+        raise CatalogError(f"{action} needs the admin role (yours: {current_user.role})",
+                           status=403, code="forbidden")
 
 
 def _checked_name(name: str) -> str:

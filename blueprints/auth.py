@@ -19,7 +19,8 @@ from wtforms.validators import DataRequired
 import activity
 from blueprints.errors import json_error
 from extensions import csrf, db, login_manager
-from models import ROLES, ApiToken, User, utcnow
+from models import ApiToken, User, utcnow
+from permissions import ROLES, allows
 
 bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login", "static", "healthz"}
@@ -105,6 +106,14 @@ def unauthorized():
     return redirect(login_url)
 
 
+def forbidden(role: str):
+    """403: authenticated, but the role may not do this."""
+    message = f"your role ({role}) may not do this; ask an admin"
+    if request.path.startswith(MACHINE_PATHS):
+        return json_error(403, "forbidden", message)
+    return render_template("error.html", message=message), 403
+
+
 def guard():
     """before_request: authentication and role first, then CSRF for cookie sessions."""
     g.bearer = bearer_token() is not None
@@ -114,6 +123,8 @@ def guard():
             return login_manager.unauthorized()
         if not principal.is_authenticated or principal.role not in ROLES:
             return login_manager.unauthorized()
+        if not allows(principal.role, request.endpoint):
+            return forbidden(principal.role)
     if request.method not in SAFE_METHODS and not g.bearer:
         csrf.protect()
     return None

@@ -7,7 +7,8 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from extensions import db
-from models import ROLES, ApiToken, utcnow
+from models import ApiToken, utcnow
+from permissions import ROLES
 
 tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from extensions import db
 from models import User
+from permissions import ADMIN, ROLES
 
 users_cli = AppGroup("users", help="Manage dashboard users.")
 
@@ -30,14 +31,29 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--update", is_flag=True, help="Reset the password if the user exists.")
 def create_admin(username: str, password_stdin: bool, update: bool) -> None:
     """Create an admin user (password from ADMIN_PASSWORD, stdin or a prompt)."""
+    _save_user(username, ADMIN, password_stdin, update)
+
+
+@users_cli.command("create")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--update", is_flag=True, help="Reset password and role if the user exists.")
+def create_user(username: str, role: str, password_stdin: bool, update: bool) -> None:
+    """Create a user with a role (password from ADMIN_PASSWORD, stdin or a prompt)."""
+    _save_user(username, role, password_stdin, update)
+
+
+def _save_user(username: str, role: str, password_stdin: bool, update: bool) -> None:
     password = _read_password(password_stdin)
     if len(password) < 8:
         raise click.ClickException("the password must have at least 8 characters")
     user = db.session.scalars(select(User).where(User.username == username)).first()
     if user is not None and not update:
         raise click.ClickException(f"user {username!r} exists; pass --update to reset it")
-    user = user or User(username=username, role="admin")
+    user = user or User(username=username)
+    user.role = role
     user.set_password(password)
     db.session.add(user)
     db.session.commit()
-    click.echo(f"admin user {username!r} ready")
+    click.echo(f"{role} user {username!r} ready")

@@ -1,0 +1,50 @@
+"""Who may do what, decided per endpoint.
+
+- admin: everything.
+- operator: what viewers may, plus create and verify backups, run schedules, dry-run
+  restores and restore into a new database. Never a restore over the protected database,
+  a deletion, a download of a whole database, or a change of settings.
+- viewer: read-only pages and API, without the activity log or notification settings.
+
+An endpoint missing from MINIMUM_ROLE needs admin, so a new route is closed until someone
+decides; tests/test_roles.py fails until the table covers every route.
+"""
+
+from __future__ import annotations
+
+ADMIN, OPERATOR, VIEWER = "admin", "operator", "viewer"
+ROLES = (ADMIN, OPERATOR, VIEWER)
+_RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
+
+_VIEWER_ENDPOINTS = (
+    "auth.logout", "api.list_backups", "api.show_backup", "api.job_status", "api.openapi",
+    "api.list_restores", "api.show_restore", "health_api.system_health", "metrics.scrape",
+    "schedules_api.list_schedules", "schedules_api.show_schedule",
+    "schedules_api.retention_preview", "notifications_api.list_alerts",
+    "dashboard.root", "dashboard.index", "dashboard.backups", "dashboard.progress",
+    "dashboard.verification", "dashboard.restores_list", "dashboard.restore_progress",
+    "dashboard.restore_panel_closed", "dashboard_schedules.schedule_list",
+    "dashboard_schedules.card", "dashboard_schedules.last_run",
+    "dashboard_schedules.retention_preview", "dashboard_monitoring.health_panel",
+    "dashboard_monitoring.charts_panel",
+)
+_OPERATOR_ENDPOINTS = (
+    "api.create_backup", "api.verify_backup", "api.restore_backup",
+    "schedules_api.run_schedule", "dashboard.create", "dashboard.verify",
+    "dashboard.restore_panel", "dashboard.restore", "dashboard_schedules.run",
+)
+MINIMUM_ROLE = {
+    **dict.fromkeys(_VIEWER_ENDPOINTS, VIEWER),
+    **dict.fromkeys(_OPERATOR_ENDPOINTS, OPERATOR),
+}
+
+
+def allows(role: str, endpoint: str | None) -> bool:
+    """Whether ``role`` may call ``endpoint`` (unknown roles may call nothing)."""
+    if role not in _RANK:
+        return False
+    return _RANK[role] >= _RANK[MINIMUM_ROLE.get(endpoint or "", ADMIN)]
+
+
+def at_least(role: str, minimum: str) -> bool:
+    return _RANK.get(role, -1) >= _RANK[minimum]

@@ -1,0 +1,94 @@
+"""Roles: a (role, route, method) table from the URL map, each cell asserted."""
+
+from __future__ import annotations
+
+import pytest
+
+from extensions import db
+from models import ApiToken
+from tests.test_auth import PUBLIC, every_route
+
+# Who may call what. Written out by hand on purpose: a route added to the app without a
+# line here fails test_every_route_has_a_decision.
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+EXPECTED = {
+    "auth.logout": VIEWER,
+    "api.list_backups": VIEWER, "api.show_backup": VIEWER, "api.job_status": VIEWER,
+    "api.openapi": VIEWER, "api.list_restores": VIEWER, "api.show_restore": VIEWER,
+    "api.create_backup": OPERATOR, "api.verify_backup": OPERATOR,
+    "api.restore_backup": OPERATOR,
+    "api.delete_backup": ADMIN, "api.download_backup": ADMIN, "api.list_activity": ADMIN,
+    "health_api.system_health": VIEWER, "metrics.scrape": VIEWER,
+    "schedules_api.list_schedules": VIEWER, "schedules_api.show_schedule": VIEWER,
+    "schedules_api.retention_preview": VIEWER, "schedules_api.run_schedule": OPERATOR,
+    "schedules_api.create_schedule": ADMIN, "schedules_api.update_schedule": ADMIN,
+    "schedules_api.delete_schedule": ADMIN,
+    "notifications_api.list_alerts": VIEWER,
+    "notifications_api.list_channels": ADMIN, "notifications_api.create_channel": ADMIN,
+    "notifications_api.update_channel": ADMIN, "notifications_api.delete_channel": ADMIN,
+    "notifications_api.test_channel": ADMIN, "notifications_api.list_deliveries": ADMIN,
+    "dashboard.root": VIEWER, "dashboard.index": VIEWER, "dashboard.backups": VIEWER,
+    "dashboard.progress": VIEWER, "dashboard.verification": VIEWER,
+    "dashboard.restores_list": VIEWER, "dashboard.restore_progress": VIEWER,
+    "dashboard.restore_panel_closed": VIEWER,
+    "dashboard.create": OPERATOR, "dashboard.verify": OPERATOR,
+    "dashboard.restore_panel": OPERATOR, "dashboard.restore": OPERATOR,
+    "dashboard.delete": ADMIN,
+    "dashboard_schedules.schedule_list": VIEWER, "dashboard_schedules.card": VIEWER,
+    "dashboard_schedules.last_run": VIEWER, "dashboard_schedules.retention_preview": VIEWER,
+    "dashboard_schedules.run": OPERATOR,
+    "dashboard_schedules.create": ADMIN, "dashboard_schedules.edit": ADMIN,
+    "dashboard_schedules.update": ADMIN, "dashboard_schedules.set_enabled": ADMIN,
+    "dashboard_schedules.delete": ADMIN,
+    "dashboard_monitoring.health_panel": VIEWER, "dashboard_monitoring.charts_panel": VIEWER,
+    "dashboard_monitoring.activity_log": ADMIN, "dashboard_monitoring.channels_panel": ADMIN,
+    "dashboard_monitoring.channel_fields": ADMIN, "dashboard_monitoring.add_channel": ADMIN,
+    "dashboard_monitoring.delete_channel": ADMIN, "dashboard_monitoring.test_channel": ADMIN,
+    "dashboard_monitoring.toggle_channel": ADMIN, "dashboard_monitoring.deliveries": ADMIN,
+}
+RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
+
+
+def token_for(app, role: str) -> str:
+    with app.app_context():
+        row, token = ApiToken.mint(f"{role}-token", role)
+        db.session.add(row)
+        db.session.commit()
+    return token
+
+
+def test_every_route_has_a_decision(app):
+    endpoints = {endpoint for endpoint, _, _ in every_route(app)} - PUBLIC
+    assert endpoints == set(EXPECTED)
+
+
+@pytest.mark.parametrize("role", [VIEWER, OPERATOR, ADMIN])
+def test_each_role_gets_exactly_its_routes(app, client, role):
+    headers = {"Authorization": f"Bearer {token_for(app, role)}"}
+    table = []
+    for endpoint, method, path in every_route(app):
+        if endpoint in PUBLIC or endpoint == "auth.logout":
+            continue
+        status = client.open(path, method=method, headers=headers, json={}).status_code
+        table.append((endpoint, method, status))
+        allowed = RANK[role] >= RANK[EXPECTED[endpoint]]
+        assert (status == 403) != allowed, (role, endpoint, method, status)
+    assert len(table) > 50
+
+
+def test_an_operator_may_restore_into_a_new_database_but_not_over_the_live_one(
+    app, client, api, run_worker
+):
+    backup_id = api.post("/api/system/backup", json={"type": "full"}).get_json()["backupId"]
+    run_worker()
+    headers = {"Authorization": f"Bearer {token_for(app, OPERATOR)}"}
+    over = client.post("/api/system/backup/restore", headers=headers,
+                       json={"backupId": backup_id, "confirmDataLoss": True})
+    assert over.status_code == 403
+    assert "admin" in over.get_json()["error"]["message"]
+    dry = client.post("/api/system/backup/restore", headers=headers,
+                      json={"backupId": backup_id, "dryRun": True})
+    assert dry.status_code == 200
+    refused = client.delete(f"/api/system/backup/{backup_id}", headers=headers)
+    assert refused.status_code == 403
+    assert client.get(f"/api/system/backup/{backup_id}", headers=headers).status_code == 200
