@@ -159,6 +159,13 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="admin")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    # Part of the session cookie's user id: raising it ends every session of the user.
+    session_version: Mapped[int] = mapped_column(default=1)
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -184,6 +191,7 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
     is_authenticated = True
     is_active = True
@@ -194,10 +202,16 @@ class ApiToken(db.Model):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def mint(cls, name: str, role: str) -> tuple[ApiToken, str]:
+    def mint(
+        cls, name: str, role: str, expires_at: datetime | None = None
+    ) -> tuple[ApiToken, str]:
         """A new token row and the clear token, which is shown once and never stored."""
         token = "pbm_" + secrets.token_urlsafe(32)
-        return cls(name=name, role=role, token_hash=cls.hash(token)), token
+        return cls(name=name, role=role, token_hash=cls.hash(token), expires_at=expires_at), token
+
+    @property
+    def usable(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > utcnow())
 
     def get_id(self) -> str:
         return f"token:{self.id}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
@@ -16,11 +18,14 @@ tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
 @tokens_cli.command("create")
 @click.option("--name", required=True, help="A unique label, e.g. the script's name.")
 @click.option("--role", type=click.Choice(ROLES), default="admin", show_default=True)
-def create_token(name: str, role: str) -> None:
+@click.option("--expires-in-days", type=click.IntRange(1, 3650),
+              help="Refuse the token after this many days (default: never).")
+def create_token(name: str, role: str, expires_in_days: int | None) -> None:
     """Mint a token; it is printed once, alone on the last line."""
     if db.session.scalars(select(ApiToken).where(ApiToken.name == name)).first():
         raise click.ClickException(f"a token named {name!r} exists; revoke it or pick another")
-    row, token = ApiToken.mint(name, role)
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    row, token = ApiToken.mint(name, role, expires_at)
     db.session.add(row)
     db.session.commit()
     click.echo(f"token {name!r} ({role}) created; store it now, it is not shown again:")
@@ -43,6 +48,9 @@ def revoke_token(name: str) -> None:
 def list_tokens() -> None:
     """Names, roles and last use; never the tokens themselves."""
     for row in db.session.scalars(select(ApiToken).order_by(ApiToken.name)):
-        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        state = (f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at
+                 else "expired" if not row.usable
+                 else f"active until {row.expires_at:%Y-%m-%d}" if row.expires_at
+                 else "active")
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
         click.echo(f"{row.name}\t{row.role}\t{state}\tlast used {used}")

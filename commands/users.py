@@ -57,3 +57,15 @@ def _save_user(username: str, role: str, password_stdin: bool, update: bool) -> 
     db.session.add(user)
     db.session.commit()
     click.echo(f"{role} user {username!r} ready")
+
+
+@users_cli.command("end-sessions")
+@click.argument("username")
+def end_sessions(username: str) -> None:
+    """Log a user out everywhere (every dashboard session of theirs stops working)."""
+    user = db.session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    user.session_version += 1
+    db.session.commit()
+    click.echo(f"every session of {username!r} has ended")

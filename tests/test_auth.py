@@ -45,11 +45,11 @@ def test_public_endpoints_reveal_nothing(client):
     assert client.get("/login").status_code == 200
 
 
-def login(client, password=ADMIN_PASSWORD, next_url=""):
+def login(client, password=ADMIN_PASSWORD, next_url="", username="admin"):
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     return client.post(f"/login{next_url}", data={
-        "username": "admin", "password": password, "csrf_token": token})
+        "username": username, "password": password, "csrf_token": token})
 
 
 def test_login_with_the_right_password_only(client):
@@ -110,3 +110,50 @@ def test_create_admin_reads_the_password_from_stdin(app, client):
     short = runner.invoke(args=["users", "create-admin", "--username", "x",
                                 "--password-stdin"], input="short\n")
     assert short.exit_code != 0 and "8 characters" in short.output
+
+
+def test_brute_force_locks_the_account_then_the_address(app, client):
+    for _ in range(5):
+        assert login(client, password="wrong").status_code == 401
+    locked = login(client)  # the right password, but the account is locked now
+    assert locked.status_code == 423 and "locked until" in locked.get_data(as_text=True)
+    assert client.get("/api/system/backup").status_code == 401
+    from extensions import db
+    from models import User
+    with app.app_context():
+        user = db.session.query(User).filter_by(username="admin").one()
+        user.locked_until = None  # the lock-out ran out
+        db.session.commit()
+    assert login(client).status_code == 302
+    for number in range(15):  # 20 failures from this address in all, any usernames
+        assert login(client, password="wrong", username=f"guess{number}").status_code == 401
+    limited = login(client)
+    assert limited.status_code == 429
+
+
+def test_expired_tokens_are_refused(app, client):
+    result = app.test_cli_runner().invoke(
+        args=["tokens", "create", "--name", "short", "--expires-in-days", "1"])
+    token = result.output.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/system/backup", headers=headers).status_code == 200
+    from datetime import timedelta
+
+    from extensions import db
+    from models import ApiToken
+    with app.app_context():
+        row = db.session.query(ApiToken).filter_by(name="short").one()
+        row.expires_at -= timedelta(days=2)
+        db.session.commit()
+    assert client.get("/api/system/backup", headers=headers).status_code == 401
+    assert "expired" in app.test_cli_runner().invoke(args=["tokens", "list"]).output
+
+
+def test_sessions_can_be_ended_and_expire(app, client):
+    assert login(client).status_code == 302
+    assert client.get("/api/system/backup").status_code == 200
+    cookie = client.get_cookie("session")
+    assert cookie.http_only and cookie.same_site == "Lax" and cookie.expires is not None
+    result = app.test_cli_runner().invoke(args=["users", "end-sessions", "admin"])
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/system/backup").status_code == 401
