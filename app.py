@@ -14,11 +14,14 @@ from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from werkzeug.routing import IntegerConverter
 
 from blueprints import (
     api,
     auth,
     dashboard,
+    dashboard_monitoring,
+    dashboard_schedules,
     health_api,
     metrics,
     notifications_api,
@@ -52,13 +55,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     app.config.update(test_config or {})
+    app.url_map.converters["id"] = CatalogIdConverter
     _configure_logging(app)
     db.init_app(app)
     login_manager.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
     app.register_blueprint(api.bp)
-    for blueprint in (schedules_api, health_api, notifications_api, metrics):
+    for blueprint in (schedules_api, health_api, notifications_api, metrics,
+                      dashboard_schedules, dashboard_monitoring):
         app.register_blueprint(blueprint.bp)
     app.register_blueprint(dashboard.bp)
     register_error_handlers(app)
@@ -68,6 +73,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         _create_tables()
     return app
+
+
+class CatalogIdConverter(IntegerConverter):
+    """``<id:...>``: a catalog row id; larger than a 64-bit integer is a 404, not a 500."""
+
+    max = 2**63 - 1
 
 
 def _security_headers(response: Response) -> Response:

@@ -60,7 +60,7 @@ def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: A
         ) from exc
 
 
-def start_verification(backup_id: str, level: str) -> str:
+def start_verification(backup_id: str, level: str, actor: str | None = None) -> str:
     """Queue a verification of ``backup_id`` at ``level``; returns the job id."""
     if level not in VERIFY_LEVELS:
         raise CatalogError(f"unknown level {level!r}: use one of {', '.join(VERIFY_LEVELS)}")
@@ -68,7 +68,8 @@ def start_verification(backup_id: str, level: str) -> str:
     job_id = f"verify-{level}-{backup.id}-{secrets.token_hex(3)}"
     _enqueue(VERIFY_QUEUE, "jobs.verify.run_verify", job_id,
              f"{level} verification of {backup.id}", backup.id, level)
-    activity.record("backup.verify", backup.id, detail=f"level {level}, job {job_id}")
+    activity.record("backup.verify", backup.id, detail=f"level {level}, job {job_id}",
+                    actor=actor)
     return job_id
 
 

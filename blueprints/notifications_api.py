@@ -152,20 +152,20 @@ def create_channel():
     return jsonify(channel_json(notifications.save_channel(NotificationChannel(), fields))), 201
 
 
-@bp.put("/notifications/channels/<int:channel_id>")
+@bp.put("/notifications/channels/<id:channel_id>")
 def update_channel(channel_id: int):
     channel = notifications.get_channel(channel_id)
     fields = channel_fields(notifications.with_kept_secrets(channel, json_body()))
     return jsonify(channel_json(notifications.save_channel(channel, fields)))
 
 
-@bp.delete("/notifications/channels/<int:channel_id>")
+@bp.delete("/notifications/channels/<id:channel_id>")
 def delete_channel(channel_id: int):
     notifications.delete_channel(channel_id)
     return jsonify(deleted=channel_id)
 
 
-@bp.post("/notifications/channels/<int:channel_id>/test")
+@bp.post("/notifications/channels/<id:channel_id>/test")
 def test_channel(channel_id: int):
     delivery = notifications.send_test(notifications.get_channel(channel_id))
     return jsonify(ok=delivery.status == "sent", error=delivery.last_error,

@@ -33,7 +33,7 @@ BACKUP = {
                          "enum": ["unverified", "valid", "corrupted"]},
         "verifiedAt": NULLABLE_STRING,
         "verificationResult": {"type": ["object", "null"]},
-        "origin": {"type": "string", "enum": ["manual", "safety"]},
+        "origin": {"type": "string", "enum": ["manual", "safety", "schedule"]},
         "durationMs": NULLABLE_INT,
         "database": {"type": "string"},
         "compression": {"type": "string", "enum": ["zstd", "none"]},

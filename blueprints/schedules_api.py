@@ -22,24 +22,24 @@ def create_schedule():
     return jsonify(schedules.schedule_json(schedules.create_schedule(fields))), 201
 
 
-@bp.get("/schedule/<int:schedule_id>")
+@bp.get("/schedule/<id:schedule_id>")
 def show_schedule(schedule_id: int):
     return jsonify(schedules.schedule_json(schedules.get_schedule(schedule_id)))
 
 
-@bp.put("/schedule/<int:schedule_id>")
+@bp.put("/schedule/<id:schedule_id>")
 def update_schedule(schedule_id: int):
     fields = ScheduleFields.model_validate(json_body()).model_dump(exclude_unset=True)
     return jsonify(schedules.schedule_json(schedules.update_schedule(schedule_id, fields)))
 
 
-@bp.delete("/schedule/<int:schedule_id>")
+@bp.delete("/schedule/<id:schedule_id>")
 def delete_schedule(schedule_id: int):
     schedules.delete_schedule(schedule_id)
     return jsonify(deleted=schedule_id)
 
 
-@bp.post("/schedule/<int:schedule_id>/run")
+@bp.post("/schedule/<id:schedule_id>/run")
 def run_schedule(schedule_id: int):
     run = schedules.run_now(schedule_id)
     return jsonify(scheduleId=schedule_id, outcome=run.outcome, backupId=run.backup_id,

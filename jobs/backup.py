@@ -74,7 +74,7 @@ def _follow_up(backup: Backup) -> None:
     level = schedule.verify if schedule else "integrity"
     try:
         if level != "none":
-            start_verification(backup.id, level)
+            start_verification(backup.id, level, actor="worker")
         if schedule is not None:
             retention.apply(schedule_id=schedule.id)
     except CatalogError as exc:

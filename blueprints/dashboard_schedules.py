@@ -1,0 +1,338 @@
+"""The dashboard's schedules panel and retention preview, under /system/backup/schedules.
+
+HTML fragments for htmx, like ``dashboard.py``. Every schedule change answers with the
+HX-Trigger ``schedules-changed``, on which the retention preview reloads itself (it also
+reloads on ``backups-changed``). A refused form comes back with the user's input, the
+catalog's message next to it and a 4xx status; HX-Retarget puts it where the form was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+from flask import Blueprint, render_template, request
+from pydantic import ValidationError
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+import retention
+import schedules
+from blueprints.errors import describe_validation_error
+from blueprints.schemas import CreateScheduleRequest
+from catalog import CatalogError
+from extensions import db
+from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun
+
+bp = Blueprint("dashboard_schedules", __name__, url_prefix="/system/backup/schedules")
+
+SCHEDULES_EVENT = "schedules-changed"
+BACKUPS_EVENT = "backups-changed"  # dashboard.REFRESH_EVENT: the backup list reloads
+TYPE_LABELS = {"full": "Full", "schema-only": "Schema only"}
+FREQUENCY_LABELS = {"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly",
+                    "monthly": "Monthly", "cron": "Cron expression"}
+VERIFY_LABELS = {"integrity": "Integrity", "restore": "Test restore", "none": "None"}
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# The form's fields are the API's names; which frequencies use the optional ones.
+USED_BY = {"time": ("hourly", "daily", "weekly", "monthly"), "dayOfWeek": ("weekly",),
+           "dayOfMonth": ("monthly",), "cron": ("cron",)}
+NEW_FORM = {"name": "", "type": "full", "frequency": "daily", "time": "02:00",
+            "dayOfWeek": "0", "dayOfMonth": "1", "cron": "", "timezone": "UTC",
+            "retention": "7", "keepAtLeast": "1", "verify": "integrity", "enabled": True}
+TEXT_FIELDS = tuple(name for name in NEW_FORM if name != "enabled")
+# The form's choices, for the macros in partials/schedules_macros.html (imported without
+# the template's context).
+bp.add_app_template_global({"type": TYPE_LABELS, "frequency": FREQUENCY_LABELS,
+                            "verify": VERIFY_LABELS, "weekdays": WEEKDAYS},
+                           "SCHEDULE_CHOICES")
+
+
+@dataclass(frozen=True)
+class FormError:
+    """A refusal shown next to the form: the catalog's message and the field it names."""
+
+    message: str
+    field: str | None
+
+
+@dataclass(frozen=True)
+class Retained:
+    """One backup in the retention preview."""
+
+    backup_id: str
+    reason: str
+    backup: Backup | None
+    schedule_name: str | None
+
+
+# Panel, list, one card
+
+
+@bp.app_template_global("schedules_panel")
+def panel_context() -> dict[str, Any]:
+    """What ``partials/schedules_panel.html`` needs. The dashboard page includes that
+    partial, which calls this itself, so the page's own view needs no change."""
+    return {"schedule_views": _views(schedules.list_schedules()), "form": NEW_FORM,
+            "zones": _zones(), **_retention_context()}
+
+
+@bp.get("")
+def schedule_list() -> str:
+    return _render_list()
+
+
+@bp.get("/<id:schedule_id>")
+def card(schedule_id: int) -> str:
+    """A schedule's card (Cancel in the edit form swaps this back)."""
+    return _render_card(schedules.get_schedule(schedule_id))
+
+
+@bp.get("/<id:schedule_id>/last-run")
+def last_run(schedule_id: int) -> str:
+    """The card's last-run block; polls itself while the schedule's backup is active.
+    Nothing (which ends the polling) once the schedule was deleted elsewhere."""
+    schedule = db.session.get(Schedule, schedule_id)
+    if schedule is None:
+        return ""
+    [view] = _views([schedule])
+    return render_template("partials/schedules_last_run.html", view=view)
+
+
+# Create, edit, enable, delete, run now
+
+
+@bp.post("")
+def create() -> tuple[str, int, dict[str, str]]:
+    values = _form_values(request.form)
+    try:
+        schedules.create_schedule(_fields(values))
+    except CatalogError as exc:
+        db.session.rollback()
+        html = render_template("partials/schedules_form.html", form=values,
+                               error=_form_error(exc))
+        return html, exc.status, _retarget("#schedule-form-new")
+    html = _render_list(fresh_form=True, clear_alerts=True)
+    return html, 200, {"HX-Trigger": SCHEDULES_EVENT}
+
+
+@bp.get("/<id:schedule_id>/edit")
+def edit(schedule_id: int) -> str:
+    schedule = schedules.get_schedule(schedule_id)
+    return render_template("partials/schedules_edit.html", schedule=schedule,
+                           form=_values_of(schedule), error=None)
+
+
+@bp.put("/<id:schedule_id>")
+def update(schedule_id: int) -> tuple[str, int, dict[str, str]]:
+    schedule = schedules.get_schedule(schedule_id)
+    values = _form_values(request.form)
+    try:
+        schedule = schedules.update_schedule(schedule_id, _fields(values))
+    except CatalogError as exc:
+        db.session.rollback()  # update_schedule may have changed the row before refusing
+        html = render_template("partials/schedules_edit.html", schedule=schedule, form=values,
+                               error=_form_error(exc))
+        return html, exc.status, _retarget(f"#schedule-{schedule_id}")
+    return _render_card(schedule, clear_alerts=True), 200, {"HX-Trigger": SCHEDULES_EVENT}
+
+
+@bp.put("/<id:schedule_id>/enabled")
+def set_enabled(schedule_id: int) -> tuple[str, int, dict[str, str]]:
+    """The card's switch sends the state it asks for, so a stale page cannot flip it back."""
+    wanted = request.form.get("enabled", "")
+    schedule = schedules.get_schedule(schedule_id)
+    try:
+        if wanted not in ("true", "false"):
+            raise CatalogError(f"enabled: {wanted!r} is neither true nor false")
+        schedule = schedules.update_schedule(schedule_id, {"enabled": wanted == "true"})
+    except CatalogError as exc:
+        return _card_error(schedule_id, exc)
+    return _render_card(schedule, clear_alerts=True), 200, {"HX-Trigger": SCHEDULES_EVENT}
+
+
+@bp.delete("/<id:schedule_id>")
+def delete(schedule_id: int) -> tuple[str, int, dict[str, str]]:
+    """The schedule goes; its backups stay until deleted by hand."""
+    schedules.delete_schedule(schedule_id)
+    return _render_list(clear_alerts=True), 200, {"HX-Trigger": SCHEDULES_EVENT}
+
+
+@bp.post("/<id:schedule_id>/run")
+def run(schedule_id: int) -> tuple[str, int, dict[str, str]]:
+    """Run now: the card with the outcome (started backup, or skipped and why); the
+    backup list and the retention preview reload to show the new backup."""
+    schedules.get_schedule(schedule_id)
+    try:
+        ran = schedules.run_now(schedule_id)
+    except CatalogError as exc:
+        return _card_error(schedule_id, exc)
+    schedule = schedules.get_schedule(schedule_id)
+    html = _render_card(schedule, ran=ran, clear_alerts=True)
+    return html, 200, {"HX-Trigger": BACKUPS_EVENT}
+
+
+# Retention preview
+
+
+@bp.get("/retention")
+def retention_preview() -> str:
+    """What the next clean-up would delete and why; nothing is deleted here."""
+    return render_template("partials/retention_preview.html", **_retention_context())
+
+
+# Rendering helpers
+
+
+def _render_list(fresh_form: bool = False, clear_alerts: bool = False) -> str:
+    return render_template("partials/schedules_list.html",
+                           schedule_views=_views(schedules.list_schedules()),
+                           fresh_form=fresh_form, form=NEW_FORM, clear_alerts=clear_alerts)
+
+
+def _render_card(schedule: Schedule, ran: ScheduleRun | None = None, message: str | None = None,
+                 clear_alerts: bool = False) -> str:
+    [view] = _views([schedule])
+    return render_template("partials/schedules_card.html", view=view, ran=ran, message=message,
+                           clear_alerts=clear_alerts)
+
+
+def _card_error(schedule_id: int, exc: CatalogError) -> tuple[str, int, dict[str, str]]:
+    """The card as it is now, with the refusal inside it, in place of the card."""
+    db.session.rollback()
+    html = _render_card(schedules.get_schedule(schedule_id), message=exc.message)
+    return html, exc.status, _retarget(f"#schedule-{schedule_id}")
+
+
+def _retarget(selector: str) -> dict[str, str]:
+    return {"HX-Retarget": selector, "HX-Reswap": "outerHTML"}
+
+
+def _views(rows: list[Schedule]) -> list[dict[str, Any]]:
+    """schedule_json() plus what the card shows: the next run in the schedule's zone, the
+    latest run and the latest that started a backup, and whether a backup is active."""
+    ids = [row.id for row in rows]
+    latest: dict[int, ScheduleRun] = {}
+    started: dict[int, ScheduleRun] = {}
+    active: set[int] = set()
+    if ids:
+        runs = db.session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id.in_(ids))
+                                  .order_by(ScheduleRun.fired_at.desc(), ScheduleRun.id.desc()))
+        for run_row in runs:
+            latest.setdefault(run_row.schedule_id, run_row)
+            if run_row.backup_id is not None:
+                started.setdefault(run_row.schedule_id, run_row)
+        active = set(db.session.scalars(select(Backup.schedule_id).where(
+            Backup.schedule_id.in_(ids), Backup.status.in_(ACTIVE_STATUSES))))
+    views = []
+    for row in rows:
+        data = schedules.schedule_json(row)
+        views.append({
+            **data,
+            "nextLocalText": _zone_text(data["nextRunLocal"], row.timezone),
+            "latestRun": latest.get(row.id),
+            "latestStarted": started.get(row.id),
+            "busy": row.id in active or data["lastStatus"] in ACTIVE_STATUSES,
+        })
+    return views
+
+
+@bp.app_template_filter("utc_text")
+def utc_text(iso: str) -> str:
+    """'Fri 2026-11-27 01:00 UTC': a <time> element's text until localtime.js rewrites it."""
+    return _zone_text(iso, "UTC") or ""
+
+
+def _zone_text(iso: str | None, zone: str) -> str | None:
+    """'Fri 2026-11-27 02:00 CET' from nextRunLocal, with the zone's abbreviation."""
+    if iso is None:
+        return None
+    local = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    return local.strftime(f"{WEEKDAYS[local.weekday()][:3]} %Y-%m-%d %H:%M %Z")
+
+
+@cache
+def _zones() -> list[str]:
+    """IANA names for the time zone field's suggestions."""
+    legacy = ("Etc/", "SystemV/", "posix/", "right/")
+    regions = (name for name in available_timezones()
+               if "/" in name and not name.startswith(legacy))
+    return [*sorted(regions), "UTC"]
+
+
+def _retention_context() -> dict[str, Any]:
+    decisions = retention.plan()
+    backups = {b.id: b for b in db.session.scalars(select(Backup))}  # as plan() reads them
+    names = {s.id: s.name for s in db.session.scalars(select(Schedule))}
+    rows = []
+    for decision in decisions:
+        backup = backups.get(decision.backup_id)
+        name = names.get(backup.schedule_id) if backup and backup.schedule_id else None
+        rows.append(Retained(decision.backup_id, decision.reason, backup, name))
+    doomed = [row for row, decision in zip(rows, decisions, strict=True) if decision.delete]
+    kept = [row for row, decision in zip(rows, decisions, strict=True) if not decision.delete]
+    next_cleanup = schedules.CLEANUP_TIMING.next_run(schedules.now_utc())
+    return {"doomed": doomed, "kept": kept[::-1],  # kept: newest first
+            "next_cleanup": next_cleanup.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+# The form
+
+
+def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
+    """The form as sent, stripped; shown again as is when it is refused."""
+    values: dict[str, Any] = {name: form.get(name, "").strip() for name in TEXT_FIELDS}
+    values["enabled"] = form.get("enabled") == "on"
+    return values
+
+
+def _values_of(schedule: Schedule) -> dict[str, Any]:
+    """The edit form, filled in from the schedule (defaults for the unused fields)."""
+    data = schedules.schedule_json(schedule)
+    values = {name: "" if data[name] is None else str(data[name]) for name in TEXT_FIELDS}
+    for name in ("time", "dayOfWeek", "dayOfMonth"):
+        values[name] = values[name] or NEW_FORM[name]
+    values["enabled"] = schedule.enabled
+    return values
+
+
+def _fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The schedule fields for the catalog. Fields of other frequencies are left out, so
+    switching a weekly schedule to daily needs no clearing of its day by hand."""
+    frequency = values["frequency"]
+    fields: dict[str, Any] = {
+        "name": values["name"], "type": values["type"], "frequency": frequency,
+        "timezone": values["timezone"] or "UTC", "verify": values["verify"],
+        "enabled": values["enabled"],
+        "retention": _whole_number("retention", values["retention"]),
+        "keepAtLeast": _whole_number("keepAtLeast", values["keepAtLeast"]),
+    }
+    for name, frequencies in USED_BY.items():
+        used = frequency in frequencies
+        if name in ("dayOfWeek", "dayOfMonth"):
+            fields[name] = _whole_number(name, values[name]) if used else None
+        else:
+            fields[name] = (values[name] or None) if used else None
+    try:  # names, choices and ranges as the API checks them; timing is the catalog's
+        CreateScheduleRequest.model_validate({k: v for k, v in fields.items() if k != "time"})
+    except ValidationError as exc:
+        raise CatalogError(describe_validation_error(exc), code="invalid_schedule") from None
+    return fields
+
+
+def _whole_number(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        shown = f'"{raw}"' if raw else "nothing"
+        raise CatalogError(f"{name}: {shown} is not a whole number",
+                           code="invalid_schedule") from None
+
+
+def _form_error(exc: CatalogError) -> FormError:
+    field, sep, _ = exc.message.partition(":")
+    if exc.code == "schedule_exists":
+        field, sep = "name", ":"
+    return FormError(exc.message, field if sep and field in NEW_FORM else None)
