@@ -14,7 +14,7 @@ from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import BaseConverter
 
 from blueprints import (
     api,
@@ -75,10 +75,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-class CatalogIdConverter(IntegerConverter):
-    """``<id:...>``: a catalog row id; larger than a 64-bit integer is a 404, not a 500."""
+class CatalogIdConverter(BaseConverter):
+    """``<id:...>``: a catalog row id. Digits beyond a PostgreSQL integer name no row, so
+    they become 0 (a 404 from the view) instead of an overflow in the database."""
 
-    max = 2**63 - 1
+    regex = r"\d{1,40}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        return number if number <= 2**31 - 1 else 0
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
 
 
 def _security_headers(response: Response) -> Response:

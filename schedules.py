@@ -93,9 +93,9 @@ def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
         raise CatalogError("type: incremental backups are not available yet; use full or "
                            "schema-only", code="invalid_schedule")
     try:
+        when = timing(schedule)  # validates, enabled or not
         schedule.next_run_at = (
-            timing(schedule).next_run(now_utc()).replace(tzinfo=None)
-            if schedule.enabled else None
+            when.next_run(now_utc()).replace(tzinfo=None) if schedule.enabled else None
         )
     except TimingError as exc:
         api_name = API_NAMES.get(exc.field, exc.field)
@@ -109,8 +109,10 @@ def _save(schedule: Schedule) -> None:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise CatalogError(f"a schedule named {schedule.name!r} exists already",
-                           status=409, code="schedule_exists") from None
+        if db.session.scalars(select(Schedule).where(Schedule.name == schedule.name)).first():
+            raise CatalogError(f"a schedule named {schedule.name!r} exists already",
+                               status=409, code="schedule_exists") from None
+        raise
     _try_sync()
 
 
@@ -205,7 +207,11 @@ def sync_schedules() -> dict[str, list[str]]:
     registered = {job_id for job_id in all_registered if job_id.startswith(JOB_PREFIX)}
     wanted, added = set(), []
     for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
-        _skip_fired_slot(schedule)
+        try:
+            _skip_fired_slot(schedule)
+        except TimingError as exc:  # one bad row must not stop every other schedule
+            catalog.log.error("schedule %s cannot be registered: %s", schedule.id, exc)
+            continue
         job_id = slot_job_id(schedule, schedule.next_run_at)
         wanted.add(job_id)
         if job_id not in registered and not _pending(job_id):

@@ -17,6 +17,7 @@ from pgbackup import __version__
 BACKUP_ID = {"type": "string", "pattern": r"^backup-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
+DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 BACKUP = {
     "type": "object",
@@ -186,7 +187,7 @@ def _list_of(key: str, item: str, description: str) -> dict[str, Any]:
 
 
 def _notification_paths() -> dict[str, Any]:
-    channel_id = [_id_param("channelId", {"type": "integer"})]
+    channel_id = [_id_param("channelId", DB_ID)]
     body = {"required": True, "content": {"application/json": {
         "schema": _ref("NotificationChannelRequest")}}}
     test_result = {"type": "object", "required": ["ok", "error", "deliveryId"],
@@ -232,6 +233,13 @@ def _notification_paths() -> dict[str, Any]:
     }
 
 
+REHEARSAL = {
+    "type": "object", "required": ["dryRun", "analysis", "rehearsal"],
+    "properties": {"dryRun": {"type": "boolean"}, "analysis": {"type": "object"},
+                   "rehearsal": {"$ref": "#/components/schemas/Restore"}},
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -241,8 +249,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {400: "Invalid input", 401: "Not authenticated", 404: "Not found",
-               409: "Conflict with the backup's state", 503: "Job queue unavailable"}
+    """Error responses; every authenticated operation may also answer 403 (role)."""
+    reasons = {400: "Invalid input", 401: "Not authenticated",
+               403: "Your role may not do this", 404: "Not found",
+               409: "Conflict with the current state", 503: "Job queue unavailable"}
+    codes = (*codes, 403) if 401 in codes else codes
     return {str(code): _json(_ref("Error"), reasons[code]) for code in codes}
 
 
@@ -252,7 +263,7 @@ def _id_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     backup_id = [_id_param("backupId", BACKUP_ID)]
-    schedule_id = [_id_param("scheduleId", {"type": "integer", "minimum": 1})]
+    schedule_id = [_id_param("scheduleId", DB_ID)]
     list_params = [
         {"name": "type", "in": "query", "schema": {"type": "string",
                                                    "enum": ["full", "schema-only"]}},
@@ -276,7 +287,8 @@ def _paths() -> dict[str, Any]:
                 "summary": "Start a backup (runs as a job)",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("CreateBackupRequest")}}},
-                "responses": {"202": _json(created, "Backup queued"), **_errors(400, 401, 503)},
+                "responses": {"202": _json(created, "Backup queued"),
+                              **_errors(400, 401, 409, 503)},
             },
             "get": {
                 "summary": "List backups, newest first",
@@ -315,7 +327,8 @@ def _paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("RestoreRequest")}}},
                 "responses": {"200": _json({"type": "object"}, "Dry-run analysis"),
-                              "202": _json(_ref("Restore"), "Restore queued"),
+                              "202": _json({"oneOf": [_ref("Restore"), REHEARSAL]},
+                                           "Restore queued, or a dry run with a rehearsal"),
                               **_errors(400, 401, 404, 409, 503)},
             },
             "get": {

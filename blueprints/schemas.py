@@ -110,6 +110,18 @@ class ScheduleFields(Strict):
     enabled: StrictBool | None = None
 
 
+    @model_validator(mode="before")
+    @classmethod
+    def no_null_for_required_settings(cls, data: Any) -> Any:
+        """Only the frequency-specific fields may be cleared with null."""
+        if isinstance(data, dict):
+            for name in ("name", "type", "frequency", "timezone", "retention", "keepAtLeast",
+                         "verify", "enabled"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name}: may not be null")
+        return data
+
+
 class CreateScheduleRequest(ScheduleFields):
     name: str = Field(min_length=1, max_length=80)
     frequency: Literal["hourly", "daily", "weekly", "monthly", "cron"]

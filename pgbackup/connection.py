@@ -100,10 +100,12 @@ class ConnectionInfo:
         """Yield ``(env, dsn)`` for a libpq client tool; pass the dsn as ``--dbname=<dsn>``.
 
         The dsn has no password: it is written to a private passfile named by PGPASSFILE
-        in ``env`` and deleted when the block exits. PGPASSWORD is never passed on.
+        in ``env`` and deleted when the block exits. Only an allow-list of the caller's
+        environment is passed on (never PGPASSWORD, nor the app's own settings such as a
+        DATABASE_URL with its password), since a process's environment is readable by
+        the same user.
         """
-        env = dict(os.environ if base_env is None else base_env)
-        env.pop("PGPASSWORD", None)
+        env = tool_env(base_env)
         params = dict(self._params)
         password = params.pop("password", "")
         if not password:
@@ -113,6 +115,23 @@ class ConnectionInfo:
         with _passfile(password) as path:
             env["PGPASSFILE"] = str(path)
             yield env, make_conninfo("", **params)
+
+
+_INHERITED = {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "USER", "LOGNAME"}
+
+
+def tool_env(base_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for any PostgreSQL client tool we start: an allow-list of the
+    caller's, so none of the app's own settings (a DATABASE_URL with its password, the
+    SECRET_KEY) reach a process whose environment the same user can read."""
+    source = os.environ if base_env is None else base_env
+    return {key: value for key, value in source.items() if _inheritable(key)}
+
+
+def _inheritable(key: str) -> bool:
+    """Locale, paths and libpq's own PG* settings, except a password."""
+    return (key in _INHERITED or key.startswith("LC_")
+            or (key.startswith("PG") and key != "PGPASSWORD"))
 
 
 def _parse(text: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO
 
+from pgbackup.connection import tool_env
 from pgbackup.errors import BackupError
 
 STDERR_LINES_KEPT = 200
@@ -33,7 +34,8 @@ def pg_dump_version(pg_dump: str = "pg_dump") -> str:
     """The short version of a pg_dump binary, e.g. ``15.19``."""
     try:
         result = subprocess.run(
-            [pg_dump, "--version"], capture_output=True, text=True, timeout=60, check=False
+            [pg_dump, "--version"], capture_output=True, text=True, timeout=60, check=False,
+            env=tool_env(),
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise _not_found(pg_dump) from exc

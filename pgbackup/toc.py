@@ -28,6 +28,7 @@ from typing import IO
 
 import zstandard
 
+from pgbackup.connection import tool_env
 from pgbackup.manifest import Manifest
 from pgbackup.pgdump import StderrCollector
 from pgbackup.storage import LocalStorage
@@ -298,7 +299,7 @@ def _running_pg_restore(
     try:
         process = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=True, env=tool_env(),
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise TocError(

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import zstandard
 
+from pgbackup.connection import tool_env
 from pgbackup.ids import artifact_name
 from pgbackup.manifest import Manifest, ManifestError, TableInfo, read_manifest
 from pgbackup.storage import LocalStorage
@@ -319,7 +320,7 @@ def _toc_lister(pg_restore: str) -> Iterator[_TocLister | _NoLister]:
     try:
         process = subprocess.Popen(
             [pg_restore, "--list", "--format=custom"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=CHUNK_SIZE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=CHUNK_SIZE, env=tool_env(),
         )
     except OSError as exc:
         yield _NoLister(f"cannot run {pg_restore}: {exc.strerror or exc}")
