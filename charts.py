@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from markupsafe import escape
 
-from formatting import filesize
+from formatting import filesize, format_duration
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
@@ -77,20 +77,6 @@ class Tick:
 
 def format_bytes(size: float) -> str:
     return filesize(round(size))
-
-
-def format_duration(millis: float) -> str:
-    """'850 ms', '4.2 s', '3 min 05 s', '2 h 07 min'."""
-    if millis < 1000:
-        return f"{round(millis)} ms"
-    seconds = millis / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def format_percent(fraction: float) -> str:

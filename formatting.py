@@ -15,3 +15,19 @@ def filesize(size: int | None) -> str:
             break
         value, unit = value / 1024, larger
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def format_duration(millis: float | None) -> str:
+    """'—', '850 ms', '4.2 s', '3 min 05 s', '2 h 07 min'."""
+    if millis is None:
+        return "—"
+    if millis < 1000:
+        return f"{round(millis)} ms"
+    seconds = millis / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

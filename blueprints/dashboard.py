@@ -21,12 +21,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 import catalog
 import restores
-from formatting import filesize
+from formatting import filesize, format_duration
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
 from models import ACTIVE_STATUSES, BACKUP_TYPES, VERIFY_LEVELS, Backup, utcnow
 
 bp = Blueprint("dashboard", __name__)
 bp.add_app_template_filter(filesize)
+bp.add_app_template_filter(format_duration, "duration")
 
 STALE_AFTER = timedelta(hours=24)
 REFRESH_EVENT = "backups-changed"
@@ -88,23 +89,6 @@ def ago(delta: timedelta) -> str:
     if seconds < 86400:
         return f"{seconds // 3600} h ago"
     return f"{seconds // 86400} d ago"
-
-
-@bp.app_template_filter("duration")
-def duration(millis: int | float | None) -> str:
-    """'—', '850 ms', '4.2 s', '3 min 05 s', '2 h 07 min'."""
-    if millis is None:
-        return "—"
-    if millis < 1000:
-        return f"{int(millis)} ms"
-    seconds = millis / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 @bp.app_template_filter("signed")

@@ -9,6 +9,7 @@ import pytest
 
 import charts
 from charts import Point, Series
+from formatting import format_duration
 
 NS = {"svg": charts.SVG_NS}
 T0 = datetime(2026, 11, 26, 2, 0)
@@ -177,7 +178,7 @@ def test_time_ticks_are_round_and_few():
     (7_620_000, "2 h 07 min"),
 ])
 def test_format_duration(millis, text):
-    assert charts.format_duration(millis) == text
+    assert format_duration(millis) == text
 
 
 def test_storage_bar_splits_used_by_backups_others_and_free():

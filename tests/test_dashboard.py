@@ -596,6 +596,6 @@ def test_restore_progress_shows_the_safety_backup_then_the_restore(app, htmx, ru
     (7_620_000, "2 h 07 min"),
 ])
 def test_duration(millis, text):
-    from blueprints.dashboard import duration
+    from formatting import format_duration as duration
 
     assert duration(millis) == text
