@@ -164,9 +164,17 @@ def fire(schedule_id: int, slot: str, manual: bool = False) -> ScheduleRun | Non
         run.reason = f"the previous run ({busy.id}) is still {busy.status}"
         schedule.last_status = "skipped"
     else:
-        backup = catalog.create_backup(schedule.type, origin="schedule", schedule_id=schedule.id)
-        run.backup_id = backup.id
-        schedule.last_status = backup.status
+        try:
+            backup = catalog.create_backup(schedule.type, origin="schedule",
+                                           schedule_id=schedule.id)
+        except CatalogError as exc:
+            if exc.code != "restore_running":
+                raise
+            run.outcome, run.reason = "skipped", exc.message
+            schedule.last_status = "skipped"
+        else:
+            run.backup_id = backup.id
+            schedule.last_status = backup.status
     schedule.last_run_at = utcnow()
     if not manual:
         schedule.next_run_at = timing(schedule).next_run(

@@ -198,3 +198,17 @@ def test_retention_after_a_scheduled_backup_keeps_the_newest_good_ones(api, app,
         logs = {log.backup_id: log for log in db.session.query(Deletion)}
         assert len(logs) == 2 and logs[doomed["backupId"]].actor == "retention"
         assert "expired" in logs[doomed["backupId"]].reason
+
+
+def test_a_slot_during_a_restore_over_the_database_is_skipped_and_recorded(api, app):
+    from models import Restore
+
+    schedule_id = create(api).get_json()["id"]
+    with app.app_context():
+        db.session.add(Restore(id="restore-x", backup_id="backup-x", mode="overwrite",
+                               target_database=app.config["TARGET_DATABASE"],
+                               status="running"))
+        db.session.commit()
+        run = schedules.fire(schedule_id, "2026-03-01T01:00:00+00:00")
+        assert run.outcome == "skipped" and "restore-x" in run.reason
+        assert db.session.query(Backup).count() == 0
