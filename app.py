@@ -11,7 +11,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 from flask import Flask, Response
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from werkzeug.routing import BaseConverter
@@ -109,6 +109,22 @@ def _create_tables() -> None:
     except OperationalError:
         db.session.rollback()
         db.create_all()
+    _refuse_an_outdated_catalog()
+
+
+def _refuse_an_outdated_catalog() -> None:
+    """create_all adds tables, never columns: say so clearly instead of failing later."""
+    inspector = inspect(db.engine)
+    for table in db.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = sorted(set(table.columns.keys()) - present)
+        if missing:
+            raise SystemExit(
+                f"catalog error: table {table.name} lacks columns {', '.join(missing)}: the "
+                f"catalog ({db.engine.url.render_as_string()}) was made by an older "
+                "development version and there are no migrations yet; move it away to start "
+                "a new catalog (backups in BACKUP_DIR keep their manifests)"
+            )
 
 
 @event.listens_for(Engine, "connect")

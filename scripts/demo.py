@@ -38,11 +38,10 @@ def start_postgres() -> tuple[PostgresServer, str]:
 
 
 def admin_password(env: dict[str, str]) -> str:
-    """Create the admin once; its password is kept in .demo/admin-password (0600)."""
+    """The admin's password is made once and kept in .demo/admin-password (0600); the
+    user is (re)created on every start, so a new catalog still has it."""
     path = STATE / "admin-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(12)
+    password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", "users", "create-admin",
          "--username", "admin", "--update"],
