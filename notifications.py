@@ -185,6 +185,7 @@ def enqueue(deliveries: Iterable[Delivery]) -> None:
     for delivery in deliveries:
         notify_queue.enqueue(
             "jobs.alerts.deliver", delivery.id,
+            job_id=f"delivery-{delivery.id}",
             retry=Retry(max=len(intervals), interval=intervals),
             description=f"{delivery.event} notification {delivery.id} to channel "
                         f"{delivery.channel_id}",
