@@ -447,5 +447,5 @@ def test_disable_enable_and_delete_a_channel(htmx, receiver):  # noqa: F811
     for unknown in (ident, 2**80):
         missing = htmx.request("POST", f"{BASE}/channels/{unknown}/test")
         assert missing.status_code == 404
-        assert f"no notification channel with id {unknown}" in missing.get_data(as_text=True)
+        assert "no notification channel with id" in missing.get_data(as_text=True)
         assert htmx.request("DELETE", f"{BASE}/channels/{unknown}").status_code == 404
