@@ -11,6 +11,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 from flask import Flask, Response
+from flask_login import current_user
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -30,6 +31,7 @@ from blueprints import (
 from blueprints.errors import register_error_handlers
 from commands import register_commands
 from extensions import csrf, db, login_manager
+from permissions import allows
 from pgbackup import ConfigError
 from settings import load_settings
 
@@ -70,6 +72,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
     app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
     app.after_request(_security_headers)
+    app.jinja_env.globals["can"] = _can
     with app.app_context():
         _create_tables()
     return app
@@ -87,6 +90,11 @@ class CatalogIdConverter(BaseConverter):
 
     def to_url(self, value: Any) -> str:
         return str(int(value))
+
+
+def _can(endpoint: str) -> bool:
+    """In templates: show an action only to roles the server would let through."""
+    return current_user.is_authenticated and allows(current_user.role, endpoint)
 
 
 def _security_headers(response: Response) -> Response:

@@ -92,3 +92,32 @@ def test_an_operator_may_restore_into_a_new_database_but_not_over_the_live_one(
     refused = client.delete(f"/api/system/backup/{backup_id}", headers=headers)
     assert refused.status_code == 403
     assert client.get(f"/api/system/backup/{backup_id}", headers=headers).status_code == 200
+
+
+def test_the_dashboard_shows_each_role_only_what_it_may_do(app, api, run_worker):
+    """The server refuses anyway (above); the page does not offer what would be refused."""
+    from tests.conftest import ADMIN_PASSWORD
+    from tests.test_auth import login
+
+    api.post("/api/system/backup", json={"type": "full"})
+    run_worker()
+    runner = app.test_cli_runner()
+    for role in (VIEWER, OPERATOR):
+        result = runner.invoke(args=["users", "create", "--username", role, "--role", role,
+                                     "--password-stdin"], input="a long password\n")
+        assert result.exit_code == 0, result.output
+    pages = {}
+    for role in (VIEWER, OPERATOR, ADMIN):
+        client = app.test_client()
+        password = ADMIN_PASSWORD if role == ADMIN else "a long password"
+        assert login(client, password=password, username=role).status_code == 302, role
+        pages[role] = client.get("/system/backup").get_data(as_text=True)
+    assert "Create backup" not in pages[VIEWER] and "Create backup" in pages[OPERATOR]
+    assert ">Verify</button>" not in pages[VIEWER] and ">Verify</button>" in pages[OPERATOR]
+    assert ">Delete</button>" not in pages[OPERATOR] and ">Delete</button>" in pages[ADMIN]
+    assert ">Restore…</button>" in pages[OPERATOR]
+    assert ">Restore…</button>" not in pages[VIEWER]
+    assert "New schedule" in pages[ADMIN] and "New schedule" not in pages[OPERATOR]
+    for role in (VIEWER, OPERATOR):
+        assert "Add a channel" not in pages[role] and "JSON export" not in pages[role]
+    assert "Add a channel" in pages[ADMIN] and "JSON export" in pages[ADMIN]
