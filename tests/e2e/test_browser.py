@@ -26,6 +26,8 @@ LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path("/tmp")
 WAIT_MS = 20_000
+# A loaded CI machine renders slower than a quiet one: no assertion waits less than 10 s.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture
