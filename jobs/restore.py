@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import psycopg
 from flask import current_app
 
 import activity
@@ -95,8 +96,14 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
                              progress=report_restore_progress)
     _require_match(report, server)
     replaced = swap_databases(server, live, replacement)
-    drop_database(server, replaced)
-    return {**_result(report), "safetyBackupId": safety.id}
+    result = {**_result(report), "safetyBackupId": safety.id}
+    try:
+        drop_database(server, replaced)
+    except psycopg.Error as exc:  # the restore itself succeeded: never report it as failed
+        result["warnings"] = [*result["warnings"], f"the replaced database {replaced} could "
+                              f"not be dropped ({server.redact_text(str(exc).strip())}); "
+                              "drop it by hand once it is no longer needed"]
+    return result
 
 
 def _require_match(report: RecoveryReport, server: Any) -> None:

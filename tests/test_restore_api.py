@@ -233,3 +233,27 @@ def test_a_role_missing_on_the_target_is_warned_about_and_skipped(
         owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = "
                              "'clerk_notes'").fetchone()[0]
     assert owner == "postgres"
+
+
+def test_a_replaced_database_that_cannot_be_dropped_is_a_warning_not_a_failure(
+    api, run_worker, pagila, pg_server, monkeypatch
+):
+    import jobs.restore
+
+    backup_id = completed_backup(api, run_worker)
+    at_backup = table_fingerprints(pagila)
+    change_the_database(pagila)
+
+    def refuse(server, name):
+        raise psycopg.errors.ObjectInUse(f"database {name} is being used")
+
+    monkeypatch.setattr(jobs.restore, "drop_database", refuse)
+    response = restore(api, backupId=backup_id, confirmDataLoss=True)
+    run_worker()
+    done = api.get(f"/api/system/backup/restore/{response.get_json()['restoreId']}").get_json()
+    assert done["status"] == "completed", done["error"]
+    assert table_fingerprints(pagila) == at_backup
+    [warning] = [w for w in done["result"]["warnings"] if "could not be dropped" in w]
+    replaced = warning.split()[3]
+    assert replaced.endswith(tuple("0123456789")) and "_replaced_" in replaced
+    pg_server.drop_database(replaced)
