@@ -141,13 +141,14 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
                            status=409, code="backup_has_dependents")
     db.session.delete(backup)
     db.session.add(Deletion(backup_id=backup.id, actor=actor, reason=reason))
-    db.session.flush()
+    db.session.commit()
+    # Files go after the catalog row, the manifest last: an interruption leaves at worst an
+    # artifact that its manifest still explains, never a catalog row without its file.
     store = storage()
-    store.delete(manifest_name(backup.id))
     if backup.filename:
         store.delete(backup.filename)
         store.remove_partial_for(backup.filename)
-    db.session.commit()
+    store.delete(manifest_name(backup.id))
     activity.record("backup.delete", backup.id, detail=reason, actor=actor)
     log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
 
