@@ -163,6 +163,10 @@ class User(UserMixin, db.Model):
     locked_until: Mapped[datetime | None]
     # Part of the session cookie's user id: raising it ends every session of the user.
     session_version: Mapped[int] = mapped_column(default=1)
+    # The optional TOTP second factor (RFC 6238): the base32 secret once confirmed, and the
+    # last time step accepted, so a code cannot be used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
@@ -176,6 +180,10 @@ class User(UserMixin, db.Model):
     @property
     def display_name(self) -> str:
         return self.username
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_secret is not None
 
 
 class ApiToken(db.Model):

@@ -26,7 +26,8 @@ _VIEWER_ENDPOINTS = (
     "dashboard.restore_panel_closed", "dashboard_schedules.schedule_list",
     "dashboard_schedules.card", "dashboard_schedules.last_run",
     "dashboard_schedules.retention_preview", "dashboard_monitoring.health_panel",
-    "dashboard_monitoring.charts_panel",
+    "dashboard_monitoring.charts_panel", "account.page", "account.change_password",
+    "account.totp_setup", "account.totp_confirm", "account.totp_disable",
 )
 _OPERATOR_ENDPOINTS = (
     "api.create_backup", "api.verify_backup", "api.restore_backup",
