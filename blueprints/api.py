@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, jsonify, request, send_file
+from flask import Blueprint, Response, jsonify, request, send_file, stream_with_context
 from flask_login import current_user
 
 import activity
@@ -13,6 +13,7 @@ import catalog
 import restores
 from blueprints.openapi import openapi_document
 from blueprints.schemas import (
+    ActivityExportQuery,
     ActivityQuery,
     CreateBackupRequest,
     ListBackupsQuery,
@@ -20,7 +21,7 @@ from blueprints.schemas import (
     VerifyRequest,
     json_body,
 )
-from models import Backup, Restore
+from models import Backup, Restore, utcnow
 from pgbackup import is_backup_id
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -170,12 +171,29 @@ def job_status(job_id: str):
 
 @bp.get("/system/activity")
 def list_activity():
-    limit = ActivityQuery.model_validate(request.args.to_dict()).limit
-    return jsonify(events=[{
-        "at": _iso(event.at), "actor": event.actor, "action": event.action,
-        "target": event.target, "outcome": event.outcome, "source": event.source,
-        "detail": event.detail,
-    } for event in activity.recent(limit)])
+    query = ActivityQuery.model_validate(request.args.to_dict())
+    return jsonify(events=[activity.as_dict(event)
+                           for event in activity.recent(query.limit, query.filters())])
+
+
+@bp.get("/system/activity/export")
+def export_activity():
+    """The whole matching log, oldest first, streamed as CSV or JSON Lines."""
+    query = ActivityExportQuery.model_validate(request.args.to_dict())
+    activity.record("activity.export", detail=_export_description(query))
+    lines = activity.csv_lines if query.format == "csv" else activity.json_lines
+    mimetype = "text/csv" if query.format == "csv" else "application/x-ndjson"
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        stream_with_context(lines(activity.oldest_first(query.filters()))), mimetype=mimetype,
+        headers={"Content-Disposition":
+                 f'attachment; filename="activity-{stamp}.{query.format}"'})
+
+
+def _export_description(query: ActivityExportQuery) -> str:
+    chosen = query.model_dump(exclude_none=True, exclude={"format"})
+    return f"{query.format}; " + (", ".join(f"{key}={value}" for key, value in chosen.items())
+                                  or "everything")
 
 
 @bp.get("/openapi.json")

@@ -39,7 +39,6 @@ from models import BACKUP_TYPES, Alert, Backup, Delivery, NotificationChannel
 bp = Blueprint("dashboard_monitoring", __name__, url_prefix="/system/backup/monitoring")
 
 ACTIVITY_LIMIT = 50
-ACTIVITY_EXPORT_LIMIT = 1000
 CHART_POINTS = 100  # the newest completed backups drawn
 DELIVERIES_SHOWN = 20
 CHANNELS_EVENT = "channels-changed"
@@ -63,6 +62,12 @@ ACTION_LABELS = {
     "schedule.delete": "Schedule deleted", "schedule.run": "Schedule fired",
     "channel.create": "Channel added", "channel.update": "Channel changed",
     "channel.delete": "Channel deleted", "channel.test": "Channel tested",
+    "token.use": "Token call", "token.refused": "Token refused",
+    "token.create": "Token created", "token.revoke": "Token revoked",
+    "user.create": "User created", "user.role": "Role changed",
+    "user.password": "Password changed", "user.unlock": "User unlocked",
+    "user.sessions": "Sessions ended", "user.totp": "Second factor changed",
+    "user.delete": "User deleted", "activity.export": "Activity exported",
 }
 KIND_LABELS = {"webhook": "Webhook", "slack": "Slack", "email": "Email (SMTP)"}
 EMAIL_SECURITY = {"starttls": "STARTTLS (usually port 587)", "ssl": "TLS (usually port 465)",
@@ -145,7 +150,7 @@ def _health_view() -> HealthView:
 @bp.app_template_global("monitoring_activity")
 def activity_context() -> dict[str, Any]:
     return {"events": activity.recent(ACTIVITY_LIMIT), "limit": ACTIVITY_LIMIT,
-            "export_limit": ACTIVITY_EXPORT_LIMIT, "labels": ACTION_LABELS}
+            "labels": ACTION_LABELS}
 
 
 @bp.get("/activity")

@@ -233,6 +233,25 @@ def _notification_paths() -> dict[str, Any]:
     }
 
 
+ACTIVITY_EVENT = {
+    "type": "object",
+    "required": ["at", "actor", "action", "target", "outcome", "source", "detail"],
+    "properties": {"at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
+                   "action": {"type": "string"}, "target": NULLABLE_STRING,
+                   "outcome": {"enum": ["ok", "failed", "refused"]},
+                   "source": NULLABLE_STRING, "detail": NULLABLE_STRING},
+}
+ACTIVITY_FILTERS = [
+    {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "UTC, inclusive"},
+    {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"},
+     "description": "UTC, exclusive"},
+    {"name": "actor", "in": "query", "schema": {"type": "string", "minLength": 1,
+                                                "maxLength": 80}},
+    {"name": "action", "in": "query", "schema": {"type": "string", "minLength": 1,
+                                                 "maxLength": 40}},
+    {"name": "outcome", "in": "query", "schema": {"enum": ["ok", "failed", "refused"]}},
+]
 REHEARSAL = {
     "type": "object", "required": ["dryRun", "analysis", "rehearsal"],
     "properties": {"dryRun": {"type": "boolean"}, "analysis": {"type": "object"},
@@ -387,10 +406,24 @@ def _paths() -> dict[str, Any]:
         },
         "/api/system/activity": {
             "get": {"summary": "The activity log, newest first",
-                    "parameters": [{"name": "limit", "in": "query", "schema": {
+                    "parameters": [*ACTIVITY_FILTERS, {"name": "limit", "in": "query", "schema": {
                         "type": "integer", "minimum": 1, "maximum": 1000}}],
-                    "responses": {"200": _json({"type": "object"}, "Events"),
-                                  **_errors(400, 401)}},
+                    "responses": {"200": _json({"type": "object", "required": ["events"],
+                                                "properties": {"events": {
+                                                    "type": "array",
+                                                    "items": ACTIVITY_EVENT}}}, "Events"),
+                                  **_errors(400, 401, 403)}},
+        },
+        "/api/system/activity/export": {
+            "get": {"summary": "The whole matching activity log, oldest first, as a CSV or "
+                               "JSON Lines download (recorded as an activity.export event)",
+                    "parameters": [*ACTIVITY_FILTERS, {"name": "format", "in": "query",
+                                   "schema": {"enum": ["csv", "jsonl"], "default": "csv"}}],
+                    "responses": {"200": {"description": "The events",
+                                          "content": {"text/csv": {"schema": {"type": "string"}},
+                                                      "application/x-ndjson": {
+                                                          "schema": {"type": "string"}}}},
+                                  **_errors(400, 401, 403)}},
         },
         "/api/system/jobs/{jobId}": {
             "get": {"summary": "Job status and progress",

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
+import activity
 from catalog import CatalogError
 
 BackupType = Literal["full", "schema-only"]
@@ -22,6 +31,14 @@ def json_body() -> dict[str, Any]:
             code="invalid_json",
         )
     return body
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """The catalog stores naive UTC; an aware time is converted, a naive one taken as UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+NaiveUtc = Annotated[datetime, AfterValidator(_naive_utc)]
 
 
 class Strict(BaseModel):
@@ -82,8 +99,25 @@ class RestoreRequest(Strict):
         return "new-database" if self.targetDatabase else "overwrite"
 
 
-class ActivityQuery(Strict):
+class ActivityFilter(Strict):
+    """Which events: ``since`` inclusive, ``until`` exclusive, both UTC."""
+
+    since: NaiveUtc | None = None
+    until: NaiveUtc | None = None
+    actor: str | None = Field(default=None, min_length=1, max_length=80)
+    action: str | None = Field(default=None, min_length=1, max_length=40)
+    outcome: Literal["ok", "failed", "refused"] | None = None
+
+    def filters(self) -> activity.Filters:
+        return activity.Filters(**self.model_dump(exclude={"limit", "format"}))
+
+
+class ActivityQuery(ActivityFilter):
     limit: int = Field(default=50, ge=1, le=1000)
+
+
+class ActivityExportQuery(ActivityFilter):
+    format: Literal["csv", "jsonl"] = "csv"
 
 
 class ListBackupsQuery(Strict):

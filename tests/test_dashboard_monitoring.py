@@ -209,9 +209,11 @@ def test_activity_shows_a_login_and_a_backup_newest_first(app, client, htmx,  # 
     assert "Backup requested" in log and "full, origin manual" in log
     assert re.fullmatch(r'<time datetime="[\dT:-]+Z">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</time>',
                         login["time"])
-    assert 'href="/api/system/activity?limit=1000"' in log
-    exported = client.get("/api/system/activity?limit=1000").get_json()["events"]
-    assert [event["action"] for event in exported] == [row["action"] for row in rows]
+    assert 'href="/api/system/activity/export?format=csv"' in log
+    assert 'href="/api/system/activity/export?format=jsonl"' in log
+    exported = client.get("/api/system/activity/export?format=jsonl").get_data(as_text=True)
+    assert [json.loads(line)["action"] for line in exported.splitlines()] == [
+        *[row["action"] for row in reversed(rows)], "activity.export"]
     assert 'hx-trigger="every 60s, backups-changed from:body' in log
 
 

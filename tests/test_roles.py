@@ -18,6 +18,7 @@ EXPECTED = {
     "api.create_backup": OPERATOR, "api.verify_backup": OPERATOR,
     "api.restore_backup": OPERATOR,
     "api.delete_backup": ADMIN, "api.download_backup": ADMIN, "api.list_activity": ADMIN,
+    "api.export_activity": ADMIN,
     "health_api.system_health": VIEWER, "metrics.scrape": VIEWER,
     "schedules_api.list_schedules": VIEWER, "schedules_api.show_schedule": VIEWER,
     "schedules_api.retention_preview": VIEWER, "schedules_api.run_schedule": OPERATOR,
