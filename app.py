@@ -18,11 +18,13 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.routing import BaseConverter
 
 from blueprints import (
+    account,
     api,
     auth,
     dashboard,
     dashboard_monitoring,
     dashboard_schedules,
+    dashboard_users,
     health_api,
     metrics,
     notifications_api,
@@ -65,9 +67,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(api.bp)
     for blueprint in (schedules_api, health_api, notifications_api, metrics,
-                      dashboard_schedules, dashboard_monitoring):
+                      dashboard_schedules, dashboard_monitoring, account):
         app.register_blueprint(blueprint.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(dashboard_users.bp)
     register_error_handlers(app)
     register_commands(app)
     app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})

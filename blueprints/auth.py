@@ -7,12 +7,14 @@ bearer-token requests carry no cookie, so CSRF does not apply to them.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     Flask,
+    Response,
     flash,
     g,
     redirect,
@@ -23,22 +25,24 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 import activity
+import totp
+from accounts import LOCKOUT_MINUTES, count_failed_login, is_locked
 from blueprints.errors import json_error
 from extensions import csrf, db, login_manager
 from models import ActivityEvent, ApiToken, User, utcnow
 from permissions import ROLES, allows
 
 bp = Blueprint("auth", __name__)
-PUBLIC_ENDPOINTS = {"auth.login", "static", "healthz"}
+PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp", "static", "healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-MAX_FAILED_LOGINS = 5  # in a row, per account
 MAX_FAILURES_PER_ADDRESS = 20  # per LOCKOUT_MINUTES
-LOCKOUT_MINUTES = 15
+PENDING_LOGIN = "login_pending"  # session key: the password was right, the code is due
+PENDING_MINUTES = 5
 MACHINE_PATHS = ("/api/", "/metrics")
 
 
@@ -47,43 +51,118 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()])
 
 
+class CodeForm(FlaskForm):
+    code = StringField("Code", validators=[DataRequired()])
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
     if form.validate_on_submit():
         if _too_many_failures_from_here():
-            activity.record("login", form.username.data, outcome="refused",
-                            actor=form.username.data or "anonymous", detail="rate limited")
-            flash("Too many failed logins from your address; wait a few minutes.", "error")
-            return render_template("login.html", form=form), 429
+            return _refuse_address(form, "login.html", form.username.data)
         user = db.session.scalars(select(User).where(User.username == form.username.data)).first()
-        if user is not None and user.locked_until and user.locked_until > utcnow():
-            activity.record("login", user.username, outcome="refused", actor=user.username,
-                            detail="account locked")
-            flash(f"Too many failed logins: this account is locked until "
-                  f"{user.locked_until:%H:%M} UTC.", "error")
-            return render_template("login.html", form=form), 423
+        if user is not None and is_locked(user):
+            return _refuse_locked(form, "login.html", user)
         if user is not None and user.check_password(form.password.data or ""):
-            user.failed_logins, user.locked_until = 0, None
-            session.permanent = True
-            login_user(user)
-            activity.record("login", user.username)
-            return redirect(_safe_next(request.args.get("next")))
-        _count_failure(user)
+            if user.has_totp:
+                return _ask_for_code(user)
+            return _complete_login(user, _safe_next(request.args.get("next")))
+        count_failed_login(user)
         activity.record("login", form.username.data, outcome="failed",
                         actor=form.username.data or "anonymous")
         flash("Wrong username or password.", "error")
     return render_template("login.html", form=form), 200 if request.method == "GET" else 401
 
 
-def _count_failure(user: User | None) -> None:
-    """MAX_FAILED_LOGINS wrong passwords in a row lock the account for LOCKOUT_MINUTES."""
+@bp.route("/login/totp", methods=["GET", "POST"])
+def login_totp():
+    """The second step for users with a second factor: the code from their app."""
+    user = _pending_user()
     if user is None:
-        return
-    user.failed_logins += 1
-    if user.failed_logins >= MAX_FAILED_LOGINS:
-        user.failed_logins = 0
-        user.locked_until = utcnow() + timedelta(minutes=LOCKOUT_MINUTES)
+        session.pop(PENDING_LOGIN, None)
+        flash("Log in with your password first (the code is asked for within "
+              f"{PENDING_MINUTES} minutes of it).", "error")
+        return redirect(url_for("auth.login"))
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return render_template("login_totp.html", form=form), (
+            200 if request.method == "GET" else 400)
+    if _too_many_failures_from_here():
+        return _refuse_address(form, "login_totp.html", user.username)
+    if is_locked(user):
+        return _refuse_locked(form, "login_totp.html", user)
+    step = totp.accepted_step(user.totp_secret or "", form.code.data or "", user.totp_last_step)
+    if step is None or not _claim_step(user, step):
+        count_failed_login(user)
+        activity.record("login", user.username, outcome="failed", actor=user.username,
+                        detail="wrong second-factor code")
+        flash("Wrong code, or a code already used: enter the code your app shows now.", "error")
+        return render_template("login_totp.html", form=form), 401
+    next_url = _safe_next(session.pop(PENDING_LOGIN).get("next"))
+    return _complete_login(user, next_url, "with second factor")
+
+
+def _ask_for_code(user: User):
+    """The password was right: remember it for PENDING_MINUTES and ask for the code.
+
+    failed_logins is not reset here, so giving the password again does not restart the
+    count of wrong codes: they lock the account like wrong passwords.
+    """
+    session[PENDING_LOGIN] = {
+        "user": user.id, "version": user.session_version,
+        "until": int(time.time()) + PENDING_MINUTES * 60,
+        "next": _safe_next(request.args.get("next")),
+    }
+    return redirect(url_for("auth.login_totp"))
+
+
+def _pending_user() -> User | None:
+    """The user who gave the right password a moment ago, while that still holds."""
+    pending = session.get(PENDING_LOGIN)
+    if not isinstance(pending, dict) or not isinstance(pending.get("user"), int):
+        return None
+    if pending.get("until", 0) < time.time():
+        return None
+    user = db.session.get(User, pending["user"])
+    if user is None or user.session_version != pending.get("version") or not user.has_totp:
+        return None
+    return user
+
+
+def _claim_step(user: User, step: int) -> bool:
+    """Record ``step`` as used, atomically: of two requests with one code, only one wins."""
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id,
+               or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step))
+    return claimed.rowcount == 1
+
+
+def _complete_login(user: User, next_url: str, detail: str | None = None):
+    user.failed_logins, user.locked_until = 0, None
+    session.permanent = True
+    login_user(user)
+    activity.record("login", user.username, detail=detail)
+    return redirect(next_url)
+
+
+def _refuse_address(form: FlaskForm, template: str, name: str | None):
+    """429: too many failed logins from this address, whatever the usernames."""
+    activity.record("login", name, outcome="refused", actor=name or "anonymous",
+                    detail="rate limited")
+    flash("Too many failed logins from your address; wait a few minutes.", "error")
+    return render_template(template, form=form), 429
+
+
+def _refuse_locked(form: FlaskForm, template: str, user: User):
+    """423: wrong passwords or codes have locked the account for now."""
+    activity.record("login", user.username, outcome="refused", actor=user.username,
+                    detail="account locked")
+    flash(f"Too many failed logins: this account is locked until "
+          f"{user.locked_until:%H:%M} UTC.", "error")
+    return render_template(template, form=form), 423
 
 
 def _too_many_failures_from_here() -> bool:
@@ -137,10 +216,34 @@ def load_token(req) -> ApiToken | None:
         select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token))
     ).first()
     if row is None or not row.usable:
+        activity.record("token.refused", outcome="refused",
+                        actor=f"token:{row.name}" if row else "anonymous",
+                        detail=_token_refusal(row))
         return None
     row.last_used_at = utcnow()
     db.session.commit()
     return row
+
+
+def _token_refusal(row: ApiToken | None) -> str:
+    reason = ("unknown token" if row is None else "revoked" if row.revoked_at else "expired")
+    return f"{reason}: {request.method} {request.path}"
+
+
+def record_token_use(response: Response) -> Response:
+    """after_request: a token's every state-changing call, allowed or not, is its own audit
+    event, besides whatever event the action itself records."""
+    if request.method in SAFE_METHODS or not g.get("bearer"):
+        return response
+    principal = current_user._get_current_object()
+    if isinstance(principal, ApiToken):
+        outcome = ("ok" if response.status_code < 400 else
+                   "refused" if response.status_code in (401, 403, 409, 423) else "failed")
+        if response.status_code >= 400:
+            db.session.rollback()  # whatever the refused call left pending is not kept
+        activity.record("token.use", principal.name, outcome=outcome,
+                        detail=f"{request.method} {request.path} -> {response.status_code}")
+    return response
 
 
 @login_manager.unauthorized_handler
@@ -159,6 +262,9 @@ def unauthorized():
 def forbidden(role: str):
     """403: authenticated, but the role may not do this."""
     message = f"your role ({role}) may not do this; ask an admin"
+    if request.method not in SAFE_METHODS:
+        activity.record(request.endpoint or "request", request.path, outcome="refused",
+                        detail=f"{request.method} needs a higher role than {role}")
     if request.path.startswith(MACHINE_PATHS):
         return json_error(403, "forbidden", message)
     return render_template("error.html", message=message), 403
@@ -186,3 +292,4 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     app.register_blueprint(bp)
     app.before_request(guard)
+    app.after_request(record_token_use)

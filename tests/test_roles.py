@@ -13,6 +13,8 @@ from tests.test_auth import PUBLIC, every_route
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 EXPECTED = {
     "auth.logout": VIEWER,
+    "account.page": VIEWER, "account.change_password": VIEWER, "account.totp_setup": VIEWER,
+    "account.totp_confirm": VIEWER, "account.totp_disable": VIEWER,
     "api.list_backups": VIEWER, "api.show_backup": VIEWER, "api.job_status": VIEWER,
     "api.openapi": VIEWER, "api.list_restores": VIEWER, "api.show_restore": VIEWER,
     "api.create_backup": OPERATOR, "api.verify_backup": OPERATOR,
@@ -46,6 +48,12 @@ EXPECTED = {
     "dashboard_monitoring.channel_fields": ADMIN, "dashboard_monitoring.add_channel": ADMIN,
     "dashboard_monitoring.delete_channel": ADMIN, "dashboard_monitoring.test_channel": ADMIN,
     "dashboard_monitoring.toggle_channel": ADMIN, "dashboard_monitoring.deliveries": ADMIN,
+    "dashboard_users.index": ADMIN, "dashboard_users.tokens_panel": ADMIN,
+    "dashboard_users.create_user": ADMIN, "dashboard_users.set_role": ADMIN,
+    "dashboard_users.reset_password": ADMIN, "dashboard_users.unlock": ADMIN,
+    "dashboard_users.end_sessions": ADMIN, "dashboard_users.reset_totp": ADMIN,
+    "dashboard_users.delete_user": ADMIN, "dashboard_users.create_token": ADMIN,
+    "dashboard_users.revoke_token": ADMIN,
 }
 RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
@@ -120,5 +128,5 @@ def test_the_dashboard_shows_each_role_only_what_it_may_do(app, api, run_worker)
     assert ">Restore…</button>" not in pages[VIEWER]
     assert "New schedule" in pages[ADMIN] and "New schedule" not in pages[OPERATOR]
     for role in (VIEWER, OPERATOR):
-        assert "Add a channel" not in pages[role] and "JSON export" not in pages[role]
-    assert "Add a channel" in pages[ADMIN] and "JSON export" in pages[ADMIN]
+        assert "Add a channel" not in pages[role] and "Export CSV" not in pages[role]
+    assert "Add a channel" in pages[ADMIN] and "Export CSV" in pages[ADMIN]

@@ -93,8 +93,8 @@ def test_health_activity_charts_and_a_tested_channel(
     requested = page.locator("#activity .activity-row").filter(
         has=page.locator("span[title='backup.create']"))
     expect(requested).to_contain_text("admin")
-    expect(page.get_by_role("link", name=re.compile("JSON export"))).to_have_attribute(
-        "href", "/api/system/activity?limit=1000")
+    expect(page.get_by_role("link", name="Export CSV")).to_have_attribute(
+        "href", "/api/system/activity/export?format=csv")
 
     dot = page.locator("#chart-size g.series circle")
     expect(dot).to_have_count(1, timeout=WAIT_MS)
