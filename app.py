@@ -12,11 +12,11 @@ from typing import Any
 from dotenv import load_dotenv
 from flask import Flask, Response
 from flask_login import current_user
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from werkzeug.routing import BaseConverter
 
+import catalog_schema
 from blueprints import (
     account,
     api,
@@ -32,7 +32,7 @@ from blueprints import (
 )
 from blueprints.errors import register_error_handlers
 from commands import register_commands
-from extensions import csrf, db, login_manager
+from extensions import csrf, db, login_manager, migrate
 from permissions import allows
 from pgbackup import ConfigError
 from settings import load_settings
@@ -62,6 +62,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["id"] = CatalogIdConverter
     _configure_logging(app)
     db.init_app(app)
+    migrate.init_app(app, db, directory=str(catalog_schema.MIGRATIONS), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
@@ -77,7 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.after_request(_security_headers)
     app.jinja_env.globals["can"] = _can
     with app.app_context():
-        _create_tables()
+        _bring_the_catalog_up_to_date()
     return app
 
 
@@ -100,6 +101,14 @@ def _can(endpoint: str) -> bool:
     return current_user.is_authenticated and allows(current_user.role, endpoint)
 
 
+def _bring_the_catalog_up_to_date() -> None:
+    try:
+        catalog_schema.bring_up_to_date()
+    except catalog_schema.CatalogSchemaError as exc:
+        url = db.engine.url.render_as_string()  # hides the password
+        raise SystemExit(f"catalog error ({url}): {exc}") from None
+
+
 def _security_headers(response: Response) -> Response:
     """No inline script or style anywhere: htmx, JS and CSS come from /static."""
     for header, value in SECURITY_HEADERS.items():
@@ -111,31 +120,6 @@ def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _create_tables() -> None:
-    """Create missing catalog tables; web, worker and CLI may race on a fresh catalog."""
-    try:
-        db.create_all()
-    except OperationalError:
-        db.session.rollback()
-        db.create_all()
-    _refuse_an_outdated_catalog()
-
-
-def _refuse_an_outdated_catalog() -> None:
-    """create_all adds tables, never columns: say so clearly instead of failing later."""
-    inspector = inspect(db.engine)
-    for table in db.metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing = sorted(set(table.columns.keys()) - present)
-        if missing:
-            raise SystemExit(
-                f"catalog error: table {table.name} lacks columns {', '.join(missing)}: the "
-                f"catalog ({db.engine.url.render_as_string()}) was made by an older "
-                "development version and there are no migrations yet; move it away to start "
-                "a new catalog (backups in BACKUP_DIR keep their manifests)"
-            )
 
 
 @event.listens_for(Engine, "connect")

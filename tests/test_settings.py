@@ -68,16 +68,3 @@ def test_the_app_exits_with_a_sentence_not_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "configuration error: DATABASE_URL is not set" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_an_outdated_catalog_is_refused_with_a_sentence(tmp_path):
-    import sqlite3
-
-    catalog = tmp_path / "old.sqlite3"
-    with sqlite3.connect(catalog) as conn:
-        conn.execute("CREATE TABLE api_tokens (id INTEGER PRIMARY KEY, name TEXT)")
-    from app import create_app
-
-    with pytest.raises(SystemExit, match=r"api_tokens lacks columns .*expires_at"):
-        create_app({**GOOD, "METADATA_DATABASE_URL": f"sqlite:///{catalog}",
-                    "SECRET_KEY": "k" * 40})
