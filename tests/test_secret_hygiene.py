@@ -3,12 +3,14 @@
 One run with real secrets: the protected database is reached as a role that must log in
 with a scram password (holding ':', '\\', '@', '/', '#', '%' and a space), given in
 DATABASE_URL; an API token; a SECRET_KEY; an admin password; a webhook secret, an SMTP
-password and a Slack URL (the write-only channel settings). The run goes through what an
-operator does: full and schema-only backups, a failing backup (wrong database, same
-password), verification at both levels, a dry run, a restore into a new database, alerts
-and their deliveries, a channel test, every page and API listing, /metrics, health (also
-with the database unreachable), the activity log, the CLI. Jobs run in an in-process RQ
-worker and in a real ``rq worker`` process whose output goes to a file.
+password and a Slack URL (the write-only channel settings); and, through the dashboard, a
+new user's password, a token made, used and revoked there, and a TOTP secret set up. The
+run goes through what an operator does: full and schema-only backups, a failing backup
+(wrong database, same password), verification at both levels, a dry run, a restore into a
+new database, alerts and their deliveries, a channel test, every page and API listing,
+/metrics, health (also with the database unreachable), the activity log, the CLI. Jobs run
+in an in-process RQ worker and in a real ``rq worker`` process whose output goes to a
+file.
 
 Then everything the app wrote is gathered: log records at DEBUG for every logger (the SQL
 echo of SQLAlchemy, which sets its own WARN level, stays off, as in production), the worker
@@ -23,8 +25,10 @@ core that no encoding changes. Controls make sure the capture saw the run (job d
 unpacked, the worker's log lines, the tools' connections, the signed webhook).
 
 The only place a secret may be is where it must be kept to be used: the channel secrets
-in the catalog's ``notification_channels`` table (and so in its SQLite files); the test
-checks they are there, which also proves the catalog dump works.
+in the catalog's ``notification_channels`` table and the TOTP secret in ``users`` (and so
+in its SQLite files); the test checks they are there, which also proves the catalog dump
+works. The dashboard-made token may be in the one response that shows it once, and the
+TOTP secret in the one that shows it to its user for setting up.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -44,6 +49,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import pyotp
 import pytest
 from flask.testing import FlaskClient
 from psycopg import sql
@@ -297,6 +303,30 @@ def test_no_secret_is_written_anywhere(
     run_in_process_worker()  # the scheduled backup, the alerts and their deliveries
     assert any("backup-failed" in request for request in received)
 
+    # ---- users, a token and a second factor, through the dashboard --------------------
+    htmx = {"X-CSRFToken": csrf, "HX-Request": "true"}
+    clerk_password = _secret("dashboard user's password", "clerk pass ")
+    assert session.post("/system/backup/users", headers=htmx, data={
+        "username": "clerk", "role": "viewer", "password": clerk_password.value,
+    }).status_code == 200
+    token_shown_at = f"response {len(responses)}: "
+    made = session.post("/system/backup/users/tokens", headers=htmx, data={
+        "name": "dash", "role": "operator", "expires_in_days": "30"})
+    dash_value = re.search(r"pbm_[A-Za-z0-9_-]{20,}", made.get_data(as_text=True)).group(0)
+    dash_token = Secret("dashboard-made token", dash_value, dash_value.removeprefix("pbm_"))
+    dash = {"Authorization": f"Bearer {dash_value}"}
+    assert api.delete(f"/api/system/backup/{failed}", headers=dash).status_code == 403
+    token_id = re.search(r"/tokens/(\d+)/revoke", made.get_data(as_text=True)).group(1)
+    session.post(f"/system/backup/users/tokens/{token_id}/revoke", headers=htmx)
+    assert api.delete(f"/api/system/backup/{failed}", headers=dash).status_code == 401
+    totp_shown_at = f"response {len(responses)}: "
+    setup = session.post("/system/backup/account/totp/setup", data={"csrf_token": csrf})
+    key = re.search(r"secret=([A-Z2-7]+)", setup.get_data(as_text=True)).group(1)
+    totp_secret = Secret("TOTP secret", key, key)
+    assert session.post("/system/backup/account/totp/confirm", data={
+        "csrf_token": csrf, "code": pyotp.TOTP(key).now()}).status_code == 302
+    all_secrets += [clerk_password, dash_token, totp_secret]
+
     # ---- a real worker process: restore-level check, dry run, restore, CLI wait ------
     copy = f"hygiene_copy_{secrets.token_hex(3)}"
     worker = start_worker(worker_env(app, bindir))
@@ -399,6 +429,9 @@ def test_no_secret_is_written_anywhere(
     assert any(record.name.startswith("rq.worker") for record in records)
     assert any("x-pgbackup-signature: sha256=" in request.lower() for request in received)
     assert f"{full}.manifest.json" in " ".join(haystacks)
+    assert key in haystacks["catalog table users"]
+    assert dash_value in haystacks[next(name for name in haystacks
+                                        if name.startswith(token_shown_at))]
     for name in CHANNEL_SECRETS:  # kept where they must be, so they can be used
         secret = next(s for s in all_secrets if s.name == name)
         assert secret.value in haystacks[CHANNEL_TABLE], name
@@ -406,6 +439,9 @@ def test_no_secret_is_written_anywhere(
     # ---- the verdict ---------------------------------------------------------------------
     allowed = {name: (CHANNEL_TABLE, *SQLITE_FILES) for name in CHANNEL_SECRETS}
     allowed["Slack URL"] += (RECEIVED,)  # where the Slack message was sent, by design
+    allowed[dash_token.name] = (token_shown_at,)  # shown once, to the admin who made it
+    # shown to its user while setting it up; kept where logins check codes against it
+    allowed[totp_secret.name] = (totp_shown_at, "catalog table users", *SQLITE_FILES)
     leaks = find_leaks(all_secrets, haystacks, allowed)
     assert not leaks, _report(leaks)
 
