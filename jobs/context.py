@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,8 +16,15 @@ def _worker_app() -> Flask:
     global _app
     if _app is None:
         from app import create_app
+        from extensions import db
 
         _app = create_app()
+        with _app.app_context():
+            engine = db.engine
+        # A forked work horse must not use the connections pooled by its parent (two
+        # processes on one SQLite or libpq connection corrupt it): it opens its own and
+        # leaves the parent's to the parent (SQLAlchemy's advice for os.fork()).
+        os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
     return _app
 
 
