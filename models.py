@@ -80,6 +80,10 @@ class Restore(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     job_id: Mapped[str | None] = mapped_column(String(128), index=True)
     safety_backup_id: Mapped[str | None] = mapped_column(String(64))
+    # An overwrite names both databases of its swap before it starts, so that a worker
+    # dying in the middle leaves enough to tell whether the swap took place.
+    replacement_database: Mapped[str | None] = mapped_column(String(63))
+    retired_database: Mapped[str | None] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -13,6 +13,7 @@ from catalog import CatalogError, mark, storage, target_connection
 from extensions import db
 from jobs.context import app_context
 from jobs.progress import save_progress
+from jobs.reconcile import settle
 from models import Backup, Schedule
 from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
 from restores import start_verification
@@ -96,7 +97,4 @@ def on_backup_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: An
     with app_context():
         backup = db.session.get(Backup, job.args[0]) if job.args else None
         if backup is not None and backup.is_active:
-            reason = f"{exc_type.__name__}: {exc}" if exc_type else "job failed"
-            mark(backup, "failed", error=f"the backup job did not finish ({reason})")
-            if backup.filename:
-                storage().remove_partial_for(backup.filename)
+            settle(backup, f"{exc_type.__name__}: {exc}" if exc_type else "job failed")

@@ -1,6 +1,8 @@
 """Bring the catalog back in line with what RQ can still finish.
 
-A worker killed mid-backup leaves its catalog row "running" and a ``.partial`` file.
+A worker killed mid-backup leaves its catalog row "running" and a ``.partial`` file. One
+killed in the middle of an overwrite restore may have swapped the databases already: that
+restore took effect, and is marked completed with a warning, not failed.
 RQ notices an abandoned job only after its heartbeat expires; this check is quicker
 and runs whenever a worker starts and on every worker maintenance pass.
 """
@@ -12,31 +14,84 @@ import os
 import socket
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from redis import Redis
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from catalog import mark, storage
+import activity
+from catalog import mark, storage, target_connection
 from extensions import db
 from models import ACTIVE_STATUSES, Backup, Restore
+from pgbackup import database_exists
 
 log = logging.getLogger(__name__)
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def reconcile_backups(connection: Redis) -> list[str]:
-    """Fail active backups and restores whose job can no longer finish; returns their ids."""
+    """Settle active backups and restores whose job can no longer finish: failed, or, for
+    an overwrite whose swap had taken place, completed. Returns the ids of the failed."""
     failed = []
     for model in (Backup, Restore):
         active = db.session.scalars(select(model).where(model.status.in_(ACTIVE_STATUSES)))
         for row in active.all():
             reason = _why_job_cannot_finish(row.job_id or row.id, connection)
-            if reason is not None:
-                _fail(row, reason)
+            if reason is not None and settle(row, reason) == "failed":
                 failed.append(row.id)
     return failed
+
+
+def settle(row: Backup | Restore, reason: str) -> str:
+    """End an active row whose job will not finish, for ``reason``; returns the status.
+
+    Also RQ's failure callback for abandoned jobs (jobs.backup, jobs.restore).
+    """
+    swap = _swap_state(row) if isinstance(row, Restore) else None
+    if swap == "done":
+        _complete_after_swap(row, reason)
+        return "completed"
+    if swap == "not-done":
+        reason += (f"; {row.target_database} was not replaced; the checked copy "
+                   f"{row.replacement_database} is left: drop it by hand")
+    _fail(row, reason)
+    return "failed"
+
+
+def _swap_state(restore: Restore) -> str | None:
+    """For an overwrite that named its swap (it does so once the copy is checked): "done"
+    when the copy no longer exists under its own name and the old database exists under
+    its retired name (the renames happen in one transaction), "not-done" when the copy is
+    still there, None when it cannot be told."""
+    if not (restore.replacement_database and restore.retired_database):
+        return None
+    try:
+        server = target_connection()
+        copy_there = database_exists(server, restore.replacement_database)
+        old_there = database_exists(server, restore.retired_database)
+    except psycopg.Error as exc:
+        log.warning("restore %s: cannot tell whether its swap took place: %s", restore.id,
+                    exc.__class__.__name__)
+        return None
+    if copy_there:
+        return "not-done"
+    return "done" if old_there else None
+
+
+def _complete_after_swap(restore: Restore, reason: str) -> None:
+    live, retired = restore.target_database, restore.retired_database
+    warning = (f"the worker stopped after the swap ({reason}): {live} holds the restored "
+               f"data, checked against the manifest before the swap; the replaced database "
+               f"was kept as {retired} and may refuse connections (ALTER DATABASE ... "
+               "ALLOW_CONNECTIONS true); drop it once it is no longer needed")
+    mark(restore, "completed", result={
+        "database": live, "matchesManifest": True, "safetyBackupId": restore.safety_backup_id,
+        "warnings": [warning]})
+    activity.record("restore.run", restore.id, detail=f"{live}; settled after its worker "
+                    "stopped", actor="worker")
+    log.warning("restore %s marked completed: %s", restore.id, warning)
 
 
 def _fail(row: Backup | Restore, reason: str) -> None:

@@ -22,6 +22,7 @@ from catalog import mark, new_backup_row, storage, target_connection
 from extensions import db
 from jobs.backup import dump_into
 from jobs.context import app_context
+from jobs.reconcile import settle
 from jobs.verify import report_restore_progress
 from models import Restore
 from pgbackup import (
@@ -33,6 +34,7 @@ from pgbackup import (
     read_manifest,
     restore_checked,
     restore_lock,
+    retired_name,
     scratch_restore,
     swap_databases,
 )
@@ -95,7 +97,9 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     report = restore_checked(server, replacement, storage(), manifest, like=live,
                              progress=report_restore_progress)
     _require_match(report, server)
-    replaced = swap_databases(server, live, replacement)
+    restore.replacement_database, restore.retired_database = replacement, retired_name(live)
+    db.session.commit()  # before the swap: see jobs.reconcile._swap_state
+    replaced = swap_databases(server, live, replacement, restore.retired_database)
     result = {**_result(report), "safetyBackupId": safety.id}
     try:
         drop_database(server, replaced)
@@ -135,5 +139,4 @@ def on_restore_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: A
     with app_context():
         restore = db.session.get(Restore, job.args[0]) if job.args else None
         if restore is not None and restore.is_active:
-            reason = f"{exc_type.__name__}: {exc}" if exc_type else "job failed"
-            mark(restore, "failed", error=f"the restore job did not finish ({reason})")
+            settle(restore, f"{exc_type.__name__}: {exc}" if exc_type else "job failed")

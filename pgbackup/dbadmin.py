@@ -123,8 +123,11 @@ def terminate_connections(
         return _terminate(pg, dbname, timeout)
 
 
-def swap_databases(conn: ConnectionInfo, live: str, replacement: str) -> str:
-    """Make ``replacement`` the database called ``live``; return the old database's new name.
+def swap_databases(conn: ConnectionInfo, live: str, replacement: str,
+                   retired: str | None = None) -> str:
+    """Make ``replacement`` the database called ``live``; return the old database's new name
+    (``retired``, or one made from ``live`` and the time; a caller that must find the old
+    database again after a crash names it beforehand with :func:`retired_name`).
 
     Why a swap: a restore goes into a new database, and the live one is replaced only once
     that copy is complete and verified. A failed or interrupted restore therefore never
@@ -140,7 +143,7 @@ def swap_databases(conn: ConnectionInfo, live: str, replacement: str) -> str:
     """
     if validate_database_name(live) == validate_database_name(replacement):
         raise ValueError(f"cannot swap database {live!r} with itself")
-    retired = _retired_name(live)
+    retired = validate_database_name(retired or retired_name(live))
     with maintenance_connection(conn) as pg:
         allowed = _allows_connections(pg, live)
         if not _exists(pg, replacement):  # found out before live is disturbed
@@ -215,7 +218,7 @@ def _still_alive(pg: psycopg.Connection, pids: list[int]) -> bool:
     return bool(pids) and pg.execute(query, [pids]).fetchone()[0]
 
 
-def _retired_name(live: str) -> str:
+def retired_name(live: str) -> str:
     """``<live>_replaced_<UTC time>``, with ``live`` shortened to keep it within 63 bytes."""
     suffix = f"_replaced_{datetime.now(UTC):%Y%m%d%H%M%S}"
     return live[: MAX_NAME_BYTES - len(suffix)] + suffix

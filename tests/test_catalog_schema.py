@@ -21,7 +21,7 @@ from extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40
-HEAD = "0002_totp"
+HEAD = "0003_restore_swap_names"
 # A catalog of release 0.1.0, as its create_all made it: no alembic_version.
 RELEASE_ROWS = [
     "INSERT INTO users (id, username, password_hash, role, created_at, failed_logins, "
@@ -124,7 +124,7 @@ def test_processes_starting_together_upgrade_once(tmp_path, pg_server):
               for _ in range(4)]
     logs = [process.communicate(timeout=120)[1] for process in starts]
     assert [process.returncode for process in starts] == [0, 0, 0, 0], logs
-    assert sum("catalog upgraded from 0001_baseline to 0002_totp" in log for log in logs) == 1
+    assert sum(f"catalog upgraded from 0001_baseline to {HEAD}" in log for log in logs) == 1
     assert len(list(tmp_path.glob("catalog.sqlite3.before-*"))) == 1
 
 

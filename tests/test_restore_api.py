@@ -9,6 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from extensions import db
+from models import Restore
 from pgbackup import backup_lock, restore_lock
 from pgbackup.connection import ConnectionInfo
 from tests.dbcompare import schema_dump, table_fingerprints
@@ -106,7 +108,7 @@ def test_restore_into_a_new_database_equals_the_source(api, run_worker, pagila, 
 
 
 def test_restore_over_a_changed_database_brings_back_the_backup_state(
-    api, run_worker, pagila
+    app, api, run_worker, pagila, pg_server
 ):
     backup_id = completed_backup(api, run_worker)
     at_backup = schema_dump(pagila), table_fingerprints(pagila)
@@ -124,6 +126,14 @@ def test_restore_over_a_changed_database_brings_back_the_backup_state(
     done = api.get(f"/api/system/backup/restore/{response.get_json()['restoreId']}").get_json()
     assert done["status"] == "completed", done["error"]
     assert (schema_dump(pagila), table_fingerprints(pagila)) == at_backup
+    with app.app_context():  # the swap was named beforehand; the copy is live, the old gone
+        row = db.session.get(Restore, done["restoreId"])
+        names = row.replacement_database, row.retired_database
+    assert names[0].startswith(pagila.rsplit("/", 1)[1] + "_restore_")
+    assert "_replaced_" in names[1]
+    with pg_server.connect() as conn:
+        assert conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+                            [list(names)]).fetchall() == []
 
     safety = api.get(f"/api/system/backup/{done['safetyBackupId']}").get_json()
     assert safety["status"] == "completed" and safety["origin"] == "safety"

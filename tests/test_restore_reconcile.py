@@ -1,0 +1,91 @@
+"""An overwrite whose worker died around the swap is settled by what the server shows."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from redis import Redis
+from rq.exceptions import AbandonedJobError
+
+import activity
+from catalog import mark
+from extensions import db
+from jobs.reconcile import reconcile_backups
+from models import Restore
+from tests.test_auth import login
+
+LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")
+
+
+@pytest.fixture
+def interrupted(app, pagila, pg_server):
+    """A running overwrite of the protected database whose job is gone from Redis, with
+    both names of its swap recorded, as jobs.restore records them before swapping."""
+    with app.app_context():
+        row = Restore(id="restore-interrupted", backup_id="backup-x", mode="overwrite",
+                      target_database=pagila.rsplit("/", 1)[1], job_id="job-gone",
+                      safety_backup_id="backup-safety", replacement_database=LEFTOVERS[0],
+                      retired_database=LEFTOVERS[1])
+        db.session.add(row)
+        mark(row, "running")
+        restore_id = row.id
+    yield restore_id
+    for name in LEFTOVERS:
+        pg_server.drop_database(name)
+
+
+def settle(app, restore_id: str) -> tuple[list[str], Restore]:
+    with app.app_context():
+        failed = reconcile_backups(Redis.from_url(app.config["REDIS_URL"]))
+        row = db.session.get(Restore, restore_id)
+        db.session.expunge(row)
+        return failed, row
+
+
+def test_a_swap_that_took_place_is_completed_with_a_warning(
+        app, client, pg_server, interrupted):
+    pg_server.create_database(LEFTOVERS[1])  # the old database under its retired name
+    failed, row = settle(app, interrupted)
+    assert failed == []
+    assert row.status == "completed" and row.finished_at is not None
+    assert row.result["database"] == row.target_database
+    assert row.result["safetyBackupId"] == "backup-safety"
+    [warning] = row.result["warnings"]
+    assert "stopped after the swap" in warning and "gone from the queue" in warning
+    assert f"kept as {LEFTOVERS[1]}" in warning
+    with app.app_context():
+        [event] = activity.recent(5, activity.Filters(action="restore.run"))
+        assert (event.actor, event.outcome) == ("worker", "ok")
+    login(client)
+    panel = client.get("/system/backup/restores").get_data(as_text=True)
+    assert '<li class="issue issue-warn">the worker stopped after the swap' in panel
+
+
+def test_a_swap_that_did_not_happen_fails_and_names_the_leftover_copy(
+        app, pg_server, interrupted):
+    pg_server.create_database(LEFTOVERS[0])  # the checked copy, still under its own name
+    failed, row = settle(app, interrupted)
+    assert failed == [interrupted]
+    assert row.status == "failed"
+    assert f"was not replaced; the checked copy {LEFTOVERS[0]} is left" in row.error
+
+
+def test_without_evidence_either_way_the_restore_fails_as_before(app, interrupted):
+    failed, row = settle(app, interrupted)
+    assert failed == [interrupted]
+    assert row.status == "failed" and "gone from the queue" in row.error
+    assert "not replaced" not in row.error
+
+
+def test_rqs_failure_callback_for_an_abandoned_job_settles_it_the_same_way(
+        app, pg_server, interrupted):
+    from jobs.restore import on_restore_failure
+
+    pg_server.create_database(LEFTOVERS[1])
+    abandoned = SimpleNamespace(args=[interrupted])  # all the callback reads of RQ's job
+    with app.app_context():
+        on_restore_failure(abandoned, None, AbandonedJobError, AbandonedJobError("gone"), None)
+        row = db.session.get(Restore, interrupted)
+        assert row.status == "completed"
+        assert "stopped after the swap (AbandonedJobError: gone)" in row.result["warnings"][0]
