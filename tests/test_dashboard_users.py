@@ -327,7 +327,7 @@ def test_a_token_is_shown_once_works_and_can_be_revoked(app, htmx):  # noqa: F81
     revoked = post(htmx, f"/tokens/{token_id}/revoke")
     assert revoked.status_code == 200
     text = body(revoked)
-    assert "Token ci-deploy revoked" in text and 'upill-revoked">revoked' in text
+    assert "Token ci-deploy revoked" in text and 'mbadge mbadge-critical">revoked' in text
     assert f"/tokens/{token_id}/revoke" not in text
     assert script.get("/api/system/backup", headers=bearer).status_code == 401
     assert activity(app, "token.revoke") == [("admin", "ci-deploy", None)]

@@ -1,104 +1,34 @@
 """The dashboard in Debian's headless Chromium: log in, create, watch a real worker finish.
 
-Needs /usr/bin/chromium (``apt-get install -y chromium``); Playwright's own browser
-downloads are never used.
+Fixtures and helpers shared by every browser test: conftest.py and browser.py here.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Page, expect
 
-from tests.conftest import ADMIN_PASSWORD
+from tests.e2e.browser import (
+    LAPTOP,
+    PHONE,
+    SCREENSHOTS,
+    WAIT_MS,
+    assert_no_horizontal_overflow,
+    assert_not_reloaded,
+    log_in,
+    mark_document,
+    screenshot,
+    screenshot_element,
+)
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-SCREENSHOTS = Path("/tmp")
-WAIT_MS = 20_000
-# A loaded CI machine renders slower than a quiet one: no assertion waits less than 10 s.
-expect.set_options(timeout=10_000)
-
-
-@pytest.fixture
-def base_url(app) -> Iterator[str]:
-    """The app served by a real threaded HTTP server, as the browser needs."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with "
-                    "'apt-get install -y chromium' (never 'playwright install')", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def console_errors() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
-    """A fresh browser context; console errors and uncaught exceptions are collected."""
-    context = browser.new_context(base_url=base_url, viewport=LAPTOP)
-    page = context.new_page()
-    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-    yield page
-    context.close()
-
-
-def log_in(page: Page) -> None:
-    page.goto("/system/backup")
-    expect(page).to_have_url(re.compile(r"/login\?next="))
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/system/backup$"))
-    expect(page.locator(".topbar .user")).to_have_text("admin")
 
 
 def figure(page: Page, label: str):
     return page.locator(".figure").filter(has_text=label)
-
-
-def mark_document(page: Page) -> None:
-    """Tag the live document; a reload or navigation would lose the tag."""
-    page.evaluate("window.noReloadMarker = true")
-
-
-def assert_not_reloaded(page: Page) -> None:
-    assert page.evaluate("window.noReloadMarker === true"), "the page was reloaded"
-
-
-def assert_no_horizontal_overflow(page: Page) -> None:
-    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], f"horizontal overflow: scrollWidth {widths[0]} > {widths[1]}"
-
-
-def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
-    page.set_viewport_size(viewport)
-    page.screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"), full_page=True)
 
 
 def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[str],
@@ -251,8 +181,3 @@ def test_verify_then_restore_into_a_new_database(
 
     assert table_fingerprints(pg_server.url(restored_copy)) == table_fingerprints(pagila)
     assert all("400" in error for error in console_errors), console_errors
-
-
-def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
-    page.set_viewport_size(viewport)
-    page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))

@@ -1,7 +1,7 @@
 """The account page in Debian's headless Chromium: set up a second factor from the QR
 code's key, then log in with the password and a code from it.
 
-Reuses the server, browser and helpers of ``test_browser.py``.
+Uses the browser fixtures of conftest.py and the helpers of browser.py.
 """
 
 from __future__ import annotations
@@ -14,23 +14,19 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.e2e.test_browser import (  # noqa: F401 (base_url, browser, console_errors, page: fixtures)
+from tests.e2e.browser import (
+    CSP_LISTENER,
     PHONE,
     assert_no_horizontal_overflow,
-    base_url,
-    browser,
-    console_errors,
     log_in,
-    page,
     screenshot,
 )
-from tests.e2e.test_browser_monitoring import CSP_LISTENER
 
 pytestmark = pytest.mark.browser
 
 
-def test_set_up_a_second_factor_then_log_in_with_it(page: Page,  # noqa: F811
-                                                    console_errors: list[str]) -> None:  # noqa: F811
+def test_set_up_a_second_factor_then_log_in_with_it(page: Page,
+                                                    console_errors: list[str]) -> None:
     page.add_init_script(CSP_LISTENER)
     log_in(page)
     page.goto("/system/backup/account")

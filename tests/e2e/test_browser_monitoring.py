@@ -9,40 +9,21 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e import test_browser
-from tests.e2e.test_browser import (
+from tests.e2e.browser import (
+    CSP_LISTENER,
     LAPTOP,
     PHONE,
-    SCREENSHOTS,
     WAIT_MS,
     assert_no_horizontal_overflow,
     assert_not_reloaded,
     log_in,
     mark_document,
     screenshot,
+    screenshot_element,
 )
 from tests.test_dashboard_monitoring import Receiver
 
 pytestmark = pytest.mark.browser
-
-# The browser story's fixtures: Debian's Chromium with its launch arguments, a fresh
-# context per test collecting console errors, the app on a real threaded server.
-base_url = test_browser.base_url
-browser = test_browser.browser
-console_errors = test_browser.console_errors
-page = test_browser.page
-
-CSP_LISTENER = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.cspViolations.push(
-    `${event.violatedDirective} ${event.blockedURI} ${event.sourceFile}:${event.lineNumber}`);
-});
-"""
-
-
-def shoot(page: Page, selector: str, name: str) -> None:
-    page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
 
 
 def test_health_activity_charts_and_a_tested_channel(
@@ -149,16 +130,16 @@ def test_health_activity_charts_and_a_tested_channel(
     assert_not_reloaded(page)
 
     screenshot(page, "monitoring-laptop", LAPTOP)
-    shoot(page, "#health", "monitoring-health-laptop")
-    shoot(page, "#charts", "monitoring-charts-laptop")
-    shoot(page, "#activity", "monitoring-activity-laptop")
-    shoot(page, "#channels", "monitoring-channels-laptop")
+    screenshot_element(page, "#health", "monitoring-health-laptop", LAPTOP)
+    screenshot_element(page, "#charts", "monitoring-charts-laptop", LAPTOP)
+    screenshot_element(page, "#activity", "monitoring-activity-laptop", LAPTOP)
+    screenshot_element(page, "#channels", "monitoring-channels-laptop", LAPTOP)
     screenshot(page, "monitoring-phone", PHONE)
     assert_no_horizontal_overflow(page)
-    shoot(page, "#health", "monitoring-health-phone")
-    shoot(page, "#charts", "monitoring-charts-phone")
-    shoot(page, "#activity", "monitoring-activity-phone")
-    shoot(page, "#channels", "monitoring-channels-phone")
+    screenshot_element(page, "#health", "monitoring-health-phone", PHONE)
+    screenshot_element(page, "#charts", "monitoring-charts-phone", PHONE)
+    screenshot_element(page, "#activity", "monitoring-activity-phone", PHONE)
+    screenshot_element(page, "#channels", "monitoring-channels-phone", PHONE)
 
     assert page.evaluate("window.cspViolations") == []
     # The only error: the 409 of the refused channel, which htmx logs.

@@ -1,6 +1,6 @@
 """The schedules panel in Debian's headless Chromium, as a viewer in New York sees it.
 
-Reuses the server, browser and helpers of ``test_browser.py``; only the browser context
+Uses the fixtures of conftest.py and the helpers of browser.py; only the browser context
 differs: its time zone is America/New_York, so the viewer's times can be checked.
 """
 
@@ -14,15 +14,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_browser import (  # noqa: F401 (base_url, browser, console_errors: fixtures)
+from tests.e2e.browser import (
     LAPTOP,
     PHONE,
     WAIT_MS,
     assert_no_horizontal_overflow,
     assert_not_reloaded,
-    base_url,
-    browser,
-    console_errors,
     log_in,
     mark_document,
     screenshot,
@@ -35,8 +32,8 @@ VIEWER_ZONE = "America/New_York"
 
 
 @pytest.fixture
-def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:  # noqa: F811
-    """Like test_browser's page, in New York: the viewer's zone is only known there."""
+def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
+    """Like conftest's page, in New York: the viewer's zone is only known there."""
     context = browser.new_context(base_url=base_url, viewport=LAPTOP, locale="en-US",
                                   timezone_id=VIEWER_ZONE)
     page = context.new_page()
@@ -57,7 +54,7 @@ def viewer_text(app, name: str) -> str:
     return f"{local:%a %Y-%m-%d %H:%M %Z}"
 
 
-def test_schedule_story(app, page: Page, console_errors: list[str], run_worker) -> None:  # noqa: F811
+def test_schedule_story(app, page: Page, console_errors: list[str], run_worker) -> None:
     log_in(page)
     mark_document(page)
     expect(page.locator("#schedule-list .empty")).to_contain_text("No schedules yet")

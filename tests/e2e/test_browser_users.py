@@ -9,8 +9,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e import test_browser
-from tests.e2e.test_browser import (
+from tests.e2e.browser import (
     LAPTOP,
     PHONE,
     assert_no_horizontal_overflow,
@@ -21,13 +20,6 @@ from tests.e2e.test_browser import (
 )
 
 pytestmark = pytest.mark.browser
-
-# The browser story's fixtures: Debian's Chromium, a fresh context per test collecting
-# console errors, the app on a real threaded server.
-base_url = test_browser.base_url
-browser = test_browser.browser
-console_errors = test_browser.console_errors
-page = test_browser.page
 
 
 def api_status(app, token: str) -> int:
@@ -70,7 +62,7 @@ def test_an_admin_adds_an_operator_and_a_token_shown_once(
     assert re.fullmatch(r"pbm_[A-Za-z0-9_-]{40,}", token)
     assert api_status(app, token) == 200
     token_row = tokens.locator('tr[data-name="e2e-cron"]')
-    expect(token_row.locator(".upill")).to_have_text("active")
+    expect(token_row.locator(".mbadge")).to_have_text("active")
     screenshot(page, "users-token", LAPTOP)
 
     created.get_by_role("button", name="Done: I have stored it").click()
@@ -81,7 +73,7 @@ def test_an_admin_adds_an_operator_and_a_token_shown_once(
     page.once("dialog", lambda dialog: dialog.accept())
     token_row.get_by_role("button", name="Revoke").click()
     expect(tokens.locator(".alert-info")).to_contain_text("Token e2e-cron revoked")
-    expect(token_row.locator(".upill")).to_have_text("revoked")
+    expect(token_row.locator(".mbadge")).to_have_text("revoked")
     expect(token_row.get_by_role("button", name="Revoke")).to_have_count(0)
     assert api_status(app, token) == 401
     assert_not_reloaded(page)

@@ -1,0 +1,68 @@
+"""What the browser tests share: Debian's Chromium, sizes, and helpers for a page.
+
+The fixtures (base_url, browser, console_errors, page) are in conftest.py. Needs
+/usr/bin/chromium (``apt-get install -y chromium``); Playwright's own browser downloads are
+never used.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.conftest import ADMIN_PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAPTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path("/tmp")
+WAIT_MS = 20_000
+# A loaded CI machine renders slower than a quiet one: no assertion waits less than 10 s.
+expect.set_options(timeout=10_000)
+
+# Records Content-Security-Policy violations; add it with page.add_init_script.
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(
+    `${event.violatedDirective} ${event.blockedURI} ${event.sourceFile}:${event.lineNumber}`);
+});
+"""
+
+
+def log_in(page: Page) -> None:
+    page.goto("/system/backup")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/system/backup$"))
+    expect(page.locator(".topbar .user")).to_have_text("admin")
+
+
+def mark_document(page: Page) -> None:
+    """Tag the live document; a reload or navigation would lose the tag."""
+    page.evaluate("window.noReloadMarker = true")
+
+
+def assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("window.noReloadMarker === true"), "the page was reloaded"
+
+
+def assert_no_horizontal_overflow(page: Page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"horizontal overflow: scrollWidth {widths[0]} > {widths[1]}"
+
+
+def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
+    page.set_viewport_size(viewport)
+    page.screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"), full_page=True)
+
+
+def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
+    page.set_viewport_size(viewport)
+    page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))

@@ -1,0 +1,51 @@
+"""The browser tests' fixtures: Debian's Chromium, a fresh context per test collecting
+console errors, and the app on a real threaded HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from werkzeug.serving import make_server
+
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP
+
+
+@pytest.fixture
+def base_url(app) -> Iterator[str]:
+    """The app served by a real threaded HTTP server, as the browser needs."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with "
+                    "'apt-get install -y chromium' (never 'playwright install')", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
+    """A fresh browser context; console errors and uncaught exceptions are collected."""
+    context = browser.new_context(base_url=base_url, viewport=LAPTOP)
+    page = context.new_page()
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    yield page
+    context.close()
