@@ -17,7 +17,7 @@ from blueprints import auth
 from extensions import db
 from models import ActivityEvent, User
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_auth import login
+from tests.web import csrf_from, login
 
 ACCOUNT = "/system/backup/account"
 NEW_PASSWORD = "a brand new passphrase"
@@ -42,10 +42,6 @@ def clock(monkeypatch) -> Clock:
     monkeypatch.setattr(totp, "time", clock)
     monkeypatch.setattr(auth, "time", clock)
     return clock
-
-
-def csrf_from(html: str) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
 
 
 def post(client, path: str, page: str = ACCOUNT, **data: str):

@@ -13,8 +13,8 @@ from sqlalchemy import delete, update
 import activity
 from extensions import db
 from models import ActivityEvent, ApiToken, utcnow
-from tests.test_auth import login
 from tests.test_roles import token_for
+from tests.web import HtmxClient
 
 ACTIVITY = "/api/system/activity"
 
@@ -75,10 +75,8 @@ def test_a_refused_dashboard_action_is_recorded_for_a_session_user(app, client):
         viewer.set_password("viewer password")
         db.session.add(viewer)
         db.session.commit()
-    login(client, password="viewer password", username="vera")
-    page = client.get("/system/backup").get_data(as_text=True)
-    csrf = page.split('"X-CSRFToken": "')[1].split('"')[0]
-    response = client.post("/system/backup", data={"type": "full"}, headers={"X-CSRFToken": csrf})
+    vera = HtmxClient(client, username="vera", password="viewer password")
+    response = vera.request("POST", "/system/backup", data={"type": "full"})
     assert response.status_code == 403
     [event] = events(app, action="dashboard.create")
     assert (event.actor, event.outcome, event.target) == ("vera", "refused", "/system/backup")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD
+from tests.web import login
 
 PUBLIC = {"auth.login", "auth.login_totp", "static", "healthz"}
 SAMPLE_VALUES = {"backup_id": "backup-2024-01-15T10-30-00-000Z", "job_id": "somejob",
@@ -43,13 +41,6 @@ def test_every_route_refuses_anonymous_requests(app, client):
 def test_public_endpoints_reveal_nothing(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/login").status_code == 200
-
-
-def login(client, password=ADMIN_PASSWORD, next_url="", username="admin"):
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    return client.post(f"/login{next_url}", data={
-        "username": username, "password": password, "csrf_token": token})
 
 
 def test_login_with_the_right_password_only(client):

@@ -8,39 +8,20 @@ from datetime import timedelta
 import pytest
 
 from pgbackup import artifact_name
-from tests.conftest import ADMIN_PASSWORD
+from tests.web import HX, HtmxClient, login
 
-HX = {"HX-Request": "true"}
 POLLING = 'hx-trigger="every 1s"'
 
 
-def csrf_from(html: str) -> str:
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
-
-
-def log_in(client, password: str = ADMIN_PASSWORD):
-    token = csrf_from(client.get("/login").get_data(as_text=True))
-    return client.post("/login", data={
-        "username": "admin", "password": password, "csrf_token": token})
+class BackupsClient(HtmxClient):
+    def create(self, kind: str = "full", compress: bool = True):
+        data = {"type": kind, **({"compress": "on"} if compress else {})}
+        return self.request("POST", "/system/backup", data=data)
 
 
 @pytest.fixture
-def htmx(client):
-    """A logged-in client sending what htmx sends: HX-Request and the page's CSRF header."""
-    assert log_in(client).status_code == 302
-    page = client.get("/system/backup").get_data(as_text=True)
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-    headers = {**HX, "X-CSRFToken": token}
-
-    class HtmxClient:
-        def request(self, method: str, path: str, **kwargs):
-            return client.open(path, method=method, headers=headers, **kwargs)
-
-        def create(self, kind: str = "full", compress: bool = True):
-            data = {"type": kind, **({"compress": "on"} if compress else {})}
-            return self.request("POST", "/system/backup", data=data)
-
-    return HtmxClient()
+def htmx(client) -> BackupsClient:
+    return BackupsClient(client)
 
 
 def only_backup(app):
@@ -75,12 +56,12 @@ def test_dashboard_needs_login(client):
 
 
 def test_login_with_the_right_password_only(client):
-    refused = log_in(client, password="wrong")
+    refused = login(client, password="wrong")
     assert refused.status_code == 401
     assert "Wrong username or password." in refused.get_data(as_text=True)
     assert client.get("/system/backup").status_code == 302
 
-    response = log_in(client)
+    response = login(client)
     assert response.status_code == 302
     assert response.headers["Location"] == "/system/backup"
     assert client.get("/").headers["Location"].endswith("/system/backup")
@@ -90,7 +71,7 @@ def test_login_with_the_right_password_only(client):
 
 
 def test_page_has_no_inline_javascript_and_a_strict_csp(client):
-    log_in(client)
+    login(client)
     response = client.get("/system/backup")
     page = response.get_data(as_text=True)
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]

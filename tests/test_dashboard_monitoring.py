@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from localservices import free_port
-from tests.test_dashboard import HX, csrf_from, htmx  # noqa: F401 (htmx is a fixture)
+from tests.test_dashboard import htmx  # noqa: F401 (a fixture)
 from tests.test_health import env, scheduler, worker  # noqa: F401 (fixtures)
+from tests.web import HX, csrf_from
 from tests.workers import wait_for
 
 BASE = "/system/backup/monitoring"

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.test_dashboard import HX, log_in
+from tests.web import HX, HtmxClient, login
 
 BASE = "/system/backup/schedules"
 NIGHTLY = {"name": "nightly", "type": "full", "frequency": "daily", "time": "02:00",
@@ -17,22 +17,14 @@ NIGHTLY = {"name": "nightly", "type": "full", "frequency": "daily", "time": "02:
            "retention": "14", "keepAtLeast": "3", "verify": "integrity", "enabled": "on"}
 
 
+class SchedulesClient(HtmxClient):
+    def create(self, **overrides):
+        return self.request("POST", BASE, data={**NIGHTLY, **overrides})
+
+
 @pytest.fixture
-def htmx(client):
-    """A logged-in client sending what htmx sends: HX-Request and the page's CSRF header."""
-    assert log_in(client).status_code == 302
-    page = client.get("/system/backup").get_data(as_text=True)
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-    headers = {**HX, "X-CSRFToken": token}
-
-    class HtmxClient:
-        def request(self, method: str, path: str, **kwargs):
-            return client.open(path, method=method, headers=headers, **kwargs)
-
-        def create(self, **overrides):
-            return self.request("POST", BASE, data={**NIGHTLY, **overrides})
-
-    return HtmxClient()
+def htmx(client) -> SchedulesClient:
+    return SchedulesClient(client)
 
 
 def text(response) -> str:
@@ -64,7 +56,7 @@ def backups_of(app, schedule_id: int):
 
 
 def test_the_page_has_both_panels_and_no_inline_javascript(client):
-    log_in(client)
+    login(client)
     page = client.get("/system/backup").get_data(as_text=True)
     assert 'id="schedules"' in page and 'id="retention"' in page
     assert "No schedules yet" in page and "No backups yet, so nothing to clean up." in page

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_auth import login
-from tests.test_dashboard import HX, htmx  # noqa: F401 (htmx is a fixture)
+from tests.test_dashboard import htmx  # noqa: F401 (a fixture)
+from tests.web import HX, login
 
 BASE = "/system/backup/users"
 PASSWORD = "a long enough password"

@@ -13,7 +13,7 @@ from catalog import mark
 from extensions import db
 from jobs.reconcile import reconcile_backups
 from models import Restore
-from tests.test_auth import login
+from tests.web import login
 
 LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")
 

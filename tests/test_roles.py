@@ -106,7 +106,7 @@ def test_an_operator_may_restore_into_a_new_database_but_not_over_the_live_one(
 def test_the_dashboard_shows_each_role_only_what_it_may_do(app, api, run_worker):
     """The server refuses anyway (above); the page does not offer what would be refused."""
     from tests.conftest import ADMIN_PASSWORD
-    from tests.test_auth import login
+    from tests.web import login
 
     api.post("/api/system/backup", json={"type": "full"})
     run_worker()

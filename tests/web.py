@@ -1,0 +1,35 @@
+"""Driving the app as a browser and htmx do, through Flask's test client."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ADMIN_PASSWORD
+
+HX = {"HX-Request": "true"}
+
+
+def csrf_from(html: str) -> str:
+    """The CSRF token of a page's form."""
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+
+
+def login(client, password: str = ADMIN_PASSWORD, next_url: str = "",
+          username: str = "admin"):
+    """Post the login form with the login page's CSRF token; returns the response."""
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    return client.post(f"/login{next_url}", data={
+        "username": username, "password": password, "csrf_token": token})
+
+
+class HtmxClient:
+    """A logged-in client sending what htmx sends: HX-Request and the page's CSRF header."""
+
+    def __init__(self, client, username: str = "admin", password: str = ADMIN_PASSWORD):
+        assert login(client, password, username=username).status_code == 302
+        page = client.get("/system/backup").get_data(as_text=True)
+        token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
+        self.client, self.headers = client, {**HX, "X-CSRFToken": token}
+
+    def request(self, method: str, path: str, **kwargs):
+        return self.client.open(path, method=method, headers=self.headers, **kwargs)
