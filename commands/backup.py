@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -16,24 +15,12 @@ import restores
 from blueprints.api import backup_json
 from blueprints.errors import describe_validation_error
 from blueprints.schemas import RestoreRequest
+from commands.errors import fail_on_catalog_error
 from extensions import db
 from formatting import filesize
 from models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, VERIFY_LEVELS
 
 backup_cli = AppGroup("backup", help="Create, list, inspect and delete backups.")
-
-
-def _fail_on_catalog_error(func):
-    """Show CatalogError as a one-line CLI error with a non-zero exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except catalog.CatalogError as exc:
-            raise click.ClickException(exc.message) from None
-
-    return wrapper
 
 
 def _wait(describe: str, active: Callable[[], bool], timeout: int) -> None:
@@ -63,7 +50,7 @@ def _wait_options(func):
               show_default=True)
 @click.option("--compress/--no-compress", default=True, show_default=True)
 @_wait_options
-@_fail_on_catalog_error
+@fail_on_catalog_error
 def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
     """Queue a backup (a worker must be running) and print its id."""
     backup = catalog.create_backup(kind, compress=compress)
@@ -81,7 +68,7 @@ def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
 @click.option("--level", type=click.Choice(VERIFY_LEVELS), default="integrity",
               show_default=True, help="restore: a real test restore into a scratch database.")
 @_wait_options
-@_fail_on_catalog_error
+@fail_on_catalog_error
 def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
     """Queue a verification; with --wait, print the checks and exit 1 if invalid."""
     job_id = restores.start_verification(backup_id, level)
@@ -106,7 +93,7 @@ def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
 @click.option("--confirm-data-loss", is_flag=True,
               help="Restore over the protected database (a safety backup is taken first).")
 @_wait_options
-@_fail_on_catalog_error
+@fail_on_catalog_error
 def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str | None,
             confirm_data_loss: bool, wait: bool, timeout: int) -> None:
     """Dry-run, or restore a backup into a new database or over the protected one."""
@@ -160,7 +147,7 @@ def list_(kind: str | None, status: str | None, limit: int, as_json: bool) -> No
 
 @backup_cli.command("show")
 @click.argument("backup_id")
-@_fail_on_catalog_error
+@fail_on_catalog_error
 def show(backup_id: str) -> None:
     """One backup as JSON, with its table list."""
     click.echo(json.dumps(backup_json(catalog.get_backup(backup_id), detail=True), indent=2))
@@ -169,7 +156,7 @@ def show(backup_id: str) -> None:
 @backup_cli.command("delete")
 @click.argument("backup_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_fail_on_catalog_error
+@fail_on_catalog_error
 def delete(backup_id: str, yes: bool) -> None:
     """Delete a backup's artifact, manifest and catalog entry."""
     catalog.get_backup(backup_id)

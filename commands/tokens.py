@@ -9,7 +9,7 @@ import click
 from flask.cli import AppGroup
 
 import accounts
-from commands.users import fail_on_account_error
+from commands.errors import fail_on_catalog_error
 from permissions import ROLES
 
 tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
@@ -20,7 +20,7 @@ tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
 @click.option("--role", type=click.Choice(ROLES), default="admin", show_default=True)
 @click.option("--expires-in-days", type=click.IntRange(1, accounts.MAX_TOKEN_DAYS),
               help="Refuse the token after this many days (default: never).")
-@fail_on_account_error
+@fail_on_catalog_error
 def create_token(name: str, role: str, expires_in_days: int | None) -> None:
     """Mint a token; it is printed once, alone on the last line."""
     _, token = accounts.create_token(name, role, expires_in_days)
@@ -30,7 +30,7 @@ def create_token(name: str, role: str, expires_in_days: int | None) -> None:
 
 @tokens_cli.command("revoke")
 @click.argument("name")
-@fail_on_account_error
+@fail_on_catalog_error
 def revoke_token(name: str) -> None:
     """Revoke a token by name; requests with it are refused from now on."""
     accounts.revoke_token(name)

@@ -6,32 +6,17 @@ the dashboard; these commands act as ``cli``.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 from flask.cli import AppGroup
 
 import accounts
+from commands.errors import fail_on_catalog_error
 from permissions import ADMIN, ROLES
 
 users_cli = AppGroup("users", help="Manage dashboard users.")
-
-
-def fail_on_account_error(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Show AccountError as a one-line CLI error with a non-zero exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except accounts.AccountError as exc:
-            raise click.ClickException(exc.message) from None
-
-    return wrapper
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -47,7 +32,7 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--username", default="admin", show_default=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--update", is_flag=True, help="Reset the password if the user exists.")
-@fail_on_account_error
+@fail_on_catalog_error
 def create_admin(username: str, password_stdin: bool, update: bool) -> None:
     """Create an admin user (password from ADMIN_PASSWORD, stdin or a prompt)."""
     _save_user(username, ADMIN, password_stdin, update)
@@ -58,7 +43,7 @@ def create_admin(username: str, password_stdin: bool, update: bool) -> None:
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--update", is_flag=True, help="Reset password and role if the user exists.")
-@fail_on_account_error
+@fail_on_catalog_error
 def create_user(username: str, role: str, password_stdin: bool, update: bool) -> None:
     """Create a user with a role (password from ADMIN_PASSWORD, stdin or a prompt)."""
     _save_user(username, role, password_stdin, update)
@@ -91,7 +76,7 @@ def list_users() -> None:
 @users_cli.command("set-role")
 @click.argument("username")
 @click.argument("role", type=click.Choice(ROLES))
-@fail_on_account_error
+@fail_on_catalog_error
 def set_role(username: str, role: str) -> None:
     """Change a user's role (the last admin stays admin)."""
     accounts.set_role(username, role)
@@ -100,7 +85,7 @@ def set_role(username: str, role: str) -> None:
 
 @users_cli.command("unlock")
 @click.argument("username")
-@fail_on_account_error
+@fail_on_catalog_error
 def unlock(username: str) -> None:
     """Lift a lock-out after too many wrong passwords."""
     accounts.unlock(username)
@@ -109,7 +94,7 @@ def unlock(username: str) -> None:
 
 @users_cli.command("reset-totp")
 @click.argument("username")
-@fail_on_account_error
+@fail_on_catalog_error
 def reset_totp(username: str) -> None:
     """Remove a user's second factor (e.g. a lost phone); they log in with the password."""
     accounts.reset_totp(username)
@@ -118,7 +103,7 @@ def reset_totp(username: str) -> None:
 
 @users_cli.command("end-sessions")
 @click.argument("username")
-@fail_on_account_error
+@fail_on_catalog_error
 def end_sessions(username: str) -> None:
     """Log a user out everywhere (every dashboard session of theirs stops working)."""
     accounts.end_sessions(username)
@@ -128,7 +113,7 @@ def end_sessions(username: str) -> None:
 @users_cli.command("delete")
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@fail_on_account_error
+@fail_on_catalog_error
 def delete(username: str, yes: bool) -> None:
     """Delete a user (never the last admin); their activity stays in the log."""
     accounts.get_user(username)
