@@ -30,6 +30,7 @@ from pgbackup import (
     RecoveryReport,
     RestoreError,
     check_integrity,
+    database_exists,
     drop_database,
     read_manifest,
     restore_checked,
@@ -99,7 +100,14 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     _require_match(report, server)
     restore.replacement_database, restore.retired_database = replacement, retired_name(live)
     db.session.commit()  # before the swap: see jobs.reconcile._swap_state
-    replaced = swap_databases(server, live, replacement, restore.retired_database)
+    try:
+        replaced = swap_databases(server, live, replacement, restore.retired_database)
+    except Exception:
+        # Refused before renaming (sessions that would not end, say): live is untouched, and
+        # a full copy left behind would only fill the disk for the next attempt.
+        if database_exists(server, replacement):
+            drop_database(server, replacement)
+        raise
     result = {**_result(report), "safetyBackupId": safety.id}
     try:
         drop_database(server, replaced)

@@ -267,3 +267,27 @@ def test_a_replaced_database_that_cannot_be_dropped_is_a_warning_not_a_failure(
     replaced = warning.split()[3]
     assert replaced.endswith(tuple("0123456789")) and "_replaced_" in replaced
     pg_server.drop_database(replaced)
+
+
+def test_a_refused_swap_leaves_the_database_and_no_copy_behind(
+    app, api, run_worker, pagila, pg_server, monkeypatch
+):
+    import jobs.restore
+
+    backup_id = completed_backup(api, run_worker)
+    change_the_database(pagila)
+    changed = schema_dump(pagila), table_fingerprints(pagila)
+
+    def refuse(*_args, **_kwargs):
+        raise TimeoutError("sessions on the database did not end")
+
+    monkeypatch.setattr(jobs.restore, "swap_databases", refuse)
+    response = restore(api, backupId=backup_id, confirmDataLoss=True)
+    run_worker()
+    done = api.get(f"/api/system/backup/restore/{response.get_json()['restoreId']}").get_json()
+    assert done["status"] == "failed" and "did not end" in done["error"]
+    assert (schema_dump(pagila), table_fingerprints(pagila)) == changed
+    with pg_server.connect() as conn:
+        copies = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                              [pagila.rsplit("/", 1)[1] + "_restore_%"]).fetchall()
+    assert copies == []
