@@ -78,7 +78,7 @@ def run_dump(
     checksum, both taken in the dump's own snapshot (a second read of the data); a
     schema-only backup records neither.
 
-    Raises BackupError (nothing left in storage but, if the process dies, a ``.partial``).
+    Raises BackupError, leaving nothing in storage (if the process dies: a ``.partial``).
     """
     if not is_backup_id(backup_id):
         raise ValueError(f"not a backup id: {backup_id!r}")
@@ -90,11 +90,13 @@ def run_dump(
     started, created = time.monotonic(), datetime.now(UTC)
     dump_version = pg_dump_version(pg_dump)
     full = kind == "full"
-    with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
-        sha256 = _dump_to_storage(
-            conn, storage, artifact, snapshot, kind, compress, progress, pg_dump
-        )
     try:
+        # The snapshot's transaction ends when this block exits, and may fail then (its
+        # backend was terminated, say): the artifact is not a backup until after that.
+        with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
+            sha256 = _dump_to_storage(
+                conn, storage, artifact, snapshot, kind, compress, progress, pg_dump
+            )
         manifest = Manifest(
             backup_id=backup_id, type=kind, created=created, database=conn.dbname,
             server_version=snapshot.server_version, pg_dump_version=dump_version,
@@ -105,7 +107,9 @@ def run_dump(
         )
         write_manifest(storage, manifest)
     except BaseException:
-        storage.delete(artifact)  # an artifact without a manifest is not a backup
+        # Both names were free when we started: whatever is there now is ours.
+        storage.delete(manifest_name(backup_id))
+        storage.delete(artifact)
         raise
     return manifest
 

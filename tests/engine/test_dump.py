@@ -320,3 +320,28 @@ def test_killed_dump_leaves_only_a_partial(
     assert stat.S_IMODE(partial.stat().st_mode) == 0o600
     assert storage.remove_partial_for(artifact)
     assert stored_files(storage) == []
+
+
+def test_snapshot_backend_terminated_mid_dump_leaves_no_file(
+    pagila: str, storage: LocalStorage
+) -> None:
+    """pg_dump imports the snapshot and finishes, but the transaction that exported it is
+    terminated meanwhile: the error surfaces only when the snapshot is released, after the
+    artifact was complete. A backup that failed owns no file, whenever it fails."""
+    terminated: list[int] = []
+
+    def terminate_snapshot_holder(progress: DumpProgress) -> None:
+        if terminated or progress.bytes_written == 0:  # pg_dump has not imported it yet
+            return
+        with psycopg.connect(pagila, autocommit=True) as pg:
+            terminated.extend(pid for (pid,) in pg.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND application_name <> 'pg_dump' "
+                "AND backend_type = 'client backend'"))
+            for pid in terminated:
+                pg.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+    with pytest.raises(BackupError, match="terminat"):
+        backup(pagila, storage, compress=False, progress=terminate_snapshot_holder)
+    assert terminated, "the snapshot's backend was not found"
+    assert stored_files(storage) == []
