@@ -14,6 +14,7 @@ from typing import IO
 
 from pgbackup.connection import tool_env
 from pgbackup.errors import BackupError
+from pgbackup.processes import die_with_parent
 
 STDERR_LINES_KEPT = 200
 _ERROR_LINES_SHOWN = 20
@@ -97,11 +98,12 @@ def running(
 ) -> Iterator[tuple[subprocess.Popen[bytes], StderrCollector]]:
     """Start ``args`` with piped stdout/stderr; on exit the process is reaped and its pipes
     closed. If it is still running (the block failed), its whole process group is killed, so
-    a wrapper script's children cannot keep the pipes open."""
+    a wrapper script's children cannot keep the pipes open. If the calling process dies
+    instead, the kernel kills the process (not its group): see :mod:`pgbackup.processes`."""
     try:
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=dict(env), start_new_session=True,
+            env=dict(env), start_new_session=True, preexec_fn=die_with_parent(),
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise _not_found(args[0]) from exc

@@ -40,6 +40,7 @@ from pgbackup.dbadmin import (
     validate_database_name,
 )
 from pgbackup.manifest import Manifest
+from pgbackup.processes import die_with_parent
 from pgbackup.storage import LocalStorage
 from pgbackup.streams import Readable, archive_reader, copy_stream
 
@@ -312,11 +313,12 @@ def _running(
 ) -> Iterator[tuple[subprocess.Popen[bytes], _RestoreLog]]:
     """Start ``args`` with stdin and stderr piped; on exit the process is reaped and its
     pipes closed. If it is still running (the block failed), its whole process group is
-    killed first, so neither it nor a wrapper script's children outlive the block."""
+    killed first, so neither it nor a wrapper script's children outlive the block. If the
+    calling process dies instead, the kernel kills the process: see :mod:`pgbackup.processes`."""
     try:
         process = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.PIPE,
-            env=dict(env), start_new_session=True,
+            env=dict(env), start_new_session=True, preexec_fn=die_with_parent(),
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise RestoreError(

@@ -31,6 +31,7 @@ import zstandard
 from pgbackup.connection import tool_env
 from pgbackup.manifest import Manifest
 from pgbackup.pgdump import StderrCollector
+from pgbackup.processes import die_with_parent
 from pgbackup.storage import LocalStorage
 from pgbackup.streams import Readable, archive_reader, copy_stream
 
@@ -299,7 +300,7 @@ def _running_pg_restore(
     try:
         process = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, env=tool_env(),
+            start_new_session=True, env=tool_env(), preexec_fn=die_with_parent(),
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise TocError(

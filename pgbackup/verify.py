@@ -23,6 +23,7 @@ import zstandard
 from pgbackup.connection import tool_env
 from pgbackup.ids import artifact_name
 from pgbackup.manifest import Manifest, ManifestError, TableInfo, read_manifest
+from pgbackup.processes import die_with_parent
 from pgbackup.storage import LocalStorage
 from pgbackup.streams import CHUNK_SIZE
 
@@ -321,6 +322,7 @@ def _toc_lister(pg_restore: str) -> Iterator[_TocLister | _NoLister]:
         process = subprocess.Popen(
             [pg_restore, "--list", "--format=custom"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=CHUNK_SIZE, env=tool_env(),
+            preexec_fn=die_with_parent(),
         )
     except OSError as exc:
         yield _NoLister(f"cannot run {pg_restore}: {exc.strerror or exc}")

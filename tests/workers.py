@@ -12,6 +12,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+SLOW_PG_DUMP = """#!/bin/sh
+# Real pg_dump, but the stream stalls after 64 KiB so the test can stop the worker mid-dump.
+case "$*" in *--version*) exec {real} "$@";; esac
+{real} "$@" | {{ head -c 65536; sleep 600; }}
+"""
+
+
+def install_slow_pg_dump(bindir: Path, real: str = "/usr/bin/pg_dump") -> None:
+    """Put a pg_dump in ``bindir`` whose output stalls after 64 KiB (see SLOW_PG_DUMP)."""
+    bindir.mkdir(exist_ok=True)
+    wrapper = bindir / "pg_dump"
+    wrapper.write_text(SLOW_PG_DUMP.format(real=real))
+    wrapper.chmod(0o755)
+
 
 def worker_env(app, bindir: Path) -> dict[str, str]:
     return {
@@ -37,11 +51,8 @@ def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants, as a crash of the machine would.
-
-    RQ's work horse runs in a process group of its own, so killing the worker's group
-    alone would leave the horse (and its pg_dump) running.
-    """
+    """SIGKILL a process and all its descendants at once, as a crash of the machine would:
+    unlike a killed worker's horse (see jobs.worker), none of them gets to clean up."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -57,6 +68,25 @@ def kill_tree(pid: int) -> None:
     for victim in doomed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """Live processes (zombies have no environment) whose environment holds ``entry``
+    (``NAME=value``), wherever they were reparented: for a worker started with
+    :func:`worker_env`, ``PATH=...`` marks it and everything it started."""
+    marker = f"\0{entry}\0".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if marker in b"\0" + environ.read_bytes():
+                found.append(int(environ.parent.name))
+    return found
+
+
+def kill_processes_with_env(entry: str) -> None:
+    for pid in processes_with_env(entry):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_for(condition, timeout: float = 60.0) -> None:
