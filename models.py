@@ -71,6 +71,7 @@ class Restore(db.Model):
     into a scratch database that is dropped afterwards."""
 
     __tablename__ = "restores"
+    __table_args__ = (UniqueConstraint("active_slot", name="uq_restores_active_slot"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     # Plain ids, no foreign keys: a restore's history outlives the backups it names.
@@ -90,10 +91,29 @@ class Restore(db.Model):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)
+    # "restore" while queued or running, NULL after: a unique column, so two requests that
+    # race can never both start a restore (NULLs do not clash).
+    active_slot: Mapped[str | None] = mapped_column(String(16))
 
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+class Claim(db.Model):
+    """A database a job is about to create and must drop unless the job hands it over.
+
+    Recorded (committed) before the database is created, so that whoever settles a job
+    whose worker died knows every name it may have left on the server.
+    """
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Schedule(db.Model):
@@ -248,6 +268,9 @@ class ActivityEvent(db.Model):
     outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, failed, refused
     source: Mapped[str | None] = mapped_column(String(64))  # remote address, when a request
     detail: Mapped[str | None] = mapped_column(Text)
+    # How often it happened: repeats that a client can make at will (a refused token) are
+    # counted on the event instead of added (activity.record_repeatable).
+    times: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class NotificationChannel(db.Model):

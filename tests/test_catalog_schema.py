@@ -21,7 +21,7 @@ from extensions import db
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "k" * 40
-HEAD = "0003_restore_swap_names"
+HEAD = "0005_activity_times"
 # A catalog of release 0.1.0, as its create_all made it: no alembic_version.
 RELEASE_ROWS = [
     "INSERT INTO users (id, username, password_hash, role, created_at, failed_logins, "
