@@ -3,7 +3,9 @@
 Service functions call :func:`record` after a state change; the actor is the logged-in
 user or token inside a request, else what the caller names (worker, scheduler, cli).
 The log is append-only from the app's point of view: a flush or statement that would
-change or delete an event raises :class:`AppendOnlyError`.
+change or delete an event raises :class:`AppendOnlyError`. The one exception is counting:
+what a client can repeat at will (a refused token) goes through :func:`record_repeatable`,
+which counts a repeat on the event it repeats (``times = times + 1``) instead of adding one.
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import Select, event, select
+from sqlalchemy import ColumnElement, Select, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from extensions import db
-from models import ActivityEvent
+from models import ActivityEvent, utcnow
 
-EXPORT_FIELDS = ("at", "actor", "action", "target", "outcome", "source", "detail")
+EXPORT_FIELDS = ("at", "actor", "action", "target", "outcome", "source", "detail", "times")
+REPEAT_WINDOW = timedelta(minutes=15)  # a repeat within it is counted, not added
+SHORT = 100  # characters of a client's text (a path) kept in an event
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection), and
 # actors and targets can be whatever someone typed into the login form.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -53,6 +57,40 @@ def record(action: str, target: str | None = None, *, outcome: str = "ok",
         source=request.remote_addr if has_request_context() else None, detail=detail,
     ))
     db.session.commit()
+
+
+def record_repeatable(action: str, kind: str, particulars: str, *, outcome: str,
+                      actor: str) -> None:
+    """Record an event that a client can repeat at will, with detail ``kind: particulars``.
+
+    A repeat from the same address, with the same actor, action, outcome and ``kind``,
+    within REPEAT_WINDOW of the event it repeats, is counted on that event (its
+    ``particulars`` stay the first one's): a flood from one address adds one event per
+    window and kind, however many requests it makes.
+    """
+    source = request.remote_addr if has_request_context() else None
+    repeated = db.session.scalars(select(ActivityEvent).where(
+        ActivityEvent.action == action, ActivityEvent.actor == actor,
+        ActivityEvent.outcome == outcome, ActivityEvent.source.is_not_distinct_from(source),
+        ActivityEvent.detail.startswith(f"{kind}: ", autoescape=True),
+        ActivityEvent.at > utcnow() - REPEAT_WINDOW,
+    ).order_by(ActivityEvent.id.desc()).limit(1)).first()
+    if repeated is None:
+        record(action, outcome=outcome, detail=f"{kind}: {particulars}", actor=actor)
+        return
+    repeated.times = ActivityEvent.times + 1  # in SQL: concurrent repeats all count
+    db.session.commit()
+
+
+def printable(text: str, limit: int = SHORT) -> str:
+    """A client's ``text`` for the log: printable ASCII, other characters and the backslash
+    escaped (``\\x1b``, ``\\u202e``, ``\\\\``), cut to ``limit`` characters ending in ``...``."""
+    escaped = "".join(char if " " <= char <= "~" and char != "\\"
+                      else char.encode("unicode_escape").decode("ascii")
+                      for char in text[:limit])
+    if len(text) > limit or len(escaped) > limit:
+        return escaped[:limit - 3] + "..."
+    return escaped
 
 
 def _request_actor() -> str:
@@ -106,22 +144,34 @@ def json_lines(events: Iterable[ActivityEvent]) -> Iterator[str]:
         yield json.dumps(as_dict(item)) + "\n"
 
 
-def _csv_line(values: Iterable[str | None]) -> str:
+def _csv_line(values: Iterable[str | int | None]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerow(values)
     return buffer.getvalue()
 
 
-def _spreadsheet_safe(value: str | None) -> str | None:
-    return "'" + value if value and value.startswith(FORMULA_STARTS) else value
+def _spreadsheet_safe(value: str | int | None) -> str | int | None:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @event.listens_for(Session, "before_flush")
 def _refuse_changed_events(session: Session, _context: Any, _instances: Any) -> None:
     for instance in (*session.dirty, *session.deleted):
         if isinstance(instance, ActivityEvent) and (
-                instance in session.deleted or session.is_modified(instance)):
+                instance in session.deleted
+                or (session.is_modified(instance) and not _counted_once_more(instance))):
             raise AppendOnlyError("the activity log is append-only")
+
+
+def _counted_once_more(instance: ActivityEvent) -> bool:
+    """The one change allowed: ``times = times + 1`` (in SQL), and nothing else."""
+    state = inspect(instance)
+    changed = [attribute.key for attribute in state.attrs if attribute.history.has_changes()]
+    added = state.attrs.times.history.added
+    return (changed == ["times"] and len(added) == 1 and isinstance(added[0], ColumnElement)
+            and added[0].compare(ActivityEvent.times + 1))
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -2,7 +2,9 @@
 
 Write-only settings (a webhook's signing secret, the SMTP password, a Slack webhook URL,
 whose path is its credential) are never shown by the API, never passed as job arguments
-(delivery jobs get a delivery id) and never put in an error message or a log line.
+(delivery jobs get a delivery id) and never put in an error message or a log line. The
+catalog keeps them encrypted (secretbox.py): ``channel.config`` holds them encrypted, and
+:func:`config_of` gives the config with them decrypted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
 import activity
+import secretbox
 from catalog import CatalogError
 from extensions import db
 from jobs.queues import NOTIFY_QUEUE, RESULT_TTL, queue
@@ -118,10 +121,18 @@ def get_channel(channel_id: int) -> NotificationChannel:
 
 
 def save_channel(channel: NotificationChannel, fields: dict[str, Any]) -> NotificationChannel:
-    """Store validated fields (name, kind, enabled, config) on a new or existing channel."""
+    """Store validated fields (name, kind, enabled, config) on a new or existing channel.
+
+    A ``config`` in ``fields`` is plaintext, and its write-only settings are encrypted.
+    Without one, the stored config's settings from before encryption are encrypted now.
+    """
     action = "channel.update" if channel.id else "channel.create"
+    plaintext = "config" in fields
     for name, value in fields.items():
         setattr(channel, name, value)
+    channel.config = {key: _encrypted(value, plaintext)
+                      if key in WRITE_ONLY[channel.kind] and value else value
+                      for key, value in (channel.config or {}).items()}
     db.session.add(channel)
     try:
         db.session.flush()
@@ -138,12 +149,35 @@ def with_kept_secrets(channel: NotificationChannel, body: dict[str, Any]) -> dic
     """The stored channel with the request's fields over it. A write-only setting that the
     request's config leaves out keeps its stored value (send null to remove it)."""
     kind = body.get("kind", channel.kind)
-    config = body.get("config", channel.config)
+    hidden = WRITE_ONLY[channel.kind]
+    config = body.get("config", {key: value for key, value in channel.config.items()
+                                 if key not in hidden})
     if kind == channel.kind and isinstance(config, dict):
-        kept = {key: channel.config[key] for key in WRITE_ONLY[kind] if key in channel.config}
+        kept = {key: _kept(value) for key, value in channel.config.items()
+                if key in hidden and key not in config}
         config = {**kept, **config}
     return {"name": channel.name, "enabled": channel.enabled, **body, "kind": kind,
             "config": config}
+
+
+def _encrypted(value: str, plaintext: bool) -> str:
+    """A write-only setting as stored: encrypted, whether it comes from a request or was
+    stored before encryption."""
+    return value if not plaintext and secretbox.is_encrypted(value) else secretbox.encrypt(value)
+
+
+def _kept(stored: str) -> str:
+    """A stored write-only setting, decrypted to be validated with the request's."""
+    try:
+        return secretbox.decrypt(stored)
+    except secretbox.SecretBoxError as exc:
+        raise CatalogError(str(exc), status=409, code="secret_unreadable") from None
+
+
+def config_of(channel: NotificationChannel) -> dict[str, Any]:
+    """The channel's config with its write-only settings decrypted (SecretBoxError)."""
+    return {key: secretbox.decrypt(value) if key in WRITE_ONLY[channel.kind] and value
+            else value for key, value in channel.config.items()}
 
 
 def delete_channel(channel_id: int) -> None:
@@ -260,9 +294,13 @@ def send(channel: NotificationChannel, notice: Notice, delivery_id: int,
     """Send ``notice`` through ``channel``; raises DeliveryError with a redacted reason."""
     sender = {"webhook": _send_webhook, "slack": _send_slack, "email": _send_email}
     try:
-        sender[channel.kind](channel.config, notice, delivery_id, timeout)
+        config = config_of(channel)
+    except secretbox.SecretBoxError as exc:
+        raise DeliveryError(str(exc)) from None
+    try:
+        sender[channel.kind](config, notice, delivery_id, timeout)
     except SEND_ERRORS as exc:
-        raise DeliveryError(_redact(_describe(exc), channel)) from None
+        raise DeliveryError(_redact(_describe(exc), channel.kind, config)) from None
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -346,9 +384,9 @@ def _start_of_body(response: urllib.error.HTTPError) -> str:
         return ""
 
 
-def _redact(text: str, channel: NotificationChannel) -> str:
-    for key in WRITE_ONLY[channel.kind]:
-        value = channel.config.get(key)
+def _redact(text: str, kind: str, config: dict[str, Any]) -> str:
+    for key in WRITE_ONLY[kind]:
+        value = config.get(key)
         if value:
             text = text.replace(value, "***")
     return text

@@ -3,6 +3,10 @@
 Every setting has one name in the environment (and in ``.env``). A missing or malformed
 value raises :class:`pgbackup.ConfigError` with a sentence that says which variable is
 wrong and how to fix it; ``create_app`` turns that into a clean exit.
+
+Every process (web, worker, scheduler, CLI) builds its app from here first, so this is also
+where what the app writes is made private to its user: the catalog holds notification
+secrets and TOTP keys, the instance folder the generated secret key.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from pgbackup import ConfigError, ConnectionInfo
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
+SQLITE_SUFFIXES = ("", "-wal", "-shm")
 
 
 def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
-    """Turn environment variables into Flask config keys."""
+    """Turn environment variables into Flask config keys (and make new files private)."""
+    os.umask(PRIVATE_UMASK)
     target = _protected_database(environ.get("DATABASE_URL", ""))
     production = environ.get("APP_ENV", "development") == "production"
     return {
@@ -95,8 +102,10 @@ def _redis_url(url: str) -> str:
 def _metadata_url(url: str, target: ConnectionInfo, instance_path: Path) -> str:
     """The catalog's own database: SQLite in the instance folder unless told otherwise."""
     if not url:
-        instance_path.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{instance_path / 'catalog.sqlite3'}"
+        _private_folder(instance_path)
+        catalog = instance_path / "catalog.sqlite3"
+        _private_sqlite(str(catalog))
+        return f"sqlite:///{catalog}"
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -114,7 +123,33 @@ def _metadata_url(url: str, target: ConnectionInfo, instance_path: Path) -> str:
                 "the catalog must live elsewhere, or a restore would overwrite it"
             )
         parsed = parsed.set(drivername="postgresql+psycopg")
+    else:
+        _private_sqlite(parsed.database)
     return parsed.render_as_string(hide_password=False)
+
+
+def _private_folder(path: Path) -> None:
+    """The instance folder is the app's own: 0700, even if an older version made it 0755."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _private_sqlite(database: str | None) -> None:
+    """A SQLite catalog's files are made 0600, those of a catalog that an older version
+    made world-readable too (SQLite gives new -wal and -shm files the mode of the database
+    file). A missing folder is made 0700; one that exists may be shared, so it is left."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in (f"{path}{suffix}" for suffix in SQLITE_SUFFIXES):
+        try:
+            os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError(f"cannot make the catalog file {name} private (mode 0600): "
+                              f"{exc.strerror}; run the app as the file's owner") from None
 
 
 def _same_database(parsed: Any, target: ConnectionInfo) -> bool:
@@ -144,7 +179,7 @@ def _secret_key(value: str, production: bool, instance_path: Path) -> str:
         )
     key_file = instance_path / "secret_key"
     if not key_file.exists():
-        instance_path.mkdir(parents=True, exist_ok=True)
+        _private_folder(instance_path)
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(48))

@@ -216,18 +216,20 @@ def load_token(req) -> ApiToken | None:
         select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token))
     ).first()
     if row is None or not row.usable:
-        activity.record("token.refused", outcome="refused",
-                        actor=f"token:{row.name}" if row else "anonymous",
-                        detail=_token_refusal(row))
+        _record_refusal(row)
         return None
     row.last_used_at = utcnow()
     db.session.commit()
     return row
 
 
-def _token_refusal(row: ApiToken | None) -> str:
-    reason = ("unknown token" if row is None else "revoked" if row.revoked_at else "expired")
-    return f"{reason}: {request.method} {request.path}"
+def _record_refusal(row: ApiToken | None) -> None:
+    """Anyone can send a bogus token, as often as they like: repeats from one address are
+    counted on one event, and the call tried is kept short and printable."""
+    reason = "unknown token" if row is None else "revoked" if row.revoked_at else "expired"
+    activity.record_repeatable(
+        "token.refused", reason, activity.printable(f"{request.method} {request.path}"),
+        outcome="refused", actor=f"token:{row.name}" if row else "anonymous")
 
 
 def record_token_use(response: Response) -> Response:
