@@ -11,6 +11,7 @@ import activity
 from extensions import db
 from models import ActivityEvent
 from tests.test_audit import events
+from tests.web import login
 
 BOGUS = {"Authorization": "Bearer pbm_bogus"}
 
@@ -23,6 +24,9 @@ def test_a_flood_of_bogus_tokens_adds_a_handful_of_events_that_count_it(app, cli
     assert len(refused) <= 3
     assert sum(event.times for event in refused) == 300
     assert refused[-1].detail == "unknown token: POST /api/system/backup"  # the first one
+    login(client)
+    panel = client.get("/system/backup/monitoring/activity").get_data(as_text=True)
+    assert '<span class="activity-times">×' in panel
 
 
 def test_each_address_and_token_is_counted_apart(app, client):
