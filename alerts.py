@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select
 import health
 import notifications
 from extensions import db
-from models import Alert, Backup, Restore, Schedule
+from models import UNRESTORABLE, Alert, Backup, Restore, Schedule
 from schedules import as_utc, now_utc, timing
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ def desired_problems(now: datetime | None = None) -> dict[str, Problem]:
 
 
 def _late_schedules(now: datetime) -> Iterator[Problem]:
-    """Enabled schedules without a good backup (completed, not corrupted) for too long."""
+    """Enabled schedules without a good backup (completed, restorable) for too long."""
     for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
         newest = db.session.scalar(select(func.max(Backup.created_at)).where(
             Backup.schedule_id == schedule.id, Backup.status == "completed",
-            Backup.verification != "corrupted"))
+            Backup.verification.not_in(UNRESTORABLE)))
         since = as_utc(max(filter(None, (newest, schedule.created_at))))
         due, late_at = _deadline(schedule, since)
         if now >= late_at:

@@ -18,9 +18,17 @@ from rq.job import Job
 from sqlalchemy import func, select
 
 import activity
+from artifact_presence import check_files
 from extensions import db
-from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
-from models import ACTIVE_STATUSES, Backup, Deletion, Restore, utcnow
+from jobs.queues import (
+    BACKUP_QUEUE,
+    JOB_TIMEOUT,
+    RESULT_TTL,
+    queue,
+    queue_unavailable_message,
+    redis_connection,
+)
+from models import ACTIVE_STATUSES, UNRESTORABLE, Backup, Deletion, Restore, utcnow
 from pgbackup import ConnectionInfo, LocalStorage, artifact_name, manifest_name, new_backup_id
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,13 @@ class CatalogError(Exception):
         self.message = message
         self.status = status or self.status
         self.code = code or self.code
+
+    @classmethod
+    def queue_unavailable(cls, exc: RedisError, consequence: str = "") -> CatalogError:
+        """503 for an unreachable Redis, worded as everywhere else; ``consequence`` is
+        added after it ("nothing was created")."""
+        message = queue_unavailable_message(exc) + (f"; {consequence}" if consequence else "")
+        return cls(message, status=503, code="queue_unavailable")
 
 
 def storage() -> LocalStorage:
@@ -67,10 +82,7 @@ def create_backup(
         )
     except RedisError as exc:
         db.session.rollback()
-        raise CatalogError(
-            f"the job queue (Redis) is unreachable, nothing was created: {exc}",
-            status=503, code="queue_unavailable",
-        ) from exc
+        raise CatalogError.queue_unavailable(exc, "nothing was created") from exc
     db.session.commit()
     activity.record("backup.create", backup.id, detail=f"{kind}, origin {origin}")
     return backup
@@ -120,9 +132,11 @@ def _unused_backup_id() -> str:
 
 
 def get_backup(backup_id: str) -> Backup:
+    """The backup, ``missing`` if its files are gone (artifact_presence)."""
     backup = db.session.get(Backup, backup_id)
     if backup is None:
         raise CatalogError(f"no backup with id {backup_id!r}", status=404, code="not_found")
+    check_files([backup])
     return backup
 
 
@@ -142,15 +156,21 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
     db.session.delete(backup)
     db.session.add(Deletion(backup_id=backup.id, actor=actor, reason=reason))
     db.session.commit()
-    # Files go after the catalog row, the manifest last: an interruption leaves at worst an
-    # artifact that its manifest still explains, never a catalog row without its file.
+    # Files go after the catalog row: never a catalog row without its file.
+    remove_files(backup)
+    activity.record("backup.delete", backup.id, detail=reason, actor=actor)
+    log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
+
+
+def remove_files(backup: Backup) -> None:
+    """Delete a backup's artifact, any unfinished write of it, and its manifest, in that
+    order: an interruption leaves at worst an artifact that its manifest still explains.
+    A deleted backup, and one that is not completed, owns no file."""
     store = storage()
     if backup.filename:
         store.delete(backup.filename)
         store.remove_partial_for(backup.filename)
     store.delete(manifest_name(backup.id))
-    activity.record("backup.delete", backup.id, detail=reason, actor=actor)
-    log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
 
 
 def artifact_path(backup_id: str) -> Any:
@@ -174,7 +194,8 @@ class BackupPage:
 def list_backups(
     kind: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50
 ) -> BackupPage:
-    """Newest first; ``total`` and ``total_size`` count every match, not just the page."""
+    """Newest first; ``total`` and ``total_size`` count every match, not just the page.
+    The page's backups are ``missing`` if their files are gone (artifact_presence)."""
     query = select(Backup)
     if kind:
         query = query.where(Backup.type == kind)
@@ -189,13 +210,14 @@ def list_backups(
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
+    check_files(rows)
     return BackupPage(list(rows), total, int(total_size))
 
 
 def newest_good_backup() -> Backup | None:
     return db.session.scalars(
         select(Backup)
-        .where(Backup.status == "completed")
+        .where(Backup.status == "completed", Backup.verification.not_in(UNRESTORABLE))
         .order_by(Backup.finished_at.desc())
         .limit(1)
     ).first()
@@ -212,9 +234,7 @@ def job_status(job_id: str) -> dict[str, Any]:
     except NoSuchJobError:
         rq_status, meta, times = None, {}, {}
     except RedisError as exc:
-        raise CatalogError(
-            f"the job queue (Redis) is unreachable: {exc}", status=503, code="queue_unavailable"
-        ) from exc
+        raise CatalogError.queue_unavailable(exc) from exc
     row = _row_for_job(job_id)
     if row is None and rq_status is None:
         raise CatalogError(f"no job with id {job_id!r}", status=404, code="not_found")
@@ -251,6 +271,8 @@ def _status_from_rq(rq_status: str | None) -> str | None:
 def mark(row: Backup | Restore, status: str, **fields: Any) -> None:
     """Move a backup or restore to ``status`` and commit, stamping the matching timestamp."""
     row.status = status
+    if isinstance(row, Restore) and status not in ACTIVE_STATUSES:
+        row.active_slot = None  # the next restore may start
     if status == "running":
         row.started_at = utcnow()
     elif status in ("completed", "failed"):

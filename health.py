@@ -29,12 +29,13 @@ from rq.registry import FailedJobRegistry
 from rq_scheduler import Scheduler
 from sqlalchemy import func, select
 
+import artifact_presence
 import catalog
 from extensions import db
 from formatting import filesize
-from jobs.queues import QUEUES
+from jobs.queues import QUEUES, queue_unavailable_message
 from jobs.reconcile import dead_worker_reason
-from models import BACKUP_TYPES, Backup, Restore, Schedule
+from models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
 from pgbackup import BackupError, LocalStorage
 from pgbackup.pgdump import pg_dump_version
 from schedules import as_utc, timing
@@ -110,7 +111,7 @@ class Probe:
         try:
             self.redis.ping()
         except RedisError as exc:
-            return str(exc)
+            return queue_unavailable_message(exc)
         return None
 
     @cached_property
@@ -180,9 +181,8 @@ def check_client_tools(probe: Probe) -> Outcome:
 def check_redis(probe: Probe) -> Outcome:
     """Redis, which holds the queues and the scheduler, answers a ping."""
     if probe.redis_error:
-        return "critical", _hint(f"Redis is unreachable ({probe.redis_error}): no backup, "
-                                 "restore or schedule can run",
-                                 "start redis-server and check REDIS_URL"), {}
+        return "critical", _hint(f"{probe.redis_error}. No backup, restore or schedule can run",
+                                 "redis-cli -u \"$REDIS_URL\" ping must answer PONG"), {}
     return "ok", "Redis answers", {}
 
 
@@ -281,8 +281,11 @@ def check_backup_age(probe: Probe) -> Outcome:
     status = worst(result[0] for result in results)
     reason = "; ".join(result[1] for result in results)
     if status != "ok":
-        reason = _hint(reason, "see the scheduler, workers and failed-jobs checks and the "
-                       "schedules' last status")
+        hint = "see the scheduler, workers and failed-jobs checks and the schedules' last status"
+        if any(result[2].get("missing") for result in results):
+            hint += ("; put a missing backup's files back into BACKUP_DIR and verify it, or "
+                     "delete it")
+        reason = _hint(reason, hint)
     return status, reason, {kind: result[2] for kind, result in zip(BACKUP_TYPES, results,
                                                                      strict=True)}
 
@@ -391,11 +394,37 @@ def _daily_growth(now: datetime) -> float:
 
 
 def _age_of(kind: str, schedules: list[Schedule], now: datetime) -> Outcome:
-    """How late the newest good backup of ``kind`` is, for its schedules or without one."""
-    newest = db.session.scalars(
-        select(Backup).where(Backup.type == kind, Backup.status == "completed",
-                             Backup.verification != "corrupted", Backup.finished_at.is_not(None))
-        .order_by(Backup.finished_at.desc()).limit(1)).first()
+    """How late the newest good backup of ``kind`` is, and which newer ones lost their files
+    (a warning at least)."""
+    newest, lost = _newest_good(kind)
+    status, reason, data = _lateness(kind, newest, schedules, now)
+    if lost:
+        data["missing"] = [backup.id for backup in lost]
+        problems = "; ".join(artifact_presence.problem(backup) for backup in lost)
+        newer = _plural(len(lost), f"newer {kind} backup")
+        return worst([status, "warning"]), f"{reason}; {newer} missing ({problems})", data
+    return status, reason, data
+
+
+def _newest_good(kind: str) -> tuple[Backup | None, list[Backup]]:
+    """The newest completed, not corrupted backup of ``kind`` whose files are in place, and
+    the newer ones that are ``missing``, newest first."""
+    completed = (select(Backup).where(Backup.type == kind, Backup.status == "completed",
+                                      Backup.finished_at.is_not(None))
+                 .order_by(Backup.finished_at.desc()))
+    good = completed.where(Backup.verification.not_in(UNRESTORABLE)).limit(1)
+    while (newest := db.session.scalars(good).first()) and artifact_presence.check_files(
+            [newest]):
+        pass  # its files are gone: it is missing now, so look at the next one
+    lost = completed.where(Backup.verification == artifact_presence.MISSING)
+    if newest is not None:
+        lost = lost.where(Backup.finished_at > newest.finished_at)
+    return newest, list(db.session.scalars(lost))
+
+
+def _lateness(kind: str, newest: Backup | None, schedules: list[Schedule],
+              now: datetime) -> Outcome:
+    """How late ``newest`` is, for the schedules of ``kind`` or without one."""
     age = now - as_utc(newest.finished_at) if newest else None
     data: dict[str, Any] = {"backupId": newest.id if newest else None,
                             "ageSeconds": None if age is None else round(age.total_seconds())}

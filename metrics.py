@@ -25,11 +25,20 @@ from sqlalchemy import ColumnElement, case, func, select
 
 from extensions import db
 from jobs.queues import QUEUES, queue
-from models import BACKUP_TYPES, RESTORE_MODES, STATUSES, VERIFY_LEVELS, Backup, Restore, Schedule
+from models import (
+    BACKUP_TYPES,
+    RESTORE_MODES,
+    STATUSES,
+    VERIFICATIONS,
+    VERIFY_LEVELS,
+    Backup,
+    Restore,
+    Schedule,
+)
 from pgbackup import __version__
 
 DURATION_BUCKETS = (1, 5, 30, 60, 300, 900, 1800, 3600, 7200)  # seconds; +Inf is added
-VERIFICATION_STATES = ("unverified", "valid", "corrupted")
+
 VERIFICATION_RESULTS = ("valid", "corrupted")
 QUEUE_STATES = ("queued", "started", "failed", "scheduled")
 
@@ -69,7 +78,7 @@ def backup_metrics() -> Iterator[Metric]:
                                   value=func.coalesce(func.sum(Backup.size), 0)))
     yield _gauge("pgbackup_backups_by_verification",
                  "Backups in the catalog by verification state.", ("verification",),
-                 _grouped(_zeros(VERIFICATION_STATES), Backup.verification))
+                 _grouped(_zeros(VERIFICATIONS), Backup.verification))
 
 
 def success_metrics() -> Iterator[Metric]:

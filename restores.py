@@ -15,8 +15,10 @@ from flask_login import current_user
 from redis.exceptions import RedisError
 from rq import Callback
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 import activity
+import artifact_presence
 from catalog import CatalogError, get_backup, storage, target_connection
 from extensions import db
 from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
@@ -33,13 +35,24 @@ from pgbackup import (
     validate_database_name,
 )
 
+FAILURE_CALLBACKS = {RESTORE_QUEUE: "jobs.restore.on_restore_failure",
+                     VERIFY_QUEUE: "jobs.verify.on_verify_failure"}
 
-def _completed_backup(backup_id: str) -> Backup:
+
+def _completed_backup(backup_id: str, restoring: bool = True) -> Backup:
+    """The completed backup; to be restored, also with its files in place (verifying one
+    whose files are missing is how it becomes valid again once they are put back)."""
     backup = get_backup(backup_id)
     if backup.status != "completed":
         raise CatalogError(
             f"backup {backup_id} is {backup.status}; only completed backups can be "
             "verified or restored", status=409, code="backup_not_completed",
+        )
+    if restoring and backup.verification == artifact_presence.MISSING:
+        raise CatalogError(
+            f"backup {backup_id} cannot be restored: {artifact_presence.problem(backup)}. "
+            "Put its files back into BACKUP_DIR and verify it, or restore another backup",
+            status=409, code="backup_missing",
         )
     return backup
 
@@ -49,22 +62,18 @@ def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: A
         queue(queue_name).enqueue(
             func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
             result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
-            on_failure=Callback("jobs.restore.on_restore_failure")
-            if queue_name == RESTORE_QUEUE else None,
+            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
         )
     except RedisError as exc:
         db.session.rollback()
-        raise CatalogError(
-            f"the job queue (Redis) is unreachable, nothing was started: {exc}",
-            status=503, code="queue_unavailable",
-        ) from exc
+        raise CatalogError.queue_unavailable(exc, "nothing was started") from exc
 
 
 def start_verification(backup_id: str, level: str, actor: str | None = None) -> str:
     """Queue a verification of ``backup_id`` at ``level``; returns the job id."""
     if level not in VERIFY_LEVELS:
         raise CatalogError(f"unknown level {level!r}: use one of {', '.join(VERIFY_LEVELS)}")
-    backup = _completed_backup(backup_id)
+    backup = _completed_backup(backup_id, restoring=False)
     job_id = f"verify-{level}-{backup.id}-{secrets.token_hex(3)}"
     _enqueue(VERIFY_QUEUE, "jobs.verify.run_verify", job_id,
              f"{level} verification of {backup.id}", backup.id, level)
@@ -126,10 +135,9 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
     else:
         raise CatalogError(f"unknown restore mode {mode!r}", code="invalid_mode")
     restore = Restore(id=_new_restore_id(), backup_id=backup.id, mode=mode,
-                      target_database=target_database)
+                      target_database=target_database, active_slot="restore")
     restore.job_id = restore.id
-    db.session.add(restore)
-    db.session.flush()
+    _take_restore_slot(restore)
     _enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
              f"{mode} restore of {backup.id} into {target_database}", restore.id)
     db.session.commit()
@@ -160,6 +168,18 @@ def _refuse_concurrent_restore() -> None:
             f"restore {active.id} is {active.status}; restores run one at a time",
             status=409, code="restore_running",
         )
+
+
+def _take_restore_slot(restore: Restore) -> None:
+    """Insert the active restore; the unique ``active_slot`` lets exactly one of several
+    racing requests through, even when all passed the check above at the same time."""
+    db.session.add(restore)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise CatalogError("another restore has just started; restores run one at a time",
+                           status=409, code="restore_running") from None
 
 
 def _refuse_active_backup(database: str) -> None:

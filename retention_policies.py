@@ -104,7 +104,8 @@ def _checked(backups: list[BackupFacts], now: datetime) -> list[BackupFacts]:
 
 
 def _intact(backup: BackupFacts) -> bool:
-    return backup.status == "completed" and backup.verification != "corrupted"
+    """Completed, and neither found corrupted nor with its files gone (models.UNRESTORABLE)."""
+    return backup.status == "completed" and backup.verification not in ("corrupted", "missing")
 
 
 def _restorable(backup: BackupFacts, by_id: Mapping[str, BackupFacts]) -> bool:

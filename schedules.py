@@ -25,7 +25,13 @@ import activity
 import catalog
 from catalog import CatalogError
 from extensions import db
-from jobs.queues import BACKUP_QUEUE, NOTIFY_QUEUE, RESULT_TTL, redis_connection
+from jobs.queues import (
+    BACKUP_QUEUE,
+    NOTIFY_QUEUE,
+    RESULT_TTL,
+    queue_unavailable_message,
+    redis_connection,
+)
 from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
 from schedule_timing import Timing, TimingError
 
@@ -129,8 +135,9 @@ def _try_sync() -> None:
     """Register at once when Redis is up; the scheduler's next pass does it otherwise."""
     try:
         sync_schedules()
-    except RedisError:
-        catalog.log.warning("Redis unreachable; the scheduler will register schedules later")
+    except RedisError as exc:
+        catalog.log.warning("%s; the scheduler will register schedules later",
+                            queue_unavailable_message(exc))
 
 
 def get_schedule(schedule_id: int) -> Schedule:

@@ -9,8 +9,9 @@ from flask import current_app
 
 import activity
 import retention
-from catalog import CatalogError, mark, storage, target_connection
+from catalog import CatalogError, mark, remove_files, storage, target_connection
 from extensions import db
+from failure_messages import describe_failure, estimated_backup_size
 from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
@@ -34,7 +35,7 @@ def run_backup(backup_id: str) -> dict[str, Any]:
             _record_on_schedule(backup)
             raise
         _record_on_schedule(backup)
-        _follow_up(backup)
+        follow_up(backup)
         return {"backupId": backup.id, "size": manifest.size, "sha256": manifest.sha256}
 
 
@@ -53,7 +54,9 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
         )
     except Exception as exc:
         db.session.rollback()
-        mark(backup, "failed", error=str(exc) or type(exc).__name__)
+        error = describe_failure(exc, storage().root, estimated_backup_size(backup.database))
+        mark(backup, "failed", error=error)
+        remove_files(backup)
         activity.record("backup.run", backup.id, outcome="failed", detail=backup.error,
                         actor="worker")
         raise
@@ -68,9 +71,10 @@ def _record_on_schedule(backup: Backup) -> None:
         db.session.commit()
 
 
-def _follow_up(backup: Backup) -> None:
-    """Verify the new backup as its schedule says (integrity for manual ones), then apply
-    its schedule's retention. Neither may turn a completed backup into a failed job."""
+def follow_up(backup: Backup) -> None:
+    """Verify a new backup as its schedule says (integrity for manual and safety backups),
+    then apply its schedule's retention. Neither may turn a completed backup into a failed
+    job."""
     schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
     level = schedule.verify if schedule else "integrity"
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 from flask import current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 
 BACKUP_QUEUE = "backups"
@@ -26,3 +29,18 @@ def redis_connection() -> Redis:
 
 def queue(name: str = BACKUP_QUEUE) -> Queue:
     return Queue(name, connection=redis_connection())
+
+
+def queue_unavailable_message(exc: RedisError) -> str:
+    """The one sentence for an unreachable Redis: where (REDIS_URL's host and port, never its
+    password), why (the socket error, not redis-py's "Error 111 connecting to ..."), what to do."""
+    url = urlsplit(current_app.config["REDIS_URL"])
+    where = (url.path if url.scheme == "unix"
+             else f"{url.hostname or 'localhost'}:{url.port or 6379}")
+    cause = exc.__cause__
+    why = (cause.strerror if isinstance(cause, OSError) and cause.strerror
+           else str(exc) or type(exc).__name__)
+    if url.password:
+        for secret in (url.password, unquote(url.password)):
+            why = why.replace(secret, "***")
+    return f"Redis at {where} is unreachable ({why}); start it or check REDIS_URL"

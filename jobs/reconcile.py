@@ -1,8 +1,11 @@
 """Bring the catalog back in line with what RQ can still finish.
 
-A worker killed mid-backup leaves its catalog row "running" and a ``.partial`` file. One
-killed in the middle of an overwrite restore may have swapped the databases already: that
-restore took effect, and is marked completed with a warning, not failed.
+A worker killed mid-backup leaves its catalog row "running" and a ``.partial`` file: the
+row becomes failed and the files go. One killed mid-restore may leave the databases it
+created (claimed beforehand, see :mod:`claims`): they are dropped, or named in the error.
+One killed in the middle of an overwrite restore may have swapped the databases already
+(or a new-database restore renamed its copy to the target): that restore took effect,
+and is marked completed with a warning, not failed.
 RQ notices an abandoned job only after its heartbeat expires; this check is quicker
 and runs whenever a worker starts and on every worker maintenance pass.
 """
@@ -22,10 +25,11 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 import activity
-from catalog import mark, storage, target_connection
+from catalog import mark, remove_files, target_connection
+from claims import claiming_jobs, drop_claimed
 from extensions import db
 from models import ACTIVE_STATUSES, Backup, Restore
-from pgbackup import database_exists
+from pgbackup import database_comment, database_exists
 
 log = logging.getLogger(__name__)
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
@@ -41,7 +45,25 @@ def reconcile_backups(connection: Redis) -> list[str]:
             reason = _why_job_cannot_finish(row.job_id or row.id, connection)
             if reason is not None and settle(row, reason) == "failed":
                 failed.append(row.id)
+    _drop_abandoned_claims(connection)
     return failed
+
+
+def _drop_abandoned_claims(connection: Redis) -> None:
+    """Databases left by jobs that ended or died (verifications have no catalog row)."""
+    for job_id in claiming_jobs():
+        if _why_job_cannot_finish(job_id, connection) is None and not _finished(job_id,
+                                                                                connection):
+            continue
+        for sentence in drop_claimed(job_id):
+            log.warning("job %s: %s", job_id, sentence)
+
+
+def _finished(job_id: str, connection: Redis) -> bool:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status() == JobStatus.FINISHED
+    except NoSuchJobError:
+        return True
 
 
 def settle(row: Backup | Restore, reason: str) -> str:
@@ -49,13 +71,17 @@ def settle(row: Backup | Restore, reason: str) -> str:
 
     Also RQ's failure callback for abandoned jobs (jobs.backup, jobs.restore).
     """
-    swap = _swap_state(row) if isinstance(row, Restore) else None
-    if swap == "done":
-        _complete_after_swap(row, reason)
-        return "completed"
-    if swap == "not-done":
-        reason += (f"; {row.target_database} was not replaced; the checked copy "
-                   f"{row.replacement_database} is left: drop it by hand")
+    if isinstance(row, Restore):
+        swap = _swap_state(row)
+        if swap == "done":
+            _complete_after_swap(row, reason)
+            return "completed"
+        if _renamed_into_target(row):
+            _complete_after_rename(row, reason)
+            return "completed"
+        if swap == "not-done":
+            reason += f"; {row.target_database} was not replaced"
+        reason = "; ".join([reason, *drop_claimed(row.job_id or row.id)])
     _fail(row, reason)
     return "failed"
 
@@ -94,11 +120,42 @@ def _complete_after_swap(restore: Restore, reason: str) -> None:
     log.warning("restore %s marked completed: %s", restore.id, warning)
 
 
+def restored_mark(restore: Restore) -> str:
+    """The comment a new-database restore leaves on its database, to recognise it later."""
+    return f"restored by pgbackup: {restore.id} of {restore.backup_id}"
+
+
+def _renamed_into_target(restore: Restore) -> bool:
+    """A new-database restore renames its checked working database to the target as its
+    last step; the target carries the restore's mark only if that rename took place."""
+    if restore.mode != "new-database":
+        return False
+    try:
+        comment = database_comment(target_connection(), restore.target_database)
+    except psycopg.Error as exc:
+        log.warning("restore %s: cannot tell whether it finished: %s", restore.id,
+                    exc.__class__.__name__)
+        return False
+    return comment == restored_mark(restore)
+
+
+def _complete_after_rename(restore: Restore, reason: str) -> None:
+    database = restore.target_database
+    warning = (f"the worker stopped right after the restore ({reason}): {database} holds "
+               "the restored data, checked against the manifest before it got its name")
+    mark(restore, "completed", result={"database": database, "matchesManifest": True,
+                                       "warnings": [warning]})
+    drop_claimed(restore.job_id or restore.id)
+    activity.record("restore.run", restore.id, detail=f"{database}; settled after its "
+                    "worker stopped", actor="worker")
+    log.warning("restore %s marked completed: %s", restore.id, warning)
+
+
 def _fail(row: Backup | Restore, reason: str) -> None:
     kind = "restore" if isinstance(row, Restore) else "backup"
     mark(row, "failed", error=f"the {kind} job did not finish: {reason}")
-    if isinstance(row, Backup) and row.filename:
-        storage().remove_partial_for(row.filename)
+    if isinstance(row, Backup):
+        remove_files(row)
     log.warning("%s %s marked failed: %s", kind, row.id, reason)
 
 

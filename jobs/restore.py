@@ -1,17 +1,18 @@
 """RQ entry point for restores.
 
-Whatever the mode, the backup is first restored into a database of its own and checked
-against its manifest (row counts and content checksums). Only then:
-- ``new-database`` keeps that database under the requested name;
+Whatever the mode, the backup is first restored into a database of its own, with a fresh
+name claimed in the catalog before it is created (see :mod:`claims`), and checked against
+its manifest (row counts and content checksums). Only then:
+- ``new-database`` renames that database to the requested name;
 - ``overwrite`` takes a safety backup of the live database, swaps the checked copy in
   under the live name and drops the old one (the safety backup can undo it);
 - ``rehearsal`` reports the outcome and drops the copy.
-A restore that fails at any step leaves the live database as it was.
+A restore that fails at any step leaves the live database as it was, and drops the
+databases it created (or names them in its error when it cannot).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import psycopg
@@ -19,10 +20,12 @@ from flask import current_app
 
 import activity
 from catalog import mark, new_backup_row, storage, target_connection
+from claims import claim_database, drop_claimed
 from extensions import db
-from jobs.backup import dump_into
+from failure_messages import describe_failure, estimated_backup_size
+from jobs.backup import dump_into, follow_up
 from jobs.context import app_context
-from jobs.reconcile import settle
+from jobs.reconcile import restored_mark, settle
 from jobs.verify import report_restore_progress
 from models import Restore
 from pgbackup import (
@@ -30,14 +33,17 @@ from pgbackup import (
     RecoveryReport,
     RestoreError,
     check_integrity,
-    database_exists,
     drop_database,
     read_manifest,
+    rename_database,
     restore_checked,
     restore_lock,
     retired_name,
+    scratch_name,
     scratch_restore,
+    set_database_comment,
     swap_databases,
+    working_name,
 )
 
 
@@ -51,13 +57,17 @@ def run_restore(restore_id: str) -> dict[str, Any]:
             manifest = _checked_manifest(restore.backup_id)
             with restore_lock(target_connection(), restore.target_database):
                 result = MODES[restore.mode](restore, manifest)
-            mark(restore, "completed", result=result)
         except Exception as exc:
             db.session.rollback()
-            mark(restore, "failed", error=str(exc) or type(exc).__name__)
+            left = drop_claimed(restore.job_id)
+            error = describe_failure(exc, storage().root,
+                                     estimated_backup_size(restore.target_database))
+            mark(restore, "failed", error="; ".join([error, *left]))
             activity.record("restore.run", restore.id, outcome="failed", detail=restore.error,
                             actor="worker")
             raise
+        left = drop_claimed(restore.job_id)  # handed over by now: clears the claims
+        mark(restore, "completed", result={**result, "warnings": [*result["warnings"], *left]})
         activity.record("restore.run", restore.id, detail=restore.target_database,
                         actor="worker")
         return result
@@ -73,16 +83,26 @@ def _checked_manifest(backup_id: str) -> Manifest:
 
 
 def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
-    server = target_connection()
-    report = restore_checked(server, restore.target_database, storage(), manifest,
+    """Restore into a working database, then rename it to the target: the target name
+    never holds a half-restored database, and an existing one is never touched."""
+    server, target = target_connection(), restore.target_database
+    working = claim_database(restore.job_id, working_name(target))
+    report = restore_checked(server, working, storage(), manifest,
                              like=current_app.config["TARGET_DATABASE"],
                              progress=report_restore_progress)
     _require_match(report, server)
-    return _result(report)
+    set_database_comment(server, working, restored_mark(restore))  # see jobs.reconcile
+    try:
+        rename_database(server, working, target)
+    except psycopg.errors.DuplicateDatabase:
+        raise RestoreError(f"database {target} was created by someone else during the "
+                           "restore; it was left untouched: pick another name") from None
+    return {**_result(report), "database": target}
 
 
 def _rehearsal(restore: Restore, manifest: Manifest) -> dict[str, Any]:
-    with scratch_restore(target_connection(), storage(), manifest, "rehearsal",
+    name = claim_database(restore.job_id, scratch_name("rehearsal"))
+    with scratch_restore(target_connection(), storage(), manifest, name,
                          progress=report_restore_progress) as report:
         return _result(report)
 
@@ -94,20 +114,16 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     restore.safety_backup_id = safety.id
     db.session.commit()
     dump_into(safety, phase="safety-backup")
-    replacement = f"{live[:40]}_restore_{secrets.token_hex(4)}"
+    follow_up(safety)
+    replacement = claim_database(restore.job_id, working_name(live))
     report = restore_checked(server, replacement, storage(), manifest, like=live,
                              progress=report_restore_progress)
     _require_match(report, server)
     restore.replacement_database, restore.retired_database = replacement, retired_name(live)
     db.session.commit()  # before the swap: see jobs.reconcile._swap_state
-    try:
-        replaced = swap_databases(server, live, replacement, restore.retired_database)
-    except Exception:
-        # Refused before renaming (sessions that would not end, say): live is untouched, and
-        # a full copy left behind would only fill the disk for the next attempt.
-        if database_exists(server, replacement):
-            drop_database(server, replacement)
-        raise
+    # Refused before renaming (sessions that would not end, say): live is untouched, and
+    # run_restore drops the claimed copy.
+    replaced = swap_databases(server, live, replacement, restore.retired_database)
     result = {**_result(report), "safetyBackupId": safety.id}
     try:
         drop_database(server, replaced)

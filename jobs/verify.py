@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from rq import get_current_job
+
 import activity
+from artifact_presence import MISSING, failed_check
 from catalog import storage, target_connection
+from claims import claim_database, drop_claimed
 from extensions import db
 from jobs.context import app_context
 from jobs.progress import save_progress, tag_job
 from models import Backup, utcnow
-from pgbackup import RestoreProgress, VerifyResult, check_integrity, read_manifest, scratch_restore
+from pgbackup import (
+    RestoreProgress,
+    VerifyResult,
+    check_integrity,
+    read_manifest,
+    scratch_name,
+    scratch_restore,
+)
+
+log = logging.getLogger(__name__)
 
 
 def run_verify(backup_id: str, level: str) -> dict[str, Any]:
@@ -23,8 +37,14 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         save_progress(phase="integrity")
         result = check_integrity(storage(), backup.id)
         if level == "restore" and result.is_valid:
-            result = _with_test_restore(backup, result)
-        backup.verification = "valid" if result.is_valid else "corrupted"
+            job_id = get_current_job().id
+            try:
+                result = _with_test_restore(backup, result, job_id)
+            finally:
+                for sentence in drop_claimed(job_id):
+                    log.warning("verification of %s: %s", backup.id, sentence)
+        backup.verification = ("valid" if result.is_valid else MISSING
+                               if failed_check(backup) else "corrupted")
         backup.verification_result = result.to_dict()
         backup.verified_at = utcnow()
         db.session.commit()
@@ -33,10 +53,11 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         return backup.verification_result
 
 
-def _with_test_restore(backup: Backup, integrity: VerifyResult) -> VerifyResult:
+def _with_test_restore(backup: Backup, integrity: VerifyResult, job_id: str) -> VerifyResult:
     """Restore into a scratch database (always dropped) and compare with the manifest."""
     manifest = read_manifest(storage(), backup.id)
-    with scratch_restore(target_connection(), storage(), manifest, "verify",
+    name = claim_database(job_id, scratch_name("verify"))
+    with scratch_restore(target_connection(), storage(), manifest, name,
                          progress=report_restore_progress) as report:
         return VerifyResult(
             level="restore",
@@ -44,6 +65,14 @@ def _with_test_restore(backup: Backup, integrity: VerifyResult) -> VerifyResult:
             warnings=[*integrity.warnings, *report.warnings],
             checked_at=integrity.checked_at,
         )
+
+
+def on_verify_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback, also called for abandoned jobs whose worker died: drop the
+    scratch database the job may have left."""
+    with app_context():
+        for sentence in drop_claimed(job.id):
+            log.warning("verification job %s: %s", job.id, sentence)
 
 
 def report_restore_progress(progress: RestoreProgress, phase: str = "restore") -> None:

@@ -6,13 +6,17 @@ A pure library (no Flask, no RQ) so it can be used and tested on its own.
 from pgbackup.connection import ConnectionInfo
 from pgbackup.dbadmin import (
     create_database,
+    database_comment,
     database_exists,
     drop_database,
     open_connections,
+    rename_database,
     retired_name,
+    set_database_comment,
     swap_databases,
     terminate_connections,
     validate_database_name,
+    working_name,
 )
 from pgbackup.dryrun import DryRunError, DryRunReport, analyze_restore
 from pgbackup.dump import DumpProgress, run_dump
@@ -29,7 +33,13 @@ from pgbackup.manifest import (
     write_manifest,
 )
 from pgbackup.pgdump import pg_dump_version
-from pgbackup.recovery import RecoveryReport, describe_database, restore_checked, scratch_restore
+from pgbackup.recovery import (
+    RecoveryReport,
+    describe_database,
+    restore_checked,
+    scratch_name,
+    scratch_restore,
+)
 from pgbackup.restore import (
     RestoreError,
     RestoreOutcome,
@@ -79,6 +89,7 @@ __all__ = [
     "compare_tables",
     "copy_stream",
     "create_database",
+    "database_comment",
     "database_exists",
     "describe_database",
     "drop_database",
@@ -89,18 +100,22 @@ __all__ = [
     "pg_dump_version",
     "read_manifest",
     "read_toc",
+    "rename_database",
     "restore_archive",
     "restore_checked",
     "restore_into_new_database",
     "restore_lock",
     "retired_name",
     "run_dump",
+    "scratch_name",
     "scratch_restore",
+    "set_database_comment",
     "swap_databases",
     "table_stats",
     "terminate_connections",
     "validate_database_name",
     "validate_name",
+    "working_name",
     "write_manifest",
     "zstd_writer",
 ]

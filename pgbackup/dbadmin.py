@@ -11,6 +11,7 @@ database) is raised as the matching ``psycopg.Error``.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +106,34 @@ def drop_database(conn: ConnectionInfo, name: str) -> None:
         pg.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(validate_database_name(name))
         ))
+
+
+def rename_database(conn: ConnectionInfo, name: str, new_name: str) -> None:
+    """ALTER DATABASE ``name`` RENAME TO ``new_name``; refused if ``new_name`` exists."""
+    with maintenance_connection(conn) as pg:
+        _rename(pg, validate_database_name(name), validate_database_name(new_name))
+
+
+def set_database_comment(conn: ConnectionInfo, name: str, comment: str) -> None:
+    """COMMENT ON DATABASE: a mark that survives a rename, to recognise the database later."""
+    with maintenance_connection(conn) as pg:
+        pg.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(validate_database_name(name)), sql.Literal(comment)))
+
+
+def database_comment(conn: ConnectionInfo, name: str) -> str | None:
+    """The comment on database ``name``; None if it has none or does not exist."""
+    with maintenance_connection(conn) as pg:
+        row = pg.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [name]).fetchone()
+    return row[0] if row else None
+
+
+def working_name(target: str, purpose: str = "restore") -> str:
+    """``<target>_<purpose>_<8 hex>``: a fresh name, within 63 bytes, that nobody else uses."""
+    suffix = f"_{purpose}_{secrets.token_hex(4)}"
+    return target[: MAX_NAME_BYTES - len(suffix)] + suffix
 
 
 def open_connections(conn: ConnectionInfo, dbname: str) -> list[dict[str, Any]]:

@@ -79,13 +79,18 @@ def restore_checked(
     return RecoveryReport(name, outcome, checks, skipped)
 
 
+def scratch_name(purpose: str) -> str:
+    """A fresh name for a throwaway database, e.g. ``pgbackup_verify_1a2b3c4d``."""
+    return f"pgbackup_{purpose}_{secrets.token_hex(4)}"
+
+
 @contextmanager
 def scratch_restore(
-    server: ConnectionInfo, storage: LocalStorage, manifest: Manifest, purpose: str,
+    server: ConnectionInfo, storage: LocalStorage, manifest: Manifest, name: str,
     progress: ProgressCallback | None = None,
 ) -> Iterator[RecoveryReport]:
-    """restore_checked into a throwaway database that is dropped afterwards, always."""
-    name = f"pgbackup_{purpose}_{secrets.token_hex(4)}"
+    """restore_checked into the throwaway database ``name`` (see :func:`scratch_name`),
+    dropped afterwards, always."""
     report = restore_checked(server, name, storage, manifest, progress=progress)
     try:
         yield report

@@ -26,7 +26,7 @@ def test_a_flood_of_bogus_tokens_adds_a_handful_of_events_that_count_it(app, cli
     assert refused[-1].detail == "unknown token: POST /api/system/backup"  # the first one
     login(client)
     panel = client.get("/system/backup/monitoring/activity").get_data(as_text=True)
-    assert '<span class="activity-times">×' in panel
+    assert '<span class="activity-times">\u00d7' in panel
 
 
 def test_each_address_and_token_is_counted_apart(app, client):

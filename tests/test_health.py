@@ -214,7 +214,7 @@ def test_redis_down_is_critical_and_the_checks_that_need_it_say_so(app, api):
     assert response.status_code == 200
     by_name = {check["name"]: check for check in response.get_json()["checks"]}
     assert by_name["redis"]["status"] == "critical"
-    assert by_name["redis"]["reason"].startswith("Redis is unreachable (")
+    assert by_name["redis"]["reason"].startswith("Redis at 127.0.0.1:")
     for name in ("workers", "scheduler"):
         assert by_name[name]["status"] == "critical"
         assert "Redis is unreachable" in by_name[name]["reason"]

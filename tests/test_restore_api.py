@@ -4,11 +4,16 @@ overwritten by accident."""
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
+from sqlalchemy import select
 
+import restores
 from extensions import db
 from models import Restore
 from pgbackup import backup_lock, restore_lock
@@ -139,6 +144,7 @@ def test_restore_over_a_changed_database_brings_back_the_backup_state(
     assert safety["status"] == "completed" and safety["origin"] == "safety"
     safety_tables = {f"{t['schema']}.{t['name']}": t["rows"] for t in safety["tables"]}
     assert "public.after_backup" in safety_tables and "public.film_actor" not in safety_tables
+    assert safety["verification"] == "valid"  # every completed backup gets its check
 
 
 def test_dry_run_changes_nothing_and_reports_the_changes(api, run_worker, pagila):
@@ -211,6 +217,31 @@ def test_a_restore_never_overlaps_a_backup_or_another_restore(app, api, run_work
         run_worker()
     backup = api.get(f"/api/system/backup/{queued['backupId']}").get_json()
     assert backup["status"] == "failed" and "restore" in backup["error"]
+
+
+def test_of_racing_restore_requests_exactly_one_starts(app, api, run_worker, pagila):
+    """The check for an active restore and the insert of a new one are separate steps; the
+    unique active slot decides between requests that passed the check together."""
+    backup_id = completed_backup(api, run_worker)
+    passed_the_check = threading.Barrier(4)
+
+    def slow_check(original=restores._refuse_concurrent_restore):
+        original()
+        passed_the_check.wait(timeout=30)
+
+    with ThreadPoolExecutor(4) as pool, mock.patch.object(
+            restores, "_refuse_concurrent_restore", slow_check):
+        answers = list(pool.map(lambda _: restore(api, backupId=backup_id,
+                                                  confirmDataLoss=True), range(4)))
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [202, 409, 409, 409]
+    assert {a.get_json()["error"]["code"] for a in answers if a.status_code == 409} == {
+        "restore_running"}
+    run_worker()
+    with app.app_context():
+        [row] = db.session.scalars(select(Restore)).all()
+        assert row.status == "completed" and row.active_slot is None
+    assert restore(api, backupId=backup_id, targetDatabase="pagila_copy").status_code == 202
 
 
 def test_a_role_missing_on_the_target_is_warned_about_and_skipped(

@@ -9,10 +9,12 @@ from redis import Redis
 from rq.exceptions import AbandonedJobError
 
 import activity
-from catalog import mark
+from catalog import mark, target_connection
+from claims import claim_database, claiming_jobs
 from extensions import db
 from jobs.reconcile import reconcile_backups
 from models import Restore
+from pgbackup import database_exists
 from tests.web import login
 
 LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")
@@ -29,6 +31,7 @@ def interrupted(app, pagila, pg_server):
                       retired_database=LEFTOVERS[1])
         db.session.add(row)
         mark(row, "running")
+        claim_database("job-gone", LEFTOVERS[0])  # as the job claims its copy
         restore_id = row.id
     yield restore_id
     for name in LEFTOVERS:
@@ -62,13 +65,16 @@ def test_a_swap_that_took_place_is_completed_with_a_warning(
     assert '<li class="issue issue-warn">the worker stopped after the swap' in panel
 
 
-def test_a_swap_that_did_not_happen_fails_and_names_the_leftover_copy(
+def test_a_swap_that_did_not_happen_fails_and_drops_the_claimed_copy(
         app, pg_server, interrupted):
     pg_server.create_database(LEFTOVERS[0])  # the checked copy, still under its own name
     failed, row = settle(app, interrupted)
     assert failed == [interrupted]
     assert row.status == "failed"
-    assert f"was not replaced; the checked copy {LEFTOVERS[0]} is left" in row.error
+    assert f"{row.target_database} was not replaced" in row.error
+    with app.app_context():
+        assert not database_exists(target_connection(), LEFTOVERS[0])
+        assert claiming_jobs() == []
 
 
 def test_without_evidence_either_way_the_restore_fails_as_before(app, interrupted):
