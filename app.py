@@ -14,7 +14,6 @@ from flask import Flask, Response
 from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from werkzeug.routing import BaseConverter
 
 import catalog_schema
 from blueprints import (
@@ -30,6 +29,7 @@ from blueprints import (
     notifications_api,
     schedules_api,
 )
+from blueprints.converters import register_converters
 from blueprints.errors import register_error_handlers
 from commands import register_commands
 from extensions import csrf, db, login_manager, migrate
@@ -59,7 +59,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     except ConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     app.config.update(test_config or {})
-    app.url_map.converters["id"] = CatalogIdConverter
+    register_converters(app)
     _configure_logging(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(catalog_schema.MIGRATIONS), render_as_batch=True)
@@ -80,20 +80,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         _bring_the_catalog_up_to_date()
     return app
-
-
-class CatalogIdConverter(BaseConverter):
-    """``<id:...>``: a catalog row id. Digits beyond a PostgreSQL integer name no row, so
-    they become 0 (a 404 from the view) instead of an overflow in the database."""
-
-    regex = r"\d{1,40}"
-
-    def to_python(self, value: str) -> int:
-        number = int(value)
-        return number if number <= 2**31 - 1 else 0
-
-    def to_url(self, value: Any) -> str:
-        return str(int(value))
 
 
 def _can(endpoint: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, send_file, stream_with_context
@@ -25,7 +24,6 @@ from models import Backup, Restore, utcnow
 from pgbackup import is_backup_id
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
@@ -81,6 +79,7 @@ def _iso(value) -> str | None:
 
 
 def _checked_id(backup_id: str) -> str:
+    """A backup id sent in a body; ids in paths are checked by blueprints.converters."""
     if not is_backup_id(backup_id):
         raise catalog.CatalogError(
             f"invalid backup id {backup_id!r}: ids look like backup-2024-01-15T10-30-00-000Z",
@@ -109,20 +108,20 @@ def list_backups():
     )
 
 
-@bp.get("/system/backup/<backup_id>")
+@bp.get("/system/backup/<backup_id:backup_id>")
 def show_backup(backup_id: str):
-    return jsonify(backup_json(catalog.get_backup(_checked_id(backup_id)), detail=True))
+    return jsonify(backup_json(catalog.get_backup(backup_id), detail=True))
 
 
-@bp.delete("/system/backup/<backup_id>")
+@bp.delete("/system/backup/<backup_id:backup_id>")
 def delete_backup(backup_id: str):
-    catalog.delete_backup(_checked_id(backup_id), actor=current_user.display_name)
+    catalog.delete_backup(backup_id, actor=current_user.display_name)
     return jsonify(deleted=backup_id)
 
 
-@bp.get("/system/backup/<backup_id>/download")
+@bp.get("/system/backup/<backup_id:backup_id>/download")
 def download_backup(backup_id: str):
-    path = catalog.artifact_path(_checked_id(backup_id))
+    path = catalog.artifact_path(backup_id)
     activity.record("backup.download", backup_id)
     return send_file(path, as_attachment=True, download_name=path.name,
                      mimetype="application/octet-stream")
@@ -155,17 +154,13 @@ def list_restores():
     return jsonify(restores=[restore_json(restore) for restore in restores.list_restores()])
 
 
-@bp.get("/system/backup/restore/<restore_id>")
+@bp.get("/system/backup/restore/<restore_id:restore_id>")
 def show_restore(restore_id: str):
-    if not JOB_ID.fullmatch(restore_id):
-        raise catalog.CatalogError(f"invalid restore id {restore_id!r}", code="invalid_id")
     return jsonify(restore_json(restores.get_restore(restore_id), detail=True))
 
 
-@bp.get("/system/jobs/<job_id>")
+@bp.get("/system/jobs/<job_id:job_id>")
 def job_status(job_id: str):
-    if not JOB_ID.fullmatch(job_id):
-        raise catalog.CatalogError(f"invalid job id {job_id!r}", code="invalid_id")
     return jsonify(catalog.job_status(job_id))
 
 

@@ -136,13 +136,13 @@ def create() -> str:
     return render_template("partials/backups.html", clear_alerts=True, **_backups_context())
 
 
-@bp.delete("/system/backup/<backup_id>")
+@bp.delete("/system/backup/<backup_id:backup_id>")
 def delete(backup_id: str) -> str:
     catalog.delete_backup(backup_id, actor=current_user.display_name)
     return render_template("partials/backups.html", clear_alerts=True, **_backups_context())
 
 
-@bp.get("/system/backup/<backup_id>/progress")
+@bp.get("/system/backup/<backup_id:backup_id>/progress")
 def progress(backup_id: str) -> tuple[str, int, dict[str, str]] | str:
     """The polling progress bar; once the job has ended, a final fragment that stops
     polling and an HX-Trigger that makes the list reload with the final state."""
@@ -157,7 +157,7 @@ def progress(backup_id: str) -> tuple[str, int, dict[str, str]] | str:
 # Verification
 
 
-@bp.post("/system/backup/<backup_id>/verify")
+@bp.post("/system/backup/<backup_id:backup_id>/verify")
 def verify(backup_id: str) -> str:
     """Queue a verification; the card's verification block then polls the job."""
     level = request.form.get("level", "integrity")
@@ -166,7 +166,7 @@ def verify(backup_id: str) -> str:
                            verifying=Verifying(job_id, level), clear_alerts=True)
 
 
-@bp.get("/system/backup/<backup_id>/verification/<job_id>")
+@bp.get("/system/backup/<backup_id:backup_id>/verification/<job_id:job_id>")
 def verification(backup_id: str, job_id: str) -> str:
     """The verification block while ``job_id`` runs; without polling once it has ended,
     showing the result the job stored on the backup."""
@@ -191,7 +191,7 @@ def verification(backup_id: str, job_id: str) -> str:
 # Restore: dry run first, then a confirmed restore
 
 
-@bp.get("/system/backup/<backup_id>/restore")
+@bp.get("/system/backup/<backup_id:backup_id>/restore")
 def restore_panel(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     """The dry-run analysis and the restore choices, swapped into #restore-panel."""
     target = request.args.get("target_database", "").strip() or None
@@ -216,7 +216,7 @@ def restore_panel_closed() -> str:
     return ""
 
 
-@bp.post("/system/backup/<backup_id>/restore")
+@bp.post("/system/backup/<backup_id:backup_id>/restore")
 def restore(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     """Start a restore chosen in the panel; a refusal is shown next to its form."""
     mode = request.form.get("mode", "")
@@ -266,7 +266,7 @@ def restores_list() -> str:
     return render_template("partials/restores.html", **_restores_context())
 
 
-@bp.get("/system/backup/restores/<restore_id>/progress")
+@bp.get("/system/backup/restores/<restore_id:restore_id>/progress")
 def restore_progress(restore_id: str) -> tuple[str, int, dict[str, str]] | str:
     """Like a backup's progress: polls while the restore runs, then triggers a reload of
     the restores panel (and of the backups, which may hold a new safety backup)."""

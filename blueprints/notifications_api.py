@@ -21,7 +21,7 @@ from pydantic import (
 
 import alerts
 import notifications
-from blueprints.schemas import Strict, json_body
+from blueprints.schemas import Name, Printable, Strict, json_body
 from models import Alert, Delivery, NotificationChannel
 
 bp = Blueprint("notifications_api", __name__, url_prefix="/api/system")
@@ -58,13 +58,13 @@ class SlackConfig(Strict):
 
 
 class EmailConfig(Strict):
-    host: str = Field(min_length=1, max_length=255)
+    host: Annotated[str, Field(min_length=1, max_length=255), Printable]
     port: StrictInt = Field(default=587, ge=1, le=65535)
     from_: Address = Field(alias="from")
     to: list[Address] = Field(min_length=1, max_length=50)
     starttls: StrictBool = True
     ssl: StrictBool = False
-    username: str | None = Field(default=None, min_length=1, max_length=255)
+    username: Annotated[str, Field(min_length=1, max_length=255), Printable] | None = None
     password: Secret | None = None
 
     @model_validator(mode="after")
@@ -79,7 +79,7 @@ class EmailConfig(Strict):
 
 
 class _Channel(Strict):
-    name: str = Field(min_length=1, max_length=80)
+    name: Name
     enabled: StrictBool = True
 
 

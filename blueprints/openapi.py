@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from blueprints.converters import BackupIdConverter, JobIdConverter, RestoreIdConverter
 from blueprints.notifications_api import CHANNEL_REQUEST
 from blueprints.schemas import (
     CreateBackupRequest,
@@ -14,7 +15,10 @@ from blueprints.schemas import (
 )
 from pgbackup import __version__
 
-BACKUP_ID = {"type": "string", "pattern": r"^backup-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$"}
+# The path converters' own patterns: an id that does not match is a 404.
+BACKUP_ID = {"type": "string", "pattern": f"^{BackupIdConverter.regex}$"}
+RESTORE_ID = {"type": "string", "pattern": f"^{RestoreIdConverter.regex}$"}
+JOB_ID = {"type": "string", "pattern": f"^{JobIdConverter.regex}$"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_INT = {"type": ["integer", "null"]}
 DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
@@ -31,7 +35,7 @@ BACKUP = {
         "type": {"type": "string", "enum": ["full", "schema-only"]},
         "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
         "verification": {"type": "string",
-                         "enum": ["unverified", "valid", "corrupted"]},
+                         "enum": ["unverified", "valid", "corrupted", "missing"]},
         "verifiedAt": NULLABLE_STRING,
         "verificationResult": {"type": ["object", "null"]},
         "origin": {"type": "string", "enum": ["manual", "safety", "schedule"]},
@@ -235,11 +239,13 @@ def _notification_paths() -> dict[str, Any]:
 
 ACTIVITY_EVENT = {
     "type": "object",
-    "required": ["at", "actor", "action", "target", "outcome", "source", "detail"],
+    "required": ["at", "actor", "action", "target", "outcome", "source", "detail", "times"],
     "properties": {"at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
                    "action": {"type": "string"}, "target": NULLABLE_STRING,
                    "outcome": {"enum": ["ok", "failed", "refused"]},
-                   "source": NULLABLE_STRING, "detail": NULLABLE_STRING},
+                   "source": NULLABLE_STRING, "detail": NULLABLE_STRING,
+                   "times": {"type": "integer", "minimum": 1,
+                             "description": "how often it happened (repeats collapsed)"}},
 }
 ACTIVITY_FILTERS = [
     {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"},
@@ -319,17 +325,17 @@ def _paths() -> dict[str, Any]:
         "/api/system/backup/{backupId}": {
             "get": {"summary": "One backup with its table list", "parameters": backup_id,
                     "responses": {"200": _json(_ref("Backup"), "The backup"),
-                                  **_errors(400, 401, 404)}},
+                                  **_errors(401, 404)}},
             "delete": {"summary": "Delete artifact, manifest and catalog entry",
                        "parameters": backup_id,
                        "responses": {"200": _json({"type": "object"}, "Deleted"),
-                                     **_errors(400, 401, 404, 409)}},
+                                     **_errors(401, 404, 409)}},
         },
         "/api/system/backup/{backupId}/download": {
             "get": {"summary": "Download the artifact as stored", "parameters": backup_id,
                     "responses": {"200": {"description": "The artifact",
                                           "content": {"application/octet-stream": {}}},
-                                  **_errors(400, 401, 404, 409)}},
+                                  **_errors(401, 404, 409)}},
         },
         "/api/system/backup/verify": {
             "post": {
@@ -359,10 +365,9 @@ def _paths() -> dict[str, Any]:
         },
         "/api/system/backup/restore/{restoreId}": {
             "get": {"summary": "One restore with its result",
-                    "parameters": [_id_param("restoreId", {"type": "string",
-                                                           "pattern": "^[A-Za-z0-9_-]+$"})],
+                    "parameters": [_id_param("restoreId", RESTORE_ID)],
                     "responses": {"200": _json(_ref("Restore"), "The restore"),
-                                  **_errors(400, 401, 404)}},
+                                  **_errors(401, 404)}},
         },
         "/api/system/backup/schedule": {
             "get": {"summary": "All schedules",
@@ -427,10 +432,9 @@ def _paths() -> dict[str, Any]:
         },
         "/api/system/jobs/{jobId}": {
             "get": {"summary": "Job status and progress",
-                    "parameters": [_id_param("jobId", {"type": "string",
-                                                       "pattern": "^[A-Za-z0-9_-]+$"})],
+                    "parameters": [_id_param("jobId", JOB_ID)],
                     "responses": {"200": _json(_ref("Job"), "The job"),
-                                  **_errors(400, 401, 404, 503)}},
+                                  **_errors(401, 404, 503)}},
         },
     }
 

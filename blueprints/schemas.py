@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,6 +16,7 @@ from pydantic import (
     StrictBool,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 import activity
 from catalog import CatalogError
@@ -23,14 +26,52 @@ BackupStatus = Literal["queued", "running", "completed", "failed"]
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 that says what a body must be."""
-    body = request.get_json(silent=True)
+    """The request's JSON object, or a 400 that says what a body must be. Every JSON body
+    is read here: too deep a nesting and a duplicate key are refused, not guessed at."""
+    body: Any = None
+    if request.is_json:
+        try:
+            body = json.loads(request.get_data(), object_pairs_hook=_unique_keys)
+        except RecursionError:
+            raise _invalid_json("the JSON body is nested too deeply") from None
+        except ValueError:
+            pass  # not JSON (or not UTF-8): refused below like any non-object
     if not isinstance(body, dict):
-        raise CatalogError(
-            "the request body must be a JSON object (Content-Type: application/json)",
-            code="invalid_json",
-        )
+        raise _invalid_json(
+            "the request body must be a JSON object (Content-Type: application/json)")
     return body
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys; which one the sender meant is unknown."""
+    body: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in body:
+            raise _invalid_json(f"duplicate key {key!r} in the JSON body; send each key once")
+        body[key] = value
+    return body
+
+
+def _invalid_json(message: str) -> CatalogError:
+    return CatalogError(message, code="invalid_json")
+
+
+# Control and format characters (NUL, newline, tab, DEL, bidi overrides, line separators).
+UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _printable(value: str) -> str:
+    """Names end up in HTML, CSV exports, logs and e-mail subjects: printable text only."""
+    for char in value:
+        if unicodedata.category(char) in UNPRINTABLE:
+            raise PydanticCustomError(
+                "control_character", "contains the control character U+{code}; use printable "
+                "text only", {"code": f"{ord(char):04X}"})
+    return value
+
+
+Printable = AfterValidator(_printable)
+Name = Annotated[str, Field(min_length=1, max_length=80), Printable]
 
 
 def _naive_utc(value: datetime) -> datetime:
@@ -130,7 +171,7 @@ class ListBackupsQuery(Strict):
 class ScheduleFields(Strict):
     """A schedule as the API spells it; every field optional so PUT can send a subset."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=80)
+    name: Name | None = None
     type: Literal["full", "incremental", "schema-only"] | None = None
     frequency: Literal["hourly", "daily", "weekly", "monthly", "cron"] | None = None
     time: str | None = Field(default=None, max_length=5)
@@ -157,5 +198,5 @@ class ScheduleFields(Strict):
 
 
 class CreateScheduleRequest(ScheduleFields):
-    name: str = Field(min_length=1, max_length=80)
+    name: Name
     frequency: Literal["hourly", "daily", "weekly", "monthly", "cron"]

@@ -136,7 +136,7 @@ def test_malformed_json_and_bad_ids_are_4xx_json(api):
     assert 400 <= response.status_code < 500
     assert api.get("/api/system/backup?perPage=0").status_code == 400
     assert api.get("/api/system/backup?type=weird").status_code == 400
-    assert api.get("/api/system/jobs/no$such").status_code == 400
+    assert api.get("/api/system/jobs/no$such").status_code == 404  # not a job id: no route
     assert api.get("/api/system/jobs/nosuchjob").status_code == 404
 
 

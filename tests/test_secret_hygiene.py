@@ -359,7 +359,7 @@ def test_no_secret_is_written_anywhere(
          json={"backupId": failed, "dryRun": True})
     call("POST", "/api/system/backup/restore", 409,
          json={"backupId": full, "targetDatabase": dbname})
-    call("GET", "/api/system/backup/backup-x", 400)
+    call("GET", "/api/system/backup/backup-x", 404)
     app.config["DATABASE_URL"] = database_url.replace(server, f"127.0.0.1:{free_port()}")
     unreachable = call("GET", "/api/system/health")
     app.config["DATABASE_URL"] = database_url
