@@ -142,11 +142,11 @@ def _parse(text: str) -> dict[str, str]:
     if scheme and scheme[1] not in _URL_SCHEMES:
         raise ConfigError(f"unsupported URL scheme {scheme[1]!r}: use postgresql://")
     try:
-        params = conninfo_to_dict(text.strip())
+        parsed = conninfo_to_dict(text.strip())
     except psycopg.Error as exc:
         reason = _scrub_raw_passwords(str(exc).strip(), text)
         raise ConfigError(f"malformed connection string: {reason}") from None
-    params = {key: str(value) for key, value in params.items() if value is not None}
+    params = {key: str(value) for key, value in parsed.items() if value is not None}
     if not params.get("dbname"):
         raise ConfigError("connection string names no database (dbname)")
     if "," in params.get("host", "") + params.get("port", ""):

@@ -210,7 +210,7 @@ def _allows_connections(pg: psycopg.Connection, name: str) -> bool:
     row = pg.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", [name]).fetchone()
     if row is None:
         raise _missing(name)
-    return row[0]
+    return bool(row[0])
 
 
 def _missing(name: str) -> psycopg.errors.InvalidCatalogName:
@@ -243,8 +243,12 @@ def _terminate(pg: psycopg.Connection, dbname: str, timeout: float) -> int:
 
 
 def _still_alive(pg: psycopg.Connection, pids: list[int]) -> bool:
+    if not pids:
+        return False
     query = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s))"
-    return bool(pids) and pg.execute(query, [pids]).fetchone()[0]
+    row = pg.execute(query, [pids]).fetchone()
+    assert row is not None  # SELECT EXISTS always returns one row
+    return bool(row[0])
 
 
 def retired_name(live: str) -> str:

@@ -378,8 +378,8 @@ def _changes(backup: BackupSummary, target: TargetSummary) -> Changes:
 
 
 def _change(table: str, rows_before: int | None, rows_after: int | None) -> TableChange:
-    known = rows_before is not None and rows_after is not None
-    return TableChange(table, rows_before, rows_after, rows_after - rows_before if known else None)
+    delta = None if rows_before is None or rows_after is None else rows_after - rows_before
+    return TableChange(table, rows_before, rows_after, delta)
 
 
 def _warn_about_changes(

@@ -125,6 +125,7 @@ def _dump_to_storage(
             stored = HashingWriter(raw)
             reporter = _ProgressReporter(progress, stored, stderr, len(snapshot.tables))
             reporter.tick()
+            assert process.stdout is not None  # started with stdout=PIPE
             with zstd_writer(stored) if compress else nullcontext(stored) as sink:
                 copy_stream(process.stdout, sink, on_chunk=reporter.tick)
             returncode = process.wait()

@@ -84,5 +84,7 @@ def _lock_session(conn: ConnectionInfo, purpose: str) -> Iterator[psycopg.Connec
 
 
 def _take(pg: psycopg.Connection, query: str, key: int, busy: str) -> None:
-    if not pg.execute(query, [key]).fetchone()[0]:
+    row = pg.execute(query, [key]).fetchone()
+    assert row is not None  # SELECT pg_try_advisory_lock*(...) returns one row
+    if not row[0]:
         raise LockBusy(busy)

@@ -84,7 +84,8 @@ class Manifest(BaseModel):
     @field_validator("created")
     @classmethod
     def _check_created(cls, value: datetime) -> datetime:
-        if value.utcoffset() is None or value.utcoffset().total_seconds() != 0:
+        offset = value.utcoffset()
+        if offset is None or offset.total_seconds() != 0:
             raise ValueError("created must be a UTC timestamp")
         return value
 

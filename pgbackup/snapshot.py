@@ -60,4 +60,4 @@ def _describe(pg: psycopg.Connection, count_rows: bool, checksums: bool) -> Snap
 def _scalar(pg: psycopg.Connection, query: str) -> str:
     row = pg.execute(query).fetchone()
     assert row is not None
-    return row[0]
+    return str(row[0])

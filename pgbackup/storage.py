@@ -7,6 +7,7 @@ so a file under its final name is always whole.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -84,7 +85,7 @@ class LocalStorage:
         finally:
             os.close(fd)
 
-    def open_read(self, name: str) -> BinaryIO:
+    def open_read(self, name: str) -> io.BufferedReader:
         return self.path(name).open("rb")
 
     def exists(self, name: str) -> bool:

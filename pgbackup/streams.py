@@ -47,7 +47,9 @@ def zstd_writer(raw: Writable, level: int = DEFAULT_ZSTD_LEVEL) -> Iterator[Bina
     size is unknown up front and therefore not recorded. ``raw`` is left open.
     """
     compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)
-    with compressor.stream_writer(raw, closefd=False) as writer:
+    # zstandard's stub types ``writer`` as IO[bytes], but the library documents (and only
+    # calls) an object with ``write()``, plus ``flush()`` when it has one.
+    with compressor.stream_writer(raw, closefd=False) as writer:  # type: ignore[arg-type]
         yield writer
 
 

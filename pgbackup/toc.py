@@ -244,6 +244,7 @@ def _pg_restore_lines(
         _artifact_stream(storage, manifest) as source,
         _running_pg_restore([pg_restore, *options], source) as (process, feeder, stderr),
     ):
+        assert process.stdout is not None  # started with stdout=PIPE
         for raw in process.stdout:
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
         returncode = process.wait()
