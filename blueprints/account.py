@@ -2,26 +2,44 @@
 
 Changing something sensitive asks for the current password (and, to turn the second
 factor off, a current code too). Wrong answers count towards the same lock-out as wrong
-logins, so a session left open cannot be used to guess the password.
+logins, so a session left open cannot be used to guess the password (accounts.py).
+
+The WTForms classes only draw the forms (and their CSRF token, which the guard checks);
+what comes back is checked by the schemas of blueprints/forms.py, whose messages show
+under the fields.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, flash, redirect, render_template, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from pydantic import ValidationError
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
 
-import activity
+import accounts
 import totp
-from accounts import count_failed_login, is_locked
+from accounts import AccountError
+from blueprints.forms import (
+    F,
+    PasswordChangeForm,
+    TotpConfirmForm,
+    TotpDisableForm,
+    field_errors,
+)
 from models import User
 
 bp = Blueprint("account", __name__, url_prefix="/system/backup/account")
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte of "password" costs the server, not them
 # Session key of a second factor being set up: {"user": id, "secret": base32}. The session
 # cookie is signed, not encrypted, so the pending secret can be read from it, but only by
 # this user's own browser, which is shown the very same secret on the page anyway.
@@ -29,16 +47,9 @@ SETUP_KEY = "totp_setup"
 
 
 class PasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[DataRequired()])
-    new_password = PasswordField("New password", validators=[
-        DataRequired(),
-        Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH,
-               message=f"The new password needs {MIN_PASSWORD_LENGTH} to "
-                       f"{MAX_PASSWORD_LENGTH} characters."),
-    ])
-    confirm_password = PasswordField("New password again", validators=[
-        DataRequired(), EqualTo("new_password", message="The two new passwords differ."),
-    ])
+    current_password = PasswordField("Current password")
+    new_password = PasswordField("New password")
+    confirm_password = PasswordField("New password again")
 
 
 class SetupForm(FlaskForm):
@@ -46,12 +57,12 @@ class SetupForm(FlaskForm):
 
 
 class ConfirmForm(FlaskForm):
-    code = StringField("Code from your app", validators=[DataRequired()])
+    code = StringField("Code from your app")
 
 
 class DisableForm(FlaskForm):
-    password = PasswordField("Current password", validators=[DataRequired()])
-    code = StringField("Code from your app", validators=[DataRequired()])
+    password = PasswordField("Current password")
+    code = StringField("Code from your app")
 
 
 @bp.before_request
@@ -78,15 +89,16 @@ def page():
 @bp.post("/password")
 def change_password():
     form = PasswordForm()
-    if not form.validate_on_submit():
+    answers = _checked(PasswordChangeForm, form)
+    if answers is None:
         return _render(400, password_form=form)
     user = _me()
-    if not _confirmed(user, "user.password", form.current_password.data):
+    try:
+        accounts.change_own_password(user, answers.current_password, answers.new_password)
+    except AccountError as exc:
+        flash(exc.message, "error")
         return _render(400, password_form=form)
-    user.set_password(form.new_password.data)
-    user.session_version += 1  # ends the user's other sessions...
-    login_user(user)  # ...while this one goes on, under the new version
-    activity.record("user.password", user.username)
+    login_user(user)  # the other sessions have ended; this one goes on, under the new version
     flash("Password changed. Your other sessions have ended.", "message")
     return redirect(url_for("account.page"))
 
@@ -97,8 +109,6 @@ def totp_setup():
     if user.has_totp:
         flash("The second factor is already on: turn it off first to set up a new one.",
               "error")
-        return _render(400)
-    if not SetupForm().validate_on_submit():
         return _render(400)
     session[SETUP_KEY] = {"user": user.id, "secret": totp.new_secret()}
     return _render()
@@ -112,16 +122,15 @@ def totp_confirm():
     if secret is None or user.has_totp:
         flash("There is no second factor being set up: start again.", "error")
         return _render(400)
-    if not form.validate_on_submit():
+    answers = _checked(TotpConfirmForm, form)
+    if answers is None:
         return _render(400, confirm_form=form)
-    step = totp.accepted_step(secret, form.code.data or "", None)
-    if step is None:
-        flash("Wrong code: check that your phone's clock is right and enter the code the app "
-              "shows now.", "error")
+    try:
+        accounts.enable_totp(user, secret, answers.code)
+    except AccountError as exc:
+        flash(exc.message, "error")
         return _render(400, confirm_form=form)
-    user.totp_secret, user.totp_last_step = secret, step
     session.pop(SETUP_KEY)
-    activity.record("user.totp", user.username, detail="enabled")
     flash("Second factor on: logging in now asks for a code from your app.", "message")
     return redirect(url_for("account.page"))
 
@@ -133,12 +142,14 @@ def totp_disable():
     if not user.has_totp:
         flash("The second factor is already off.", "error")
         return _render(400)
-    if not form.validate_on_submit():
+    answers = _checked(TotpDisableForm, form)
+    if answers is None:
         return _render(400, disable_form=form)
-    if not _confirmed(user, "user.totp", form.password.data, form.code.data):
+    try:
+        accounts.disable_totp(user, answers.password, answers.code)
+    except AccountError as exc:
+        flash(exc.message, "error")
         return _render(400, disable_form=form)
-    user.totp_secret, user.totp_last_step = None, None
-    activity.record("user.totp", user.username, detail="disabled")
     flash("Second factor off: logging in asks for your password only.", "message")
     return redirect(url_for("account.page"))
 
@@ -147,27 +158,15 @@ def _me() -> User:
     return current_user._get_current_object()
 
 
-def _confirmed(user: User, action: str, password: str | None, code: str | None = None) -> bool:
-    """Whether the password (and the code, when one is given) are right; else flash why not
-    and record the refusal under ``action``. A wrong answer counts as a failed login."""
-    if is_locked(user):
-        activity.record(action, user.username, outcome="refused", detail="account locked")
-        flash(f"Too many wrong passwords or codes: this account is locked until "
-              f"{user.locked_until:%H:%M} UTC.", "error")
-        return False
-    right = user.check_password(password or "")
-    if code is not None:
-        right = right and totp.accepted_step(
-            user.totp_secret or "", code, user.totp_last_step) is not None
-    if right:
-        user.failed_logins = 0  # "in a row": saved with the change itself
-        return True
-    count_failed_login(user)
-    what = "password" if code is None else "password or code"
-    activity.record(action, user.username, outcome="failed", detail=f"wrong {what}")
-    flash(f"Wrong {what}: nothing was changed." + (
-        "" if code is None else " Each code works once: wait for the next one."), "error")
-    return False
+def _checked(schema: type[F], form: FlaskForm) -> F | None:
+    """What was posted, checked by ``schema``; None after putting each refused field's
+    messages under it in ``form``."""
+    try:
+        return schema.model_validate(request.form.to_dict())
+    except ValidationError as exc:
+        for name, messages in field_errors(exc).items():
+            form[name].errors = messages
+        return None
 
 
 def _pending_secret(user: User) -> str | None:

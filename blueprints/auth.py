@@ -8,7 +8,6 @@ bearer-token requests carry no cookie, so CSRF does not apply to them.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -25,22 +24,20 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, or_, select, update
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+import accounts
 import activity
-import totp
-from accounts import LOCKOUT_MINUTES, count_failed_login, is_locked
+from accounts import AccountError
 from blueprints.errors import json_error
-from extensions import csrf, db, login_manager
-from models import ActivityEvent, ApiToken, User, utcnow
+from extensions import csrf, login_manager
+from models import ApiToken, User
 from permissions import ROLES, allows
 
 bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp", "static", "healthz"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-MAX_FAILURES_PER_ADDRESS = 20  # per LOCKOUT_MINUTES
 PENDING_LOGIN = "login_pending"  # session key: the password was right, the code is due
 PENDING_MINUTES = 5
 MACHINE_PATHS = ("/api/", "/metrics")
@@ -58,21 +55,18 @@ class CodeForm(FlaskForm):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
-    if form.validate_on_submit():
-        if _too_many_failures_from_here():
-            return _refuse_address(form, "login.html", form.username.data)
-        user = db.session.scalars(select(User).where(User.username == form.username.data)).first()
-        if user is not None and is_locked(user):
-            return _refuse_locked(form, "login.html", user)
-        if user is not None and user.check_password(form.password.data or ""):
-            if user.has_totp:
-                return _ask_for_code(user)
-            return _complete_login(user, _safe_next(request.args.get("next")))
-        count_failed_login(user)
-        activity.record("login", form.username.data, outcome="failed",
-                        actor=form.username.data or "anonymous")
-        flash("Wrong username or password.", "error")
-    return render_template("login.html", form=form), 200 if request.method == "GET" else 401
+    if not form.validate_on_submit():
+        return render_template("login.html", form=form), (
+            200 if request.method == "GET" else 401)
+    try:
+        user = accounts.password_login(form.username.data, form.password.data or "",
+                                       request.remote_addr)
+    except AccountError as exc:
+        flash(exc.message, "error")
+        return render_template("login.html", form=form), exc.status
+    if user.has_totp:
+        return _ask_for_code(user)
+    return _complete_login(user, _safe_next(request.args.get("next")))
 
 
 @bp.route("/login/totp", methods=["GET", "POST"])
@@ -88,17 +82,11 @@ def login_totp():
     if not form.validate_on_submit():
         return render_template("login_totp.html", form=form), (
             200 if request.method == "GET" else 400)
-    if _too_many_failures_from_here():
-        return _refuse_address(form, "login_totp.html", user.username)
-    if is_locked(user):
-        return _refuse_locked(form, "login_totp.html", user)
-    step = totp.accepted_step(user.totp_secret or "", form.code.data or "", user.totp_last_step)
-    if step is None or not _claim_step(user, step):
-        count_failed_login(user)
-        activity.record("login", user.username, outcome="failed", actor=user.username,
-                        detail="wrong second-factor code")
-        flash("Wrong code, or a code already used: enter the code your app shows now.", "error")
-        return render_template("login_totp.html", form=form), 401
+    try:
+        accounts.code_login(user, form.code.data or "", request.remote_addr)
+    except AccountError as exc:
+        flash(exc.message, "error")
+        return render_template("login_totp.html", form=form), exc.status
     next_url = _safe_next(session.pop(PENDING_LOGIN).get("next"))
     return _complete_login(user, next_url, "with second factor")
 
@@ -124,54 +112,17 @@ def _pending_user() -> User | None:
         return None
     if pending.get("until", 0) < time.time():
         return None
-    user = db.session.get(User, pending["user"])
+    user = accounts.find_user_by_id(pending["user"])
     if user is None or user.session_version != pending.get("version") or not user.has_totp:
         return None
     return user
 
 
-def _claim_step(user: User, step: int) -> bool:
-    """Record ``step`` as used, atomically: of two requests with one code, only one wins."""
-    claimed = db.session.execute(
-        update(User)
-        .where(User.id == user.id,
-               or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step))
-    return claimed.rowcount == 1
-
-
 def _complete_login(user: User, next_url: str, detail: str | None = None):
-    user.failed_logins, user.locked_until = 0, None
     session.permanent = True
     login_user(user)
-    activity.record("login", user.username, detail=detail)
+    accounts.complete_login(user, detail)
     return redirect(next_url)
-
-
-def _refuse_address(form: FlaskForm, template: str, name: str | None):
-    """429: too many failed logins from this address, whatever the usernames."""
-    activity.record("login", name, outcome="refused", actor=name or "anonymous",
-                    detail="rate limited")
-    flash("Too many failed logins from your address; wait a few minutes.", "error")
-    return render_template(template, form=form), 429
-
-
-def _refuse_locked(form: FlaskForm, template: str, user: User):
-    """423: wrong passwords or codes have locked the account for now."""
-    activity.record("login", user.username, outcome="refused", actor=user.username,
-                    detail="account locked")
-    flash(f"Too many failed logins: this account is locked until "
-          f"{user.locked_until:%H:%M} UTC.", "error")
-    return render_template(template, form=form), 423
-
-
-def _too_many_failures_from_here() -> bool:
-    """Rate limit per address, whatever the usernames tried, from the activity log."""
-    since = utcnow() - timedelta(minutes=LOCKOUT_MINUTES)
-    failures = db.session.scalar(select(func.count(ActivityEvent.id)).where(
-        ActivityEvent.action == "login", ActivityEvent.outcome == "failed",
-        ActivityEvent.source == request.remote_addr, ActivityEvent.at > since))
-    return failures >= MAX_FAILURES_PER_ADDRESS
 
 
 @bp.post("/logout")
@@ -203,7 +154,7 @@ def bearer_token() -> str | None:
 def load_user(session_id: str) -> User | None:
     """``<id>:<session_version>``; a raised session_version ends older sessions."""
     user_id, _, version = session_id.partition(":")
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    user = accounts.find_user_by_id(int(user_id)) if user_id.isdigit() else None
     return user if user is not None and str(user.session_version) == version else None
 
 
@@ -212,24 +163,7 @@ def load_token(req) -> ApiToken | None:
     token = bearer_token()
     if token is None:
         return None
-    row = db.session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token))
-    ).first()
-    if row is None or not row.usable:
-        _record_refusal(row)
-        return None
-    row.last_used_at = utcnow()
-    db.session.commit()
-    return row
-
-
-def _record_refusal(row: ApiToken | None) -> None:
-    """Anyone can send a bogus token, as often as they like: repeats from one address are
-    counted on one event, and the call tried is kept short and printable."""
-    reason = "unknown token" if row is None else "revoked" if row.revoked_at else "expired"
-    activity.record_repeatable(
-        "token.refused", reason, activity.printable(f"{request.method} {request.path}"),
-        outcome="refused", actor=f"token:{row.name}" if row else "anonymous")
+    return accounts.authenticate_token(token, f"{request.method} {request.path}")
 
 
 def record_token_use(response: Response) -> Response:
@@ -239,12 +173,8 @@ def record_token_use(response: Response) -> Response:
         return response
     principal = current_user._get_current_object()
     if isinstance(principal, ApiToken):
-        outcome = ("ok" if response.status_code < 400 else
-                   "refused" if response.status_code in (401, 403, 409, 423) else "failed")
-        if response.status_code >= 400:
-            db.session.rollback()  # whatever the refused call left pending is not kept
-        activity.record("token.use", principal.name, outcome=outcome,
-                        detail=f"{request.method} {request.path} -> {response.status_code}")
+        accounts.record_token_call(principal, f"{request.method} {request.path}",
+                                   response.status_code)
     return response
 
 

@@ -1,7 +1,8 @@
 """Users and API tokens in the dashboard, under /system/backup/users: admins only.
 
-No endpoint here is in permissions.py, so every one of them needs an admin. The rules
-(validation, the last admin, activity events) are in accounts.py, shared with the CLI.
+No endpoint here is in permissions.py, so every one of them needs an admin. The forms are
+checked by blueprints/forms.py; the rules (validation, the last admin, activity events)
+are in accounts.py, shared with the CLI.
 
 HTML fragments for htmx, like ``dashboard_monitoring.py``: a user action swaps the users
 panel (#users), a token action the tokens panel (#tokens). A refusal comes back with a
@@ -12,7 +13,6 @@ A new token is shown once, in the tokens panel that the create form swaps in.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,15 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user, login_user
 
 import accounts
-from accounts import AccountError
-from extensions import db
+from blueprints.forms import (
+    DeleteUserForm,
+    NewTokenForm,
+    NewUserForm,
+    PasswordResetForm,
+    RoleForm,
+    parse,
+)
+from catalog import CatalogError
 from models import ApiToken, User
 
 bp = Blueprint("dashboard_users", __name__, url_prefix="/system/backup/users")
@@ -66,10 +73,9 @@ def create_user() -> Fragment:
     values = {"username": request.form.get("username", "").strip(),
               "role": request.form.get("role", "")}
     try:
-        user = accounts.create_user(values["username"], values["role"],
-                                    request.form.get("password", ""))
-    except AccountError as exc:
-        db.session.rollback()
+        form = parse(NewUserForm, request.form)
+        user = accounts.create_user(form.username, form.role, form.password)
+    except CatalogError as exc:
         html = render_template("partials/users_form.html", user_form=values, error=exc.message)
         return html, exc.status, {"HX-Retarget": "#user-form", "HX-Reswap": "outerHTML"}
     return _users_panel(f"User {user.username} created ({user.role}).")
@@ -77,67 +83,75 @@ def create_user() -> Fragment:
 
 @bp.post("/<id:user_id>/role")
 def set_role(user_id: int) -> Fragment:
-    role = request.form.get("role", "")
-    return _user_action(user_id, lambda name: accounts.set_role(name, role, acting=_acting()),
-                        f"{{}} is now {role}.")
+    def change(name: str) -> str:
+        role = parse(RoleForm, request.form).role
+        accounts.set_role(name, role, acting=_acting())
+        return f"{name} is now {role}."
+
+    return _user_action(user_id, change)
 
 
 @bp.post("/<id:user_id>/password")
 def reset_password(user_id: int) -> Fragment:
-    password = request.form.get("password", "")
-    return _user_action(user_id, lambda name: accounts.reset_password(name, password),
-                        "New password set for {}; their sessions have ended.")
+    def change(name: str) -> str:
+        accounts.reset_password(name, parse(PasswordResetForm, request.form).password)
+        return f"New password set for {name}; their sessions have ended."
+
+    return _user_action(user_id, change)
 
 
 @bp.post("/<id:user_id>/unlock")
 def unlock(user_id: int) -> Fragment:
-    return _user_action(user_id, accounts.unlock, "{} is unlocked.")
+    return _user_action(user_id, _then(accounts.unlock, "{} is unlocked."))
 
 
 @bp.post("/<id:user_id>/sessions")
 def end_sessions(user_id: int) -> Fragment:
-    return _user_action(user_id, accounts.end_sessions, "Every session of {} has ended.")
+    return _user_action(user_id, _then(accounts.end_sessions, "Every session of {} has ended."))
 
 
 @bp.post("/<id:user_id>/totp")
 def reset_totp(user_id: int) -> Fragment:
-    return _user_action(user_id, accounts.reset_totp, "Two-factor login is off for {}.")
+    return _user_action(user_id, _then(accounts.reset_totp, "Two-factor login is off for {}."))
 
 
 @bp.post("/<id:user_id>/delete")
 def delete_user(user_id: int) -> Fragment:
-    typed = request.form.get("confirm_username", "").strip()
-
-    def delete(name: str) -> None:
+    def change(name: str) -> str:
+        typed = parse(DeleteUserForm, request.form).confirm_username
         if typed != name:
-            raise AccountError(f"To delete {name}, type the username exactly as shown (you "
+            raise CatalogError(f"To delete {name}, type the username exactly as shown (you "
                                f"typed {typed!r}). Nothing was deleted.",
                                code="confirmation_mismatch")
         accounts.delete_user(name, acting=_acting())
+        return f"User {name} deleted."
 
-    return _user_action(user_id, delete, "User {} deleted.")
+    return _user_action(user_id, change)
 
 
-def _user_action(user_id: int, change: Callable[[str], Any], done: str) -> Fragment:
-    """Apply ``change`` to the user's name; the users panel with ``done`` or the refusal."""
+def _user_action(user_id: int, change: Callable[[str], str]) -> Fragment:
+    """Apply ``change`` to the user's name (after the 404 of an unknown user, so the form
+    is read only for a user who exists); the users panel with the notice it returns, or
+    the refusal."""
     try:
-        user = _user(user_id)
+        user = accounts.get_user_by_id(user_id)
         username = user.username
-        change(username)
-    except AccountError as exc:
-        db.session.rollback()
+        notice = change(username)
+    except CatalogError as exc:
         return _error(exc, "#users-error")
     if username == _acting():
         login_user(user)  # a new password or ended sessions: keep this one session going
-    return _users_panel(done.format(username))
+    return _users_panel(notice)
 
 
-def _user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise AccountError(f"no user with id {user_id}; reload the page", status=404,
-                           code="not_found")
-    return user
+def _then(action: Callable[[str], Any], done: str) -> Callable[[str], str]:
+    """``action`` on the user's name, then ``done`` with the name in it."""
+
+    def change(name: str) -> str:
+        action(name)
+        return done.format(name)
+
+    return change
 
 
 def _acting() -> str | None:
@@ -166,10 +180,9 @@ def _users_context() -> dict[str, Any]:
 def create_token() -> Fragment:
     values = {key: request.form.get(key, default).strip() for key, default in NEW_TOKEN.items()}
     try:
-        row, token = accounts.create_token(values["name"], values["role"],
-                                           _days(values["expires_in_days"]))
-    except AccountError as exc:
-        db.session.rollback()
+        form = parse(NewTokenForm, request.form)
+        row, token = accounts.create_token(form.name, form.role, form.expires_in_days)
+    except CatalogError as exc:
         html = render_template("partials/users_token_form.html", token_form=values,
                                error=exc.message)
         return html, exc.status, {"HX-Retarget": "#token-form", "HX-Reswap": "outerHTML"}
@@ -182,23 +195,12 @@ def create_token() -> Fragment:
 def revoke_token(token_id: int) -> Fragment:
     try:
         row = accounts.revoke_token(token_id)
-    except AccountError as exc:
-        db.session.rollback()
+    except CatalogError as exc:
         return _error(exc, "#tokens-error")
     html = render_template("partials/users_tokens.html", clear_alerts=True,
                            notice=f"Token {row.name} revoked: requests with it are refused.",
                            **_tokens_context())
     return html, 200, {}
-
-
-def _days(text: str) -> int | None:
-    """The form's expiry: empty for never, else whole days (accounts checks the range)."""
-    if not text:
-        return None
-    if not re.fullmatch(r"[0-9]{1,6}", text):
-        raise AccountError(f"the expiry must be a whole number of days, or empty for none "
-                           f"(got {text!r})")
-    return int(text)
 
 
 def _tokens_context() -> dict[str, Any]:
@@ -209,7 +211,7 @@ def _tokens_context() -> dict[str, Any]:
 # Shared
 
 
-def _error(exc: AccountError, slot: str) -> Fragment:
+def _error(exc: CatalogError, slot: str) -> Fragment:
     """The refusal, swapped into the error slot of the panel that caused it."""
     html = render_template("partials/inline_error.html", message=exc.message)
     return html, exc.status, {"HX-Retarget": slot, "HX-Reswap": "innerHTML"}
