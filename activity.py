@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Select, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from extensions import db
+from json_shapes import iso
 from models import ActivityEvent, utcnow
 
 EXPORT_FIELDS = ("at", "actor", "action", "target", "outcome", "source", "detail", "times")
@@ -128,7 +129,7 @@ def _matching(filters: Filters) -> Select:
 
 def as_dict(event: ActivityEvent) -> dict[str, Any]:
     values = {name: getattr(event, name) for name in EXPORT_FIELDS}
-    values["at"] = event.at.isoformat(timespec="milliseconds") + "Z"
+    values["at"] = iso(event.at)
     return values
 
 

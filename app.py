@@ -31,6 +31,7 @@ from blueprints import (
 )
 from blueprints.converters import register_converters
 from blueprints.errors import register_error_handlers
+from blueprints.serializers import iso
 from commands import register_commands
 from extensions import csrf, db, login_manager, migrate
 from permissions import allows
@@ -77,6 +78,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
     app.after_request(_security_headers)
     app.jinja_env.globals["can"] = _can
+    app.jinja_env.filters["iso"] = iso  # machine-readable times: the API's one format
     with app.app_context():
         _bring_the_catalog_up_to_date()
     return app

@@ -1,9 +1,11 @@
-"""Are a completed backup's files still in BACKUP_DIR as recorded? A cheap check on read.
+"""Are a completed backup's files still in BACKUP_DIR as its catalog row records them?
 
-Verification hashes the whole artifact; this only stats the artifact and the manifest, so
-it runs for every backup shown (a page is at most 200 rows) and in the health check. A
-backup whose files are gone, or whose artifact changed size, becomes ``missing`` until a
-verification finds it whole again.
+Two depths. :func:`check_files` only stats the artifact and the manifest, so it runs for
+every backup shown (a page is at most 200 rows) and in the health check: a backup whose
+files are gone becomes ``missing``, one whose artifact changed size ``corrupted``, until a
+verification finds it whole again. :func:`check_stored` is what verifications and restores
+trust: the engine's integrity check of the files, plus a ``catalog`` check that the row
+(filename, size, sha256) still describes what the manifest records.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ from pathlib import Path
 from flask import current_app
 
 import activity
+from json_shapes import verification_record
 from models import Backup
-from pgbackup import Check, VerifyResult, manifest_name
+from pgbackup import (
+    Check,
+    LocalStorage,
+    Manifest,
+    VerifyResult,
+    check_integrity,
+    manifest_name,
+    read_manifest,
+)
 
 MISSING = "missing"
 CLAIMED_WHOLE = ("unverified", "valid")  # the verifications this check can contradict
@@ -24,7 +35,8 @@ CLAIMED_WHOLE = ("unverified", "valid")  # the verifications this check can cont
 
 def check_files(backups: Iterable[Backup]) -> list[Backup]:
     """Mark the completed backups among ``backups`` whose files are not as recorded as
-    ``missing`` (committed, with one ``backup.missing`` event each); returns those."""
+    ``missing`` or ``corrupted`` (see :func:`state_of`; committed, with one
+    ``backup.missing`` / ``backup.corrupted`` event each); returns those."""
     lost = []
     for backup in backups:
         if backup.status != "completed" or backup.verification not in CLAIMED_WHOLE:
@@ -33,13 +45,39 @@ def check_files(backups: Iterable[Backup]) -> list[Backup]:
         if failed is None:
             continue
         now = datetime.now(UTC)
-        backup.verification = MISSING
-        backup.verification_result = VerifyResult("presence", [failed], [], now).to_dict()
+        backup.verification = state_of(failed)
+        backup.verification_result = verification_record(
+            VerifyResult("presence", [failed], [], now))
         backup.verified_at = now.replace(tzinfo=None)
-        activity.record("backup.missing", backup.id, outcome="failed", detail=failed.detail,
-                        actor="system")  # commits the backup too
+        activity.record(f"backup.{backup.verification}", backup.id, outcome="failed",
+                        detail=failed.detail, actor="system")  # commits the backup too
         lost.append(backup)
     return lost
+
+
+def state_of(failed: Check) -> str:
+    """A file that is gone makes a backup ``missing``; one that changed, ``corrupted``."""
+    return MISSING if failed.name in ("artifact-exists", "manifest") else "corrupted"
+
+
+def check_stored(backup: Backup) -> VerifyResult:
+    """The integrity check of ``backup``'s files, then a ``catalog`` check of its row."""
+    store = LocalStorage(current_app.config["BACKUP_DIR"])  # catalog.storage(), which imports us
+    result = check_integrity(store, backup.id)
+    if result.checks[0].ok:  # the manifest is readable and names this backup
+        result.checks.append(_row_check(backup, read_manifest(store, backup.id)))
+    return result
+
+
+def _row_check(backup: Backup, manifest: Manifest) -> Check:
+    recorded = {"filename": backup.filename, "size": backup.size, "sha256": backup.sha256}
+    stored = {"filename": manifest.artifact, "size": manifest.size, "sha256": manifest.sha256}
+    wrong = [f"{key} {recorded[key]} (the manifest says {stored[key]})"
+             for key in recorded if recorded[key] != stored[key]]
+    if wrong:
+        return Check("catalog", False, "the catalog row does not describe the stored backup: "
+                     + "; ".join(wrong))
+    return Check("catalog", True, "the catalog row matches the manifest")
 
 
 def problem(backup: Backup) -> str:

@@ -7,7 +7,10 @@ together, so that a failure never leaves one of them half done.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -54,6 +57,10 @@ class CatalogError(Exception):
         return cls(message, status=503, code="queue_unavailable")
 
 
+ADMISSION_LOCK = "pgbackup:admission"
+ADMISSION_SECONDS = 30
+
+
 def storage() -> LocalStorage:
     return LocalStorage(current_app.config["BACKUP_DIR"])
 
@@ -66,26 +73,49 @@ def create_backup(
     kind: str, compress: bool = True, origin: str = "manual", schedule_id: int | None = None
 ) -> Backup:
     """Record a queued backup and enqueue its job; neither exists if enqueueing fails."""
-    _refuse_during_restore(current_app.config["TARGET_DATABASE"])
-    backup = new_backup_row(kind, compress, origin)
-    backup.schedule_id = schedule_id
-    try:
-        queue(BACKUP_QUEUE).enqueue(
-            "jobs.backup.run_backup",
-            backup.id,
-            job_id=backup.job_id,
-            description=f"{kind} backup of {backup.database} ({backup.id})",
-            job_timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL,
-            failure_ttl=RESULT_TTL,
-            on_failure=Callback("jobs.backup.on_backup_failure"),
-        )
-    except RedisError as exc:
-        db.session.rollback()
-        raise CatalogError.queue_unavailable(exc, "nothing was created") from exc
-    db.session.commit()
+    with admitted("nothing was created"):
+        _refuse_during_restore(current_app.config["TARGET_DATABASE"])
+        backup = new_backup_row(kind, compress, origin)
+        backup.schedule_id = schedule_id
+        try:
+            queue(BACKUP_QUEUE).enqueue(
+                "jobs.backup.run_backup",
+                backup.id,
+                job_id=backup.job_id,
+                description=f"{kind} backup of {backup.database} ({backup.id})",
+                job_timeout=JOB_TIMEOUT,
+                result_ttl=RESULT_TTL,
+                failure_ttl=RESULT_TTL,
+                on_failure=Callback("jobs.backup.on_backup_failure"),
+            )
+        except RedisError as exc:
+            db.session.rollback()
+            raise CatalogError.queue_unavailable(exc, "nothing was created") from exc
+        db.session.commit()
     activity.record("backup.create", backup.id, detail=f"{kind}, origin {origin}")
     return backup
+
+
+@contextmanager
+def admitted(consequence: str) -> Iterator[None]:
+    """Hold the app's admission lock (in Redis) while a request checks for conflicting
+    work and records a new backup or restore, so that requests arriving together are
+    decided one after the other: a backup and a restore over the database can never both
+    be accepted. ``consequence`` completes the 503 when Redis is unreachable."""
+    lock = redis_connection().lock(ADMISSION_LOCK, timeout=ADMISSION_SECONDS,
+                                   blocking_timeout=ADMISSION_SECONDS)
+    try:
+        acquired = lock.acquire()
+    except RedisError as exc:
+        raise CatalogError.queue_unavailable(exc, consequence) from exc
+    if not acquired:
+        raise CatalogError("another backup or restore is being started; try again",
+                           status=409, code="busy")
+    try:
+        yield
+    finally:
+        with suppress(RedisError):  # expired (after ADMISSION_SECONDS) or Redis gone
+            lock.release()
 
 
 def new_backup_row(
@@ -223,14 +253,36 @@ def newest_good_backup() -> Backup | None:
     ).first()
 
 
-def job_status(job_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class JobStatus:
+    """What a job is doing, from RQ and the catalog; shaped as JSON by blueprints.serializers.
+
+    ``status`` is in the catalog's words, ``rq_status`` RQ's own (None once RQ has forgotten
+    the job, and then the times are None too). ``progress`` is the job's saved progress as
+    it stored it (camelCase keys).
+    """
+
+    job_id: str
+    kind: str
+    status: str | None
+    rq_status: str | None
+    backup_id: str | None
+    restore_id: str | None
+    error: str | None
+    progress: dict[str, Any]
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+def job_status(job_id: str) -> JobStatus:
     """A job's RQ status and progress, with the catalog's view of what it works on."""
     try:
         job = Job.fetch(job_id, connection=redis_connection())
         rq_status = job.get_status().value
         meta = job.get_meta()
-        times = {"enqueuedAt": job.enqueued_at, "startedAt": job.started_at,
-                 "endedAt": job.ended_at}
+        times = {"enqueued_at": job.enqueued_at, "started_at": job.started_at,
+                 "ended_at": job.ended_at}
     except NoSuchJobError:
         rq_status, meta, times = None, {}, {}
     except RedisError as exc:
@@ -240,17 +292,17 @@ def job_status(job_id: str) -> dict[str, Any]:
         raise CatalogError(f"no job with id {job_id!r}", status=404, code="not_found")
     restore = row if isinstance(row, Restore) else None
     backup_id = restore.backup_id if restore else row.id if row else meta.get("backupId")
-    return {
-        "jobId": job_id,
-        "kind": meta.get("kind") or ("restore" if restore else "backup"),
-        "status": row.status if row else _status_from_rq(rq_status),
-        "rqStatus": rq_status,
-        "backupId": backup_id,
-        "restoreId": restore.id if restore else None,
-        "error": row.error if row else meta.get("error"),
-        "progress": meta.get("progress", {}),
-        **{key: _iso(value) for key, value in times.items()},
-    }
+    return JobStatus(
+        job_id=job_id,
+        kind=meta.get("kind") or ("restore" if restore else "backup"),
+        status=row.status if row else _status_from_rq(rq_status),
+        rq_status=rq_status,
+        backup_id=backup_id,
+        restore_id=restore.id if restore else None,
+        error=row.error if row else meta.get("error"),
+        progress=meta.get("progress", {}),
+        **times,
+    )
 
 
 def _row_for_job(job_id: str) -> Backup | Restore | None:
@@ -283,7 +335,3 @@ def mark(row: Backup | Restore, status: str, **fields: Any) -> None:
     for key, value in fields.items():
         setattr(row, key, value)
     db.session.commit()
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + ("Z" if value.tzinfo is None else "") if value else None

@@ -12,6 +12,9 @@ app's Content-Security-Policy (``style-src 'self'``) blocks inline styles.
   ticks in bytes or durations, x ticks in UTC, and a legend.
 - :func:`storage_bar`: a disk's use against its capacity: used by backups, used by
   others, free.
+
+The drawing is pure; the data the dashboard draws comes from the catalog through
+:func:`completed_backups` and :func:`completed_bytes`, the module's only reads.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from markupsafe import escape
+from sqlalchemy import func, select
 
+from extensions import db
 from formatting import filesize, format_duration
+from models import Backup
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
@@ -401,3 +407,20 @@ def storage_bar(*, backups: int, used: int, free: int, warning_percent: float | 
 def _part(name: str, amount: int, capacity: int) -> str:
     label = {"backups": "Backups", "others": "Other files", "free": "Free"}[name]
     return f"{label}: {format_bytes(amount)} ({format_percent(amount / capacity)})"
+
+
+# ---- the data: completed backups in the catalog ----------------------------------------
+
+def completed_backups(limit: int) -> list[Backup]:
+    """The newest ``limit`` completed backups, oldest first: the trend charts' points."""
+    rows = list(db.session.scalars(
+        select(Backup).where(Backup.status == "completed")
+        .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit)))
+    rows.reverse()
+    return rows
+
+
+def completed_bytes() -> int:
+    """The size of every completed backup together: the storage bar's part for backups."""
+    return db.session.scalar(select(func.coalesce(func.sum(Backup.size), 0)).where(
+        Backup.status == "completed")) or 0

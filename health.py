@@ -35,6 +35,7 @@ from extensions import db
 from formatting import filesize
 from jobs.queues import QUEUES, queue_unavailable_message
 from jobs.reconcile import dead_worker_reason
+from json_shapes import iso
 from models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
 from pgbackup import BackupError, LocalStorage
 from pgbackup.pgdump import pg_dump_version
@@ -336,6 +337,19 @@ def run_checks(now: datetime | None = None) -> list[HealthCheck]:
         probe.close()
 
 
+def run_checks_or_report(now: datetime | None = None) -> list[HealthCheck]:
+    """run_checks(); should they fail as a whole (each check reports its own failure), one
+    critical check that says so, with nothing of theirs left pending in the session."""
+    try:
+        return run_checks(now)
+    except Exception as exc:
+        db.session.rollback()
+        current_app.logger.exception("health checks failed")
+        return [HealthCheck("health", "critical", (
+            f"the health checks could not run ({type(exc).__name__}). Troubleshooting: "
+            "see the app log for the traceback"))]
+
+
 def _run(name: str, check: Callable[[Probe], Outcome], probe: Probe) -> HealthCheck:
     try:
         return HealthCheck(name, *check(probe))
@@ -358,7 +372,7 @@ def overall(checks: Iterable[HealthCheck]) -> str:
 
 
 def to_dict(checks: list[HealthCheck], now: datetime) -> dict[str, Any]:
-    return {"status": overall(checks), "checkedAt": _iso(now),
+    return {"status": overall(checks), "checkedAt": iso(now),
             "checks": [asdict(check) for check in checks]}
 
 
@@ -493,7 +507,3 @@ def _duration(delta: timedelta) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -34,6 +34,7 @@ import secretbox
 from catalog import CatalogError
 from extensions import db
 from jobs.queues import NOTIFY_QUEUE, RESULT_TTL, queue
+from json_shapes import iso
 from models import Alert, Delivery, NotificationChannel, utcnow
 from pgbackup import TOOL_NAME, __version__
 
@@ -101,11 +102,6 @@ class Notice:
         }
 
 
-def iso(value: datetime | None) -> str | None:
-    """A catalog datetime (naive UTC) as '2026-11-26T13:53:43.388Z'."""
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
-
-
 # ---- channels -------------------------------------------------------------------------
 
 def list_channels() -> list[NotificationChannel]:
@@ -133,12 +129,13 @@ def save_channel(channel: NotificationChannel, fields: dict[str, Any]) -> Notifi
     channel.config = {key: _encrypted(value, plaintext)
                       if key in WRITE_ONLY[channel.kind] and value else value
                       for key, value in (channel.config or {}).items()}
+    name = channel.name  # as asked for: the rollback expires an edited row's
     db.session.add(channel)
     try:
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        raise CatalogError(f"a channel named {channel.name!r} exists already", status=409,
+        raise CatalogError(f"a channel named {name!r} exists already", status=409,
                            code="channel_exists") from None
     activity.record(action, channel.name, detail=f"{channel.kind}, "
                     f"{'enabled' if channel.enabled else 'disabled'}")
@@ -257,6 +254,13 @@ def send_test(channel: NotificationChannel) -> Delivery:
 
 
 DeliveryRow = Row[tuple[Delivery, NotificationChannel, Alert | None]]
+
+
+def last_delivery(channel_id: int) -> Delivery | None:
+    """The channel's newest delivery, test or alert (None before its first)."""
+    return db.session.scalars(
+        select(Delivery).where(Delivery.channel_id == channel_id)
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(1)).first()
 
 
 def recent_deliveries(limit: int) -> Sequence[DeliveryRow]:

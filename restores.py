@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, has_request_context
@@ -19,16 +20,16 @@ from sqlalchemy.exc import IntegrityError
 
 import activity
 import artifact_presence
-from catalog import CatalogError, get_backup, storage, target_connection
+from catalog import CatalogError, admitted, get_backup, storage, target_connection
 from extensions import db
 from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
 from models import ACTIVE_STATUSES, VERIFY_LEVELS, Backup, Restore
 from permissions import ADMIN, at_least
 from pgbackup import (
     DryRunError,
+    DryRunReport,
     VerifyResult,
     analyze_restore,
-    check_integrity,
     database_exists,
     new_backup_id,
     read_manifest,
@@ -82,15 +83,40 @@ def start_verification(backup_id: str, level: str, actor: str | None = None) -> 
     return job_id
 
 
-def dry_run(backup_id: str, target_database: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DryRun:
+    """A dry run: the backup's integrity check, then the analysis unless that failed.
+    Shaped as JSON by blueprints.serializers.dry_run_json."""
+
+    integrity: VerifyResult
+    report: DryRunReport | None  # None: the backup failed its integrity check
+
+    @property
+    def can_restore(self) -> bool:
+        return self.report is not None and self.report.can_restore
+
+    @property
+    def errors(self) -> list[str]:
+        """Why the restore cannot go ahead; a corrupted backup's integrity failures."""
+        if self.report is not None:
+            return self.report.errors
+        failed = [f"{c.name}: {c.detail}" for c in self.integrity.checks if not c.ok]
+        return [f"the backup failed its integrity check ({'; '.join(failed)})"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.report.warnings if self.report is not None else []
+
+
+def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
     """The read-only analysis of restoring ``backup_id`` (over the protected database, or
     into ``target_database`` when given)."""
     backup = _completed_backup(backup_id)
     if target_database is not None:
         _checked_name(target_database)
-    integrity = check_integrity(storage(), backup.id)
+    integrity = artifact_presence.check_stored(backup)
     if not integrity.is_valid:
-        return _unrestorable(integrity)
+        return DryRun(integrity, None)  # the integrity failures are the whole answer
     try:
         report = analyze_restore(
             target_connection(), storage(), read_manifest(storage(), backup.id),
@@ -102,19 +128,19 @@ def dry_run(backup_id: str, target_database: str | None = None) -> dict[str, Any
     except DryRunError as exc:
         raise CatalogError(f"cannot analyse the target: {exc}", status=503,
                            code="target_unavailable") from None
-    return {**report.to_dict(), "integrity": integrity.to_dict()}
-
-
-def _unrestorable(integrity: VerifyResult) -> dict[str, Any]:
-    """A dry run of a corrupted backup: the integrity failures are the whole answer."""
-    failed = [f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok]
-    return {"canRestore": False, "integrity": integrity.to_dict(),
-            "errors": [f"the backup failed its integrity check ({'; '.join(failed)})"],
-            "warnings": []}
+    return DryRun(integrity, report)
 
 
 def start_restore(backup_id: str, mode: str, target_database: str | None = None) -> Restore:
     """Record and queue a restore after every check that can be made up front."""
+    with admitted("nothing was started"):
+        restore = _record_restore(backup_id, mode, target_database)
+    activity.record("restore.start", restore.id,
+                    detail=f"{mode} of {restore.backup_id} into {restore.target_database}")
+    return restore
+
+
+def _record_restore(backup_id: str, mode: str, target_database: str | None) -> Restore:
     backup = _completed_backup(backup_id)
     protected = current_app.config["TARGET_DATABASE"]
     _refuse_concurrent_restore()
@@ -141,8 +167,6 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
     _enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
              f"{mode} restore of {backup.id} into {target_database}", restore.id)
     db.session.commit()
-    activity.record("restore.start", restore.id,
-                    detail=f"{mode} of {backup.id} into {target_database}")
     return restore
 
 

@@ -6,6 +6,8 @@ catalog and deletes what they say, logging every deletion with its reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import current_app
@@ -17,14 +19,45 @@ from models import Backup, Schedule
 from retention_policies import BackupFacts, Decision, Policy, plan_retention
 
 
+@dataclass(frozen=True)
+class Retained:
+    """One backup in the retention preview: the decision, with the backup and the name of
+    its schedule (None for a manual or safety backup)."""
+
+    backup_id: str
+    reason: str
+    delete: bool
+    backup: Backup | None
+    schedule_name: str | None
+
+
 def plan(now: datetime | None = None) -> list[Decision]:
     """One decision per backup in the catalog, with its reason."""
-    backups = [_facts(backup) for backup in db.session.scalars(select(Backup))]
+    backups = list(db.session.scalars(select(Backup)))
+    return _plan(backups, db.session.scalars(select(Schedule)), now)
+
+
+def preview(now: datetime | None = None) -> list[Retained]:
+    """plan(), each decision with its backup and its schedule's name, for the dashboard."""
+    backups = {backup.id: backup for backup in db.session.scalars(select(Backup))}
+    schedules = {schedule.id: schedule for schedule in db.session.scalars(select(Schedule))}
+    rows = []
+    for decision in _plan(backups.values(), schedules.values(), now):
+        backup = backups.get(decision.backup_id)
+        schedule = schedules.get(backup.schedule_id) if backup and backup.schedule_id else None
+        rows.append(Retained(decision.backup_id, decision.reason, decision.delete, backup,
+                             schedule.name if schedule else None))
+    return rows
+
+
+def _plan(backups: Iterable[Backup], schedules: Iterable[Schedule],
+          now: datetime | None) -> list[Decision]:
     policies = {
         schedule.id: Policy(schedule.retention_days, schedule.keep_at_least)
-        for schedule in db.session.scalars(select(Schedule))
+        for schedule in schedules
     }
-    return plan_retention(backups, policies, now or datetime.now(UTC), _manual_policy())
+    return plan_retention([_facts(backup) for backup in backups], policies,
+                          now or datetime.now(UTC), _manual_policy())
 
 
 def _manual_policy() -> Policy | None:

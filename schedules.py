@@ -11,6 +11,8 @@ once, at start-up; the next slot is computed from then on, so missed slots never
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +34,7 @@ from jobs.queues import (
     queue_unavailable_message,
     redis_connection,
 )
+from json_shapes import iso
 from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
 from schedule_timing import Timing, TimingError
 
@@ -73,7 +76,7 @@ def create_schedule(fields: dict[str, Any]) -> Schedule:
                 "timezone": "UTC", "type": "full", "retention": 7, "keepAtLeast": 1,
                 "verify": "integrity", "enabled": True}
     schedule = Schedule()
-    _apply(schedule, {**defaults, **fields})
+    _apply_or_roll_back(schedule, {**defaults, **fields})
     _save(schedule)
     activity.record("schedule.create", schedule.name, detail=timing(schedule).describe())
     return schedule
@@ -86,7 +89,7 @@ def update_schedule(schedule_id: int, fields: dict[str, Any]) -> Schedule:
             setattr(schedule, column, None)
         if fields["frequency"] == "cron":
             schedule.time = None
-    _apply(schedule, fields)
+    _apply_or_roll_back(schedule, fields)
     _save(schedule)
     activity.record("schedule.update", schedule.name, detail=", ".join(sorted(fields)))
     return schedule
@@ -109,14 +112,26 @@ def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
         raise CatalogError(message, code="invalid_schedule") from None
 
 
+def _apply_or_roll_back(schedule: Schedule, fields: dict[str, Any]) -> None:
+    """_apply; a refusal leaves nothing pending (an edited row has changed already)."""
+    try:
+        _apply(schedule, fields)
+    except CatalogError:
+        db.session.rollback()
+        raise
+
+
 def _save(schedule: Schedule) -> None:
+    name = schedule.name  # as asked for: the rollback expires an edited row's
     db.session.add(schedule)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        if db.session.scalars(select(Schedule).where(Schedule.name == schedule.name)).first():
-            raise CatalogError(f"a schedule named {schedule.name!r} exists already",
+        taken = db.session.scalars(select(Schedule).where(Schedule.name == name)).first()
+        db.session.rollback()  # the check's read: nothing stays open
+        if taken:
+            raise CatalogError(f"a schedule named {name!r} exists already",
                                status=409, code="schedule_exists") from None
         raise
     _try_sync()
@@ -147,8 +162,40 @@ def get_schedule(schedule_id: int) -> Schedule:
     return schedule
 
 
+def find_schedule(schedule_id: int) -> Schedule | None:
+    """The schedule, or None when there is none (no 404, unlike get_schedule)."""
+    return db.session.get(Schedule, schedule_id)
+
+
 def list_schedules() -> list[Schedule]:
     return list(db.session.scalars(select(Schedule).order_by(Schedule.name)))
+
+
+@dataclass(frozen=True)
+class RecentRuns:
+    """Per schedule id: its latest run, its latest run that started a backup, and
+    whether one of its backups is queued or running."""
+
+    latest: dict[int, ScheduleRun] = field(default_factory=dict)
+    started: dict[int, ScheduleRun] = field(default_factory=dict)
+    active: set[int] = field(default_factory=set)
+
+
+def recent_runs(schedule_ids: Collection[int]) -> RecentRuns:
+    """What the dashboard's schedule cards show of the schedules' runs."""
+    summary = RecentRuns()
+    if not schedule_ids:
+        return summary
+    runs = db.session.scalars(
+        select(ScheduleRun).where(ScheduleRun.schedule_id.in_(schedule_ids))
+        .order_by(ScheduleRun.fired_at.desc(), ScheduleRun.id.desc()))
+    for run in runs:
+        summary.latest.setdefault(run.schedule_id, run)
+        if run.backup_id is not None:
+            summary.started.setdefault(run.schedule_id, run)
+    summary.active.update(db.session.scalars(select(Backup.schedule_id).where(
+        Backup.schedule_id.in_(schedule_ids), Backup.status.in_(ACTIVE_STATUSES))))
+    return summary
 
 
 # ---- firing -------------------------------------------------------------------------
@@ -176,6 +223,7 @@ def fire(schedule_id: int, slot: str, manual: bool = False) -> ScheduleRun | Non
                                            schedule_id=schedule.id)
         except CatalogError as exc:
             if exc.code != "restore_running":
+                db.session.rollback()  # the run's row goes too: nothing of it is kept
                 raise
             run.outcome, run.reason = "skipped", exc.message
             schedule.last_status = "skipped"
@@ -302,13 +350,9 @@ def schedule_json(schedule: Schedule) -> dict[str, Any]:
         "id": schedule.id,
         **data,
         "description": timing(schedule).describe(),
-        "nextRunAt": _iso(next_run),
+        "nextRunAt": iso(next_run),
         "nextRunLocal": next_run.astimezone(timing(schedule).zone).isoformat()
         if next_run else None,
-        "lastRunAt": _iso(as_utc(schedule.last_run_at) if schedule.last_run_at else None),
+        "lastRunAt": iso(schedule.last_run_at),
         "lastStatus": schedule.last_status,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None

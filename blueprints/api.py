@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request, send_file, stream_with_context
 from flask_login import current_user
 
@@ -20,62 +18,11 @@ from blueprints.schemas import (
     VerifyRequest,
     json_body,
 )
-from models import Backup, Restore, utcnow
+from blueprints.serializers import backup_json, dry_run_json, job_json, restore_json
+from models import utcnow
 from pgbackup import is_backup_id
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
-    data = {
-        "id": backup.id,
-        "filename": backup.filename,
-        "size": backup.size,
-        "created": _iso(backup.created_at),
-        "type": backup.type,
-        "status": backup.status,
-        "verification": backup.verification,
-        "verifiedAt": _iso(backup.verified_at),
-        "origin": backup.origin,
-        "durationMs": backup.duration_ms,
-        "database": backup.database,
-        "compression": "zstd" if backup.compress else "none",
-        "jobId": backup.job_id,
-        "parentId": backup.parent_id,
-        "error": backup.error,
-    }
-    if detail:
-        data |= {
-            "sha256": backup.sha256,
-            "startedAt": _iso(backup.started_at),
-            "finishedAt": _iso(backup.finished_at),
-            "tables": backup.tables or [],
-            "verificationResult": backup.verification_result,
-        }
-    return data
-
-
-def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
-    data = {
-        "restoreId": restore.id,
-        "jobId": restore.job_id,
-        "backupId": restore.backup_id,
-        "mode": restore.mode,
-        "targetDatabase": restore.target_database,
-        "status": restore.status,
-        "safetyBackupId": restore.safety_backup_id,
-        "created": _iso(restore.created_at),
-        "durationMs": restore.duration_ms,
-        "error": restore.error,
-    }
-    if detail:
-        data |= {"startedAt": _iso(restore.started_at), "finishedAt": _iso(restore.finished_at),
-                 "result": restore.result}
-    return data
-
-
-def _iso(value) -> str | None:
-    return value.isoformat(timespec="milliseconds") + "Z" if value else None
 
 
 def _checked_id(backup_id: str) -> str:
@@ -140,7 +87,7 @@ def restore_backup():
     params = RestoreRequest.model_validate(json_body())
     backup_id = _checked_id(params.backupId)
     if params.dryRun:
-        analysis = restores.dry_run(backup_id, params.targetDatabase)
+        analysis = dry_run_json(restores.dry_run(backup_id, params.targetDatabase))
         if not params.rehearse:
             return jsonify(dryRun=True, analysis=analysis)
         rehearsal = restores.start_restore(backup_id, "rehearsal")
@@ -161,7 +108,7 @@ def show_restore(restore_id: str):
 
 @bp.get("/system/jobs/<job_id:job_id>")
 def job_status(job_id: str):
-    return jsonify(catalog.job_status(job_id))
+    return jsonify(job_json(catalog.job_status(job_id)))
 
 
 @bp.get("/system/activity")

@@ -21,6 +21,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 import catalog
 import restores
+from blueprints import dashboard_monitoring, dashboard_schedules
+from blueprints.serializers import dry_run_json, job_json
 from formatting import filesize, format_duration
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
 from models import ACTIVE_STATUSES, BACKUP_TYPES, VERIFY_LEVELS, Backup, utcnow
@@ -118,7 +120,8 @@ def root() -> BaseResponse:
 def index() -> str:
     kinds = {kind: KIND_LABELS.get(kind, kind) for kind in BACKUP_TYPES}
     return render_template("dashboard.html", kinds=kinds, **_backups_context(),
-                           **_restores_context())
+                           **_restores_context(), **dashboard_schedules.page_context(),
+                           **dashboard_monitoring.page_context())
 
 
 @bp.get("/system/backup/list")
@@ -173,7 +176,7 @@ def verification(backup_id: str, job_id: str) -> str:
     backup = catalog.get_backup(backup_id)
     level = request.args.get("level", "")
     try:
-        job, problem = catalog.job_status(job_id), None
+        job, problem = job_json(catalog.job_status(job_id)), None
     except catalog.CatalogError as exc:  # 404: the job and its result have expired
         job, problem = None, None if exc.status == 404 else exc.message
     # While Redis is unreachable (a problem), keep polling and say why.
@@ -196,7 +199,7 @@ def restore_panel(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     """The dry-run analysis and the restore choices, swapped into #restore-panel."""
     target = request.args.get("target_database", "").strip() or None
     try:
-        analysis = restores.dry_run(backup_id, target)
+        analysis = dry_run_json(restores.dry_run(backup_id, target))
     except catalog.CatalogError as exc:
         if target is None:
             raise  # opened from a card: the page's alert area
@@ -284,7 +287,7 @@ def restore_progress(restore_id: str) -> tuple[str, int, dict[str, str]] | str:
 
 def _job_status(job_id: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        return catalog.job_status(job_id), None
+        return job_json(catalog.job_status(job_id)), None
     except catalog.CatalogError as exc:
         return None, exc.message
 

@@ -2,10 +2,10 @@
 open alerts, the activity log, charts, and the notification channels with their deliveries.
 
 HTML fragments for htmx, like ``dashboard.py``. The dashboard page includes the partials;
-each partial gets its own context from a template global defined here (``monitoring_*``),
-so the page's own view needs no change. The health panel is the exception: the page holds
-a placeholder that loads it at once and the panel then polls itself every 30 s, so a slow
-check never delays the page.
+each partial gets its data from the view that renders it (``monitoring_*``: this module's
+views for the panels alone, :func:`page_context` for the page). The health panel is the
+exception: the page holds a placeholder that loads it at once and the panel then polls
+itself every 30 s, so a slow check never delays the page.
 
 Panels reload themselves on the page's events: ``backups-changed`` (a backup's job ended),
 ``restores-changed``, ``schedules-changed``, and this module's ``channels-changed`` and
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
+from flask_login import current_user
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 import activity
@@ -33,8 +33,8 @@ import notifications
 from blueprints.errors import describe_validation_error
 from blueprints.notifications_api import CHANNEL_REQUEST
 from catalog import CatalogError
-from extensions import db
-from models import BACKUP_TYPES, Alert, Backup, Delivery, NotificationChannel
+from models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
+from permissions import allows
 
 bp = Blueprint("dashboard_monitoring", __name__, url_prefix="/system/backup/monitoring")
 
@@ -130,14 +130,7 @@ def health_panel() -> str:
 
 def _health_view() -> HealthView:
     now = datetime.now(UTC)
-    try:
-        checks = health.run_checks(now)
-    except Exception as exc:  # run_checks reports each check's failure itself
-        db.session.rollback()
-        current_app.logger.exception("health checks failed")
-        checks = [health.HealthCheck("health", "critical", (
-            f"the health checks could not run ({type(exc).__name__}). Troubleshooting: "
-            "see the app log for the traceback"))]
+    checks = health.run_checks_or_report(now)
     newest_first = sorted(alerts.open_alerts(), key=lambda alert: alert.started_at,
                           reverse=True)
     open_alerts = sorted(newest_first, key=lambda alert: STATUS_ORDER.get(alert.severity, 0))
@@ -147,7 +140,6 @@ def _health_view() -> HealthView:
 # Activity log
 
 
-@bp.app_template_global("monitoring_activity")
 def activity_context() -> dict[str, Any]:
     return {"events": activity.recent(ACTIVITY_LIMIT), "limit": ACTIVITY_LIMIT,
             "labels": ACTION_LABELS}
@@ -155,7 +147,8 @@ def activity_context() -> dict[str, Any]:
 
 @bp.get("/activity")
 def activity_log() -> str:
-    return render_template("partials/monitoring_activity.html")
+    return render_template("partials/monitoring_activity.html",
+                           monitoring_activity=activity_context())
 
 
 # Charts
@@ -168,12 +161,8 @@ class Storage:
     path: str
 
 
-@bp.app_template_global("monitoring_charts")
 def charts_context() -> dict[str, Any]:
-    rows = list(db.session.scalars(
-        select(Backup).where(Backup.status == "completed")
-        .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(CHART_POINTS)))
-    rows.reverse()
+    rows = charts.completed_backups(CHART_POINTS)
     kinds = [*BACKUP_TYPES, *sorted({row.type for row in rows} - set(BACKUP_TYPES))]
     sizes, durations = [], []
     for index, kind in enumerate(kinds):
@@ -191,14 +180,13 @@ def charts_context() -> dict[str, Any]:
 
 @bp.get("/charts")
 def charts_panel() -> str:
-    return render_template("partials/monitoring_charts.html")
+    return render_template("partials/monitoring_charts.html", monitoring_charts=charts_context())
 
 
 def _storage() -> Storage:
     """BACKUP_DIR's disk: used by the catalog's completed backups, used by others, free."""
     path = Path(current_app.config["BACKUP_DIR"])
-    backups = db.session.scalar(select(func.coalesce(func.sum(Backup.size), 0)).where(
-        Backup.status == "completed")) or 0
+    backups = charts.completed_bytes()
     probe = path
     while not probe.exists() and probe != probe.parent:  # not created yet: its disk
         probe = probe.parent
@@ -231,7 +219,6 @@ class ChannelView:
     last: Delivery | None
 
 
-@bp.app_template_global("monitoring_channels")
 def channels_context() -> dict[str, Any]:
     return {"channel_views": [_channel_view(channel) for channel in notifications.list_channels()],
             "deliveries": notifications.recent_deliveries(DELIVERIES_SHOWN),
@@ -240,7 +227,7 @@ def channels_context() -> dict[str, Any]:
 
 @bp.get("/channels")
 def channels_panel() -> str:
-    return render_template("partials/monitoring_channels.html")
+    return _render_channels()
 
 
 @bp.get("/channels/fields")
@@ -257,13 +244,11 @@ def add_channel() -> tuple[str, int, dict[str, str]]:
     try:
         fields = _validated(_channel_body(values))
         notifications.save_channel(NotificationChannel(), fields)
-    except CatalogError as exc:
-        db.session.rollback()
+    except CatalogError as exc:  # save_channel rolled back
         return _form_error(values, exc.message, exc.status)
     except ValidationError as exc:
         return _form_error(values, _readable(exc, values["kind"]), 400)
-    html = render_template("partials/monitoring_channels.html", clear_alerts=True)
-    return html, 200, {"HX-Trigger": CHANNELS_EVENT}
+    return _render_channels(clear_alerts=True), 200, {"HX-Trigger": CHANNELS_EVENT}
 
 
 @bp.post("/channels/<id:channel_id>/test")
@@ -280,21 +265,24 @@ def test_channel(channel_id: int) -> tuple[str, int, dict[str, str]]:
 def toggle_channel(channel_id: int) -> tuple[str, int, dict[str, str]]:
     channel = _channel(channel_id)
     notifications.save_channel(channel, {"enabled": not channel.enabled})
-    html = render_template("partials/monitoring_channels.html", clear_alerts=True)
-    return html, 200, {"HX-Trigger": CHANNELS_EVENT}
+    return _render_channels(clear_alerts=True), 200, {"HX-Trigger": CHANNELS_EVENT}
 
 
 @bp.delete("/channels/<id:channel_id>")
 def delete_channel(channel_id: int) -> tuple[str, int, dict[str, str]]:
     notifications.delete_channel(_channel(channel_id).id)
-    html = render_template("partials/monitoring_channels.html", clear_alerts=True)
-    return html, 200, {"HX-Trigger": CHANNELS_EVENT}
+    return _render_channels(clear_alerts=True), 200, {"HX-Trigger": CHANNELS_EVENT}
 
 
 @bp.get("/deliveries")
 def deliveries() -> str:
     return render_template("partials/monitoring_deliveries.html",
                            deliveries=notifications.recent_deliveries(DELIVERIES_SHOWN))
+
+
+def _render_channels(clear_alerts: bool = False) -> str:
+    return render_template("partials/monitoring_channels.html",
+                           monitoring_channels=channels_context(), clear_alerts=clear_alerts)
 
 
 def _channel(channel_id: int) -> NotificationChannel:
@@ -306,10 +294,8 @@ def _channel(channel_id: int) -> NotificationChannel:
 
 
 def _channel_view(channel: NotificationChannel) -> ChannelView:
-    last = db.session.scalars(
-        select(Delivery).where(Delivery.channel_id == channel.id)
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(1)).first()
-    return ChannelView(channel, notifications.public_config(channel), last)
+    return ChannelView(channel, notifications.public_config(channel),
+                       notifications.last_delivery(channel.id))
 
 
 def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
@@ -370,3 +356,20 @@ def _form_error(values: dict[str, Any], message: str,
                            error=message)
     return html, status, {"HX-Retarget": "#channel-form", "HX-Reswap": "outerHTML"}
 
+
+# The dashboard page
+
+
+def page_context() -> dict[str, Any]:
+    """The data of this module's panels that dashboard.html includes, those the user may
+    see (the page's ``can()`` conditions): for the page's view to pass with its own."""
+    context = {"monitoring_charts": charts_context()}
+    if _may("dashboard_monitoring.activity_log"):
+        context["monitoring_activity"] = activity_context()
+    if _may("dashboard_monitoring.channels_panel"):
+        context["monitoring_channels"] = channels_context()
+    return context
+
+
+def _may(endpoint: str) -> bool:
+    return current_user.is_authenticated and allows(current_user.role, endpoint)

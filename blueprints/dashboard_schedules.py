@@ -4,6 +4,7 @@ HTML fragments for htmx, like ``dashboard.py``. Every schedule change answers wi
 HX-Trigger ``schedules-changed``, on which the retention preview reloads itself (it also
 reloads on ``backups-changed``). A refused form comes back with the user's input, the
 catalog's message next to it and a 4xx status; HX-Retarget puts it where the form was.
+The dashboard page includes the panel with the data of :func:`page_context`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from flask import Blueprint, render_template, request
 from pydantic import ValidationError
-from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 import retention
 import schedules
 from blueprints.errors import describe_validation_error
 from blueprints.schemas import CreateScheduleRequest
+from blueprints.serializers import iso
 from catalog import CatalogError
-from extensions import db
-from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun
+from models import ACTIVE_STATUSES, Schedule, ScheduleRun
 
 bp = Blueprint("dashboard_schedules", __name__, url_prefix="/system/backup/schedules")
 
@@ -58,25 +58,17 @@ class FormError:
     field: str | None
 
 
-@dataclass(frozen=True)
-class Retained:
-    """One backup in the retention preview."""
+# The dashboard page
 
-    backup_id: str
-    reason: str
-    backup: Backup | None
-    schedule_name: str | None
+
+def page_context() -> dict[str, Any]:
+    """What ``partials/schedules_panel.html``, included by dashboard.html, needs: for the
+    page's view to pass with its own."""
+    return {"schedules_panel": {"schedule_views": _views(schedules.list_schedules()),
+                                "form": NEW_FORM, "zones": _zones(), **_retention_context()}}
 
 
 # Panel, list, one card
-
-
-@bp.app_template_global("schedules_panel")
-def panel_context() -> dict[str, Any]:
-    """What ``partials/schedules_panel.html`` needs. The dashboard page includes that
-    partial, which calls this itself, so the page's own view needs no change."""
-    return {"schedule_views": _views(schedules.list_schedules()), "form": NEW_FORM,
-            "zones": _zones(), **_retention_context()}
 
 
 @bp.get("")
@@ -94,7 +86,7 @@ def card(schedule_id: int) -> str:
 def last_run(schedule_id: int) -> str:
     """The card's last-run block; polls itself while the schedule's backup is active.
     Nothing (which ends the polling) once the schedule was deleted elsewhere."""
-    schedule = db.session.get(Schedule, schedule_id)
+    schedule = schedules.find_schedule(schedule_id)
     if schedule is None:
         return ""
     [view] = _views([schedule])
@@ -109,8 +101,7 @@ def create() -> tuple[str, int, dict[str, str]]:
     values = _form_values(request.form)
     try:
         schedules.create_schedule(_fields(values))
-    except CatalogError as exc:
-        db.session.rollback()
+    except CatalogError as exc:  # create_schedule rolled back
         html = render_template("partials/schedules_form.html", form=values,
                                error=_form_error(exc))
         return html, exc.status, _retarget("#schedule-form-new")
@@ -131,8 +122,7 @@ def update(schedule_id: int) -> tuple[str, int, dict[str, str]]:
     values = _form_values(request.form)
     try:
         schedule = schedules.update_schedule(schedule_id, _fields(values))
-    except CatalogError as exc:
-        db.session.rollback()  # update_schedule may have changed the row before refusing
+    except CatalogError as exc:  # update_schedule rolled back its changes to the row
         html = render_template("partials/schedules_edit.html", schedule=schedule, form=values,
                                error=_form_error(exc))
         return html, exc.status, _retarget(f"#schedule-{schedule_id}")
@@ -200,8 +190,8 @@ def _render_card(schedule: Schedule, ran: ScheduleRun | None = None, message: st
 
 
 def _card_error(schedule_id: int, exc: CatalogError) -> tuple[str, int, dict[str, str]]:
-    """The card as it is now, with the refusal inside it, in place of the card."""
-    db.session.rollback()
+    """The card as it is now, with the refusal inside it, in place of the card (the
+    refusing service rolled back)."""
     html = _render_card(schedules.get_schedule(schedule_id), message=exc.message)
     return html, exc.status, _retarget(f"#schedule-{schedule_id}")
 
@@ -213,28 +203,16 @@ def _retarget(selector: str) -> dict[str, str]:
 def _views(rows: list[Schedule]) -> list[dict[str, Any]]:
     """schedule_json() plus what the card shows: the next run in the schedule's zone, the
     latest run and the latest that started a backup, and whether a backup is active."""
-    ids = [row.id for row in rows]
-    latest: dict[int, ScheduleRun] = {}
-    started: dict[int, ScheduleRun] = {}
-    active: set[int] = set()
-    if ids:
-        runs = db.session.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id.in_(ids))
-                                  .order_by(ScheduleRun.fired_at.desc(), ScheduleRun.id.desc()))
-        for run_row in runs:
-            latest.setdefault(run_row.schedule_id, run_row)
-            if run_row.backup_id is not None:
-                started.setdefault(run_row.schedule_id, run_row)
-        active = set(db.session.scalars(select(Backup.schedule_id).where(
-            Backup.schedule_id.in_(ids), Backup.status.in_(ACTIVE_STATUSES))))
+    runs = schedules.recent_runs([row.id for row in rows])
     views = []
     for row in rows:
         data = schedules.schedule_json(row)
         views.append({
             **data,
             "nextLocalText": _zone_text(data["nextRunLocal"], row.timezone),
-            "latestRun": latest.get(row.id),
-            "latestStarted": started.get(row.id),
-            "busy": row.id in active or data["lastStatus"] in ACTIVE_STATUSES,
+            "latestRun": runs.latest.get(row.id),
+            "latestStarted": runs.started.get(row.id),
+            "busy": row.id in runs.active or data["lastStatus"] in ACTIVE_STATUSES,
         })
     return views
 
@@ -263,19 +241,12 @@ def _zones() -> list[str]:
 
 
 def _retention_context() -> dict[str, Any]:
-    decisions = retention.plan()
-    backups = {b.id: b for b in db.session.scalars(select(Backup))}  # as plan() reads them
-    names = {s.id: s.name for s in db.session.scalars(select(Schedule))}
-    rows = []
-    for decision in decisions:
-        backup = backups.get(decision.backup_id)
-        name = names.get(backup.schedule_id) if backup and backup.schedule_id else None
-        rows.append(Retained(decision.backup_id, decision.reason, backup, name))
-    doomed = [row for row, decision in zip(rows, decisions, strict=True) if decision.delete]
-    kept = [row for row, decision in zip(rows, decisions, strict=True) if not decision.delete]
+    rows = retention.preview()
+    doomed = [row for row in rows if row.delete]
+    kept = [row for row in rows if not row.delete]
     next_cleanup = schedules.CLEANUP_TIMING.next_run(schedules.now_utc())
     return {"doomed": doomed, "kept": kept[::-1],  # kept: newest first
-            "next_cleanup": next_cleanup.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "next_cleanup": iso(next_cleanup)}
 
 
 # The form

@@ -22,6 +22,7 @@ from pydantic import (
 import alerts
 import notifications
 from blueprints.schemas import Name, Printable, Strict, json_body
+from blueprints.serializers import iso
 from models import Alert, Delivery, NotificationChannel
 
 bp = Blueprint("notifications_api", __name__, url_prefix="/api/system")
@@ -118,15 +119,15 @@ def channel_fields(body: dict[str, Any]) -> dict[str, Any]:
 def channel_json(channel: NotificationChannel) -> dict[str, Any]:
     return {"id": channel.id, "name": channel.name, "kind": channel.kind,
             "enabled": channel.enabled, "config": notifications.public_config(channel),
-            "createdAt": notifications.iso(channel.created_at)}
+            "createdAt": iso(channel.created_at)}
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
     return {"id": alert.id, "key": alert.key, "severity": alert.severity,
             "message": alert.message, "open": alert.cleared_at is None,
-            "startedAt": notifications.iso(alert.started_at),
-            "lastNotifiedAt": notifications.iso(alert.last_notified_at),
-            "clearedAt": notifications.iso(alert.cleared_at)}
+            "startedAt": iso(alert.started_at),
+            "lastNotifiedAt": iso(alert.last_notified_at),
+            "clearedAt": iso(alert.cleared_at)}
 
 
 def delivery_json(delivery: Delivery, channel: NotificationChannel,
@@ -135,8 +136,8 @@ def delivery_json(delivery: Delivery, channel: NotificationChannel,
             "alertId": delivery.alert_id, "alertKey": alert.key if alert else None,
             "event": delivery.event, "status": delivery.status,
             "attempts": delivery.attempts, "lastError": delivery.last_error,
-            "createdAt": notifications.iso(delivery.created_at),
-            "sentAt": notifications.iso(delivery.sent_at)}
+            "createdAt": iso(delivery.created_at),
+            "sentAt": iso(delivery.sent_at)}
 
 
 # ---- routes -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 import retention
 import schedules
 from blueprints.schemas import CreateScheduleRequest, ScheduleFields, json_body
+from blueprints.serializers import iso
 
 bp = Blueprint("schedules_api", __name__, url_prefix="/api/system/backup")
 
@@ -53,6 +54,5 @@ def retention_preview():
         deleteCount=sum(d.delete for d in decisions),
         decisions=[{"backupId": d.backup_id, "delete": d.delete, "reason": d.reason}
                    for d in decisions],
-        generatedAt=schedules.now_utc().isoformat(
-            timespec="seconds").replace("+00:00", "Z"),
+        generatedAt=iso(schedules.now_utc()),
     )

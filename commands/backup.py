@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 import catalog
 import restores
-from blueprints.api import backup_json
 from blueprints.errors import describe_validation_error
 from blueprints.schemas import RestoreRequest
+from blueprints.serializers import backup_json, dry_run_json
 from commands.errors import fail_on_catalog_error
 from extensions import db
 from formatting import filesize
@@ -75,7 +75,7 @@ def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
     click.echo(f"queued {level} verification of {backup_id} (job {job_id})")
     if not wait:
         return
-    _wait(job_id, lambda: catalog.job_status(job_id)["status"] in ACTIVE_STATUSES, timeout)
+    _wait(job_id, lambda: catalog.job_status(job_id).status in ACTIVE_STATUSES, timeout)
     backup = catalog.get_backup(backup_id)
     for check in (backup.verification_result or {}).get("checks", []):
         click.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}")
@@ -104,7 +104,8 @@ def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str 
     except ValidationError as exc:
         raise click.UsageError(describe_validation_error(exc)) from None
     if dry_run:
-        click.echo(json.dumps(restores.dry_run(backup_id, target_database), indent=2))
+        analysis = restores.dry_run(backup_id, target_database)
+        click.echo(json.dumps(dry_run_json(analysis), indent=2))
         if not rehearse:
             return
     row = restores.start_restore(backup_id, "rehearsal" if rehearse else request.mode,

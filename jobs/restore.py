@@ -19,6 +19,7 @@ import psycopg
 from flask import current_app
 
 import activity
+from artifact_presence import check_stored
 from catalog import mark, new_backup_row, storage, target_connection
 from claims import claim_database, drop_claimed
 from extensions import db
@@ -27,12 +28,11 @@ from jobs.backup import dump_into, follow_up
 from jobs.context import app_context
 from jobs.reconcile import restored_mark, settle
 from jobs.verify import report_restore_progress
-from models import Restore
+from models import Backup, Restore
 from pgbackup import (
     Manifest,
     RecoveryReport,
     RestoreError,
-    check_integrity,
     drop_database,
     read_manifest,
     rename_database,
@@ -74,8 +74,12 @@ def run_restore(restore_id: str) -> dict[str, Any]:
 
 
 def _checked_manifest(backup_id: str) -> Manifest:
-    """Never restore from an artifact that fails its integrity check."""
-    integrity = check_integrity(storage(), backup_id)
+    """Never restore from an artifact that fails its integrity check, or that its catalog
+    row no longer describes."""
+    backup = db.session.get(Backup, backup_id)
+    if backup is None:
+        raise RestoreError(f"backup {backup_id} no longer exists")
+    integrity = check_stored(backup)
     if not integrity.is_valid:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok)
         raise RestoreError(f"backup {backup_id} failed its integrity check ({failed})")

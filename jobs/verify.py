@@ -8,17 +8,17 @@ from typing import Any
 from rq import get_current_job
 
 import activity
-from artifact_presence import MISSING, failed_check
+from artifact_presence import check_stored, failed_check, state_of
 from catalog import storage, target_connection
 from claims import claim_database, drop_claimed
 from extensions import db
 from jobs.context import app_context
 from jobs.progress import save_progress, tag_job
+from json_shapes import verification_record
 from models import Backup, utcnow
 from pgbackup import (
     RestoreProgress,
     VerifyResult,
-    check_integrity,
     read_manifest,
     scratch_name,
     scratch_restore,
@@ -35,7 +35,7 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         if backup is None:
             raise RuntimeError(f"backup {backup_id} no longer exists")
         save_progress(phase="integrity")
-        result = check_integrity(storage(), backup.id)
+        result = check_stored(backup)
         if level == "restore" and result.is_valid:
             job_id = get_current_job().id
             try:
@@ -43,9 +43,10 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
             finally:
                 for sentence in drop_claimed(job_id):
                     log.warning("verification of %s: %s", backup.id, sentence)
-        backup.verification = ("valid" if result.is_valid else MISSING
-                               if failed_check(backup) else "corrupted")
-        backup.verification_result = result.to_dict()
+        failed = failed_check(backup)
+        backup.verification = ("valid" if result.is_valid else state_of(failed) if failed
+                               else "corrupted")
+        backup.verification_result = verification_record(result)
         backup.verified_at = utcnow()
         db.session.commit()
         activity.record("backup.verified", backup.id, outcome="ok" if result.is_valid else

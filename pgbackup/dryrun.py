@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 import psycopg
@@ -149,6 +149,8 @@ class Estimate:
 
 @dataclass(frozen=True)
 class DryRunReport:
+    """Data only (times are aware datetimes): the app shapes it as JSON."""
+
     mode: RestoreMode
     backup: BackupSummary
     target: TargetSummary
@@ -163,10 +165,6 @@ class DryRunReport:
     @property
     def can_restore(self) -> bool:
         return not self.errors
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: camelCase keys, ISO 8601 UTC times."""
-        return {**_jsonable(self), "canRestore": self.can_restore}
 
 
 @dataclass(frozen=True)
@@ -524,21 +522,3 @@ def _estimate(size: int, rate: float | None) -> Estimate:
         return Estimate(None, None, NO_PAST_RESTORE)
     note = f"{_size(size)} of artifact at {_size(round(rate))}/s, the rate of past restores"
     return Estimate(round(size / rate, 1), rate, note)
-
-
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            _camel(field.name): _jsonable(getattr(value, field.name))
-            for field in dataclasses.fields(value)
-        }
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return value
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)

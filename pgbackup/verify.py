@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO
 
 import zstandard
 
@@ -44,28 +44,16 @@ class Check:
 
 @dataclass
 class VerifyResult:
+    """The checks of one verification, in order. Data only: the app shapes it as JSON."""
+
     level: str
     checks: list[Check]
     warnings: list[str]
-    checked_at: datetime
+    checked_at: datetime  # aware, UTC
 
     @property
     def is_valid(self) -> bool:
         return bool(self.checks) and all(check.ok for check in self.checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, camelCase keys."""
-        return {
-            "isValid": self.is_valid,
-            "level": self.level,
-            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
-            "warnings": list(self.warnings),
-            "checkedAt": _iso_utc(self.checked_at),
-        }
-
-
-def _iso_utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_integrity(

@@ -93,7 +93,7 @@ def test_create_lists_the_schedule_with_its_next_run_in_both_zones(app, htmx):
     local = next_utc.astimezone(ZoneInfo("Europe/Berlin"))
     assert local.strftime("%H:%M") == "02:00"
     assert f'<span class="next-local">{local:%a %Y-%m-%d 02:00 %Z}</span>' in fragment
-    assert (f'<time datetime="{next_utc:%Y-%m-%dT%H:%M:%S}Z" data-localtime>'
+    assert (f'<time datetime="{next_utc:%Y-%m-%dT%H:%M:%S}.000Z" data-localtime>'
             f'{next_utc:%a %Y-%m-%d %H:%M} UTC</time>') in fragment
     assert "Last run" in fragment and "never" in fragment
     # The create form comes back empty, out of band, and old alerts go.

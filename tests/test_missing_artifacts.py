@@ -94,15 +94,15 @@ BREAKAGES: dict[str, Callable[[Path], None]] = {
 }
 
 
-@pytest.mark.parametrize("check", BREAKAGES)
-def test_a_missing_manifest_or_a_resized_artifact_is_missing_too(app, api, check):
+@pytest.mark.parametrize(("check", "state"), [("manifest", "missing"), ("size", "corrupted")])
+def test_a_missing_manifest_is_missing_and_a_resized_artifact_corrupted(app, api, check, state):
     backup_id, artifact = add_backup(app)
     BREAKAGES[check](artifact)
     [failed] = api.get(f"/api/system/backup/{backup_id}").get_json()[
         "verificationResult"]["checks"]
     assert failed["name"] == check and not failed["ok"]
     assert {"manifest": "manifest", "size": "1001 bytes"}[check] in failed["detail"]
-    assert listed(api, backup_id)["verification"] == "missing"
+    assert listed(api, backup_id)["verification"] == state
 
 
 def test_health_does_not_count_a_missing_backup_and_names_it(app, api):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -220,8 +221,9 @@ def test_a_restore_never_overlaps_a_backup_or_another_restore(app, api, run_work
 
 
 def test_of_racing_restore_requests_exactly_one_starts(app, api, run_worker, pagila):
-    """The check for an active restore and the insert of a new one are separate steps; the
-    unique active slot decides between requests that passed the check together."""
+    """The check for an active restore and the insert of a new one are separate steps. The
+    admission lock (tested in tests/faults/test_concurrency.py) serialises them; behind it,
+    the unique active slot decides between requests that passed the check together."""
     backup_id = completed_backup(api, run_worker)
     passed_the_check = threading.Barrier(4)
 
@@ -229,7 +231,8 @@ def test_of_racing_restore_requests_exactly_one_starts(app, api, run_worker, pag
         original()
         passed_the_check.wait(timeout=30)
 
-    with ThreadPoolExecutor(4) as pool, mock.patch.object(
+    without_the_lock = mock.patch.object(restores, "admitted", lambda _: nullcontext())
+    with ThreadPoolExecutor(4) as pool, without_the_lock, mock.patch.object(
             restores, "_refuse_concurrent_restore", slow_check):
         answers = list(pool.map(lambda _: restore(api, backupId=backup_id,
                                                   confirmDataLoss=True), range(4)))

@@ -12,9 +12,9 @@ import activity
 from catalog import mark, target_connection
 from claims import claim_database, claiming_jobs
 from extensions import db
-from jobs.reconcile import reconcile_backups
+from jobs.reconcile import reconcile_backups, restored_mark
 from models import Restore
-from pgbackup import database_exists
+from pgbackup import database_exists, set_database_comment
 from tests.web import login
 
 LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")
@@ -95,3 +95,43 @@ def test_rqs_failure_callback_for_an_abandoned_job_settles_it_the_same_way(
         row = db.session.get(Restore, interrupted)
         assert row.status == "completed"
         assert "stopped after the swap (AbandonedJobError: gone)" in row.result["warnings"][0]
+
+
+@pytest.fixture
+def interrupted_new_database(app, pg_server):
+    """A running restore into a new database whose job is gone, its working copy claimed."""
+    with app.app_context():
+        row = Restore(id="restore-renaming", backup_id="backup-x", mode="new-database",
+                      target_database="restored_here", job_id="job-gone-too")
+        db.session.add(row)
+        mark(row, "running")
+        claim_database("job-gone-too", "restored_here_restore_0badcafe")
+        restore_id = row.id
+    yield restore_id
+    for name in ("restored_here", "restored_here_restore_0badcafe"):
+        pg_server.drop_database(name)
+
+
+def test_a_new_database_restore_renamed_into_place_is_completed(
+        app, pg_server, interrupted_new_database):
+    """The rename is the job's last step; the restore's mark on the target proves it ran."""
+    pg_server.create_database("restored_here")
+    with app.app_context():
+        row = db.session.get(Restore, interrupted_new_database)
+        set_database_comment(target_connection(), "restored_here", restored_mark(row))
+    failed, row = settle(app, interrupted_new_database)
+    assert failed == []
+    assert row.status == "completed" and row.result["database"] == "restored_here"
+    assert "stopped right after the restore" in row.result["warnings"][0]
+
+
+def test_a_new_database_restore_cut_short_drops_its_copy_and_never_the_target(
+        app, pg_server, interrupted_new_database):
+    pg_server.create_database("restored_here")  # someone else's, without the mark
+    pg_server.create_database("restored_here_restore_0badcafe")
+    failed, row = settle(app, interrupted_new_database)
+    assert failed == [interrupted_new_database] and row.status == "failed"
+    with app.app_context():
+        assert not database_exists(target_connection(), "restored_here_restore_0badcafe")
+        assert database_exists(target_connection(), "restored_here")
+        assert claiming_jobs() == []

@@ -1,6 +1,6 @@
 /* Shows UTC instants in the viewer's time zone.
  *
- * The server renders <time datetime="2026-11-27T01:00:00Z" data-localtime> with UTC text;
+ * The server renders <time datetime="2026-11-27T01:00:00.000Z" data-localtime> with UTC text;
  * this rewrites the text as "Thu 2026-11-26 20:00 EST" in the browser's zone, with the zone's
  * abbreviation, and puts the zone's name in the title. It runs on page load and on every
  * piece of content htmx swaps in. Loaded with <script src>; the page has no inline script.

@@ -1,0 +1,132 @@
+"""Domain objects as the API's JSON: camelCase keys, times from :func:`iso` only.
+
+Services and the engine return data (rows, dataclasses with datetimes); this module shapes
+it for the JSON API, the CLI's ``--json`` output and the dashboard's templates. Every time
+the app writes as text is ``YYYY-MM-DDTHH:MM:SS.mmmZ`` from :func:`iso`, defined in
+``json_shapes`` (below the blueprints, so that services and jobs can use it too) and
+re-exported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from catalog import JobStatus
+from json_shapes import iso, verification_record
+from models import Backup, Restore
+from pgbackup import DryRunReport, VerifyResult
+from restores import DryRun
+
+__all__ = [
+    "backup_json",
+    "dry_run_json",
+    "dry_run_report_json",
+    "iso",
+    "job_json",
+    "restore_json",
+    "verification_json",
+]
+
+
+def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
+    data = {
+        "id": backup.id,
+        "filename": backup.filename,
+        "size": backup.size,
+        "created": iso(backup.created_at),
+        "type": backup.type,
+        "status": backup.status,
+        "verification": backup.verification,
+        "verifiedAt": iso(backup.verified_at),
+        "origin": backup.origin,
+        "durationMs": backup.duration_ms,
+        "database": backup.database,
+        "compression": "zstd" if backup.compress else "none",
+        "jobId": backup.job_id,
+        "parentId": backup.parent_id,
+        "error": backup.error,
+    }
+    if detail:
+        data |= {
+            "sha256": backup.sha256,
+            "startedAt": iso(backup.started_at),
+            "finishedAt": iso(backup.finished_at),
+            "tables": backup.tables or [],
+            # Stored already shaped (json_shapes.verification_record), served as stored.
+            "verificationResult": backup.verification_result,
+        }
+    return data
+
+
+def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
+    data = {
+        "restoreId": restore.id,
+        "jobId": restore.job_id,
+        "backupId": restore.backup_id,
+        "mode": restore.mode,
+        "targetDatabase": restore.target_database,
+        "status": restore.status,
+        "safetyBackupId": restore.safety_backup_id,
+        "created": iso(restore.created_at),
+        "durationMs": restore.duration_ms,
+        "error": restore.error,
+    }
+    if detail:
+        data |= {"startedAt": iso(restore.started_at), "finishedAt": iso(restore.finished_at),
+                 "result": restore.result}
+    return data
+
+
+def job_json(job: JobStatus) -> dict[str, Any]:
+    """``GET /api/system/jobs/<jobId>``; the dashboard's progress fragments read it too."""
+    return {
+        "jobId": job.job_id,
+        "kind": job.kind,
+        "status": job.status,
+        "rqStatus": job.rq_status,
+        "backupId": job.backup_id,
+        "restoreId": job.restore_id,
+        "error": job.error,
+        "progress": job.progress,
+        "enqueuedAt": iso(job.enqueued_at),
+        "startedAt": iso(job.started_at),
+        "endedAt": iso(job.ended_at),
+    }
+
+
+def verification_json(result: VerifyResult) -> dict[str, Any]:
+    """A verification result, in the shape the catalog stores it (``verificationResult``)."""
+    return verification_record(result)
+
+
+def dry_run_json(result: DryRun) -> dict[str, Any]:
+    """The ``analysis`` of a dry run: the report, and the integrity check it started with.
+    A backup that failed its integrity check gets only the verdict and the failures."""
+    integrity = verification_json(result.integrity)
+    if result.report is None:
+        return {"canRestore": result.can_restore, "integrity": integrity,
+                "errors": result.errors, "warnings": result.warnings}
+    return {**dry_run_report_json(result.report), "integrity": integrity}
+
+
+def dry_run_report_json(report: DryRunReport) -> dict[str, Any]:
+    """Every field of the report, nested dataclasses included, with camelCase keys."""
+    return {**_camel_case(report), "canRestore": report.can_restore}
+
+
+def _camel_case(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_camel(field.name): _camel_case(getattr(value, field.name))
+                for field in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_camel_case(item) for item in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,113 @@
+"""A corrupted artifact, a corrupted manifest, a corrupted catalog row.
+
+Each corruption is made to a completed backup that its automatic integrity check found
+valid. Then, in this order:
+1. a restore into a new database and a restore over the protected database are asked for
+   (before anything re-checked the backup, so the restore's own check must catch it):
+   each is refused up front (4xx) or its job fails naming the integrity problem; no
+   database is created and the protected database is untouched;
+2. an integrity and a restore-level verification must both say ``corrupted``.
+The catalog row is what the dashboard, the API and downloads trust: a row whose sha256,
+size or filename no longer describes the stored backup is as corrupt as a flipped byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from extensions import db
+from models import Backup, Restore
+from tests.faults.helpers import Fault, new_database_name, single_line
+from tests.faults.invariants import assert_invariants
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def set_catalog(fault: Fault, backup_id: str, **fields: object) -> None:
+    with fault.app.app_context():
+        row = db.session.get(Backup, backup_id)
+        for key, value in fields.items():
+            setattr(row, key, value)
+        db.session.commit()
+
+
+def artifact_byte(fault: Fault, backup: Backup) -> None:
+    path = fault.backup_dir / backup.filename
+    flip_byte(path, path.stat().st_size // 2)
+
+
+def manifest_byte(fault: Fault, backup: Backup) -> None:
+    path = fault.backup_dir / f"{backup.id}.manifest.json"
+    flip_byte(path, path.read_bytes().index(b'"sha256"') + 15)  # inside the hex digest
+
+
+def catalog_sha256(fault: Fault, backup: Backup) -> None:
+    set_catalog(fault, backup.id, sha256="0" * 64)
+
+
+def catalog_size(fault: Fault, backup: Backup) -> None:
+    set_catalog(fault, backup.id, size=backup.size + 4096)
+
+
+def catalog_filename(fault: Fault, backup: Backup) -> None:
+    """The row points at another backup's artifact, which is whole and valid."""
+    other = fault.row(Backup, fault.completed_backup())
+    set_catalog(fault, backup.id, filename=other.filename)
+
+
+CORRUPTIONS: dict[str, Callable[[Fault, Backup], None]] = {
+    "artifact-byte": artifact_byte,
+    "manifest-byte": manifest_byte,
+    "catalog-sha256": catalog_sha256,
+    "catalog-size": catalog_size,
+    "catalog-filename": catalog_filename,
+}
+
+
+def expect_refused(fault: Fault, what: str, response) -> None:
+    """Refused up front with a 4xx, or accepted and then failed by its job."""
+    if response.status_code != 202:
+        fault.expect(400 <= response.status_code < 500,
+                     f"{what} of a corrupted backup got {response.status_code}")
+        return
+    restore_id = response.get_json()["restoreId"]
+    fault.run_worker()
+    row = fault.row(Restore, restore_id)
+    fault.expect(row.status == "failed",
+                 f"{what} of a corrupted backup is {row.status}, not refused")
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_corrupted_backup_is_invalid_and_never_restored(fault: Fault, corruption: str) -> None:
+    backup_id = fault.completed_backup()
+    backup = fault.row(Backup, backup_id)
+    assert backup.verification == "valid", "the backup was not valid before the corruption"
+    CORRUPTIONS[corruption](fault, backup)
+
+    target = new_database_name()
+    expect_refused(fault, "a restore into a new database",
+                   fault.restore(backupId=backup_id, targetDatabase=target))
+    expect_refused(fault, "a restore over the protected database",
+                   fault.restore(backupId=backup_id, confirmDataLoss=True))
+
+    for level in ("integrity", "restore"):
+        response = fault.api.post("/api/system/backup/verify",
+                                  json={"backupId": backup_id, "level": level})
+        if response.status_code != 202:  # refusing to verify is not saying "invalid"
+            fault.expect(False, f"{level} verification was refused: "
+                         f"{response.status_code} {response.get_json()}")
+            continue
+        fault.run_worker()
+        row = fault.row(Backup, backup_id)
+        result = row.verification_result or {}
+        fault.expect(row.verification == "corrupted" and result.get("isValid") is False,
+                     f"{level} verification says {row.verification} "
+                     f"(checks: {single_line(str(result.get('checks')))[:200]})")
+    assert_invariants(fault)
