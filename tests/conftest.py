@@ -57,7 +57,19 @@ ADMIN_PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def app(pagila: str, redis_server: RedisServer, tmp_path: Path):
+def backup_dir(tmp_path: Path) -> Path:
+    """The app's BACKUP_DIR; a module may override it (the fault suite's tiny disk)."""
+    return tmp_path / "backups"
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The app's Redis; a module may override it (a Redis of its own to stop and flush)."""
+    return redis_server.url
+
+
+@pytest.fixture
+def app(pagila: str, redis_url: str, backup_dir: Path, tmp_path: Path):
     """The app protecting a fresh Pagila copy, with its own catalog, Redis db and BACKUP_DIR."""
     import redis as redis_lib
 
@@ -65,12 +77,12 @@ def app(pagila: str, redis_server: RedisServer, tmp_path: Path):
     from extensions import db
     from models import User
 
-    redis_lib.Redis.from_url(redis_server.url).flushdb()
+    redis_lib.Redis.from_url(redis_url).flushdb()
     app = create_app({
         "DATABASE_URL": pagila,
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": redis_url,
         "METADATA_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-        "BACKUP_DIR": str(tmp_path / "backups"),
+        "BACKUP_DIR": str(backup_dir),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "TESTING": True,
     })

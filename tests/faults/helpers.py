@@ -373,6 +373,16 @@ class Fault:
     def restore(self, **body: Any) -> Any:
         return self.api.post("/api/system/backup/restore", json=body)
 
+    def stalling_new_database_restore(self) -> tuple[str, str]:
+        """Ask for a restore of a new backup into a new database whose pg_restore will
+        stall; returns the restore's id and the target's name."""
+        backup_id = self.completed_backup()
+        self.gate.arm("pg_restore")
+        target = new_database_name()
+        response = self.restore(backupId=backup_id, targetDatabase=target)
+        assert response.status_code == 202, response.get_json()
+        return response.get_json()["restoreId"], target
+
     # ----------------------------------------------------------------- teardown
     def cleanup(self) -> None:
         self.gate.release()

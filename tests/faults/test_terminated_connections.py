@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from models import Backup, Restore
-from tests.faults.helpers import Fault, backends, new_database_name, single_line, terminate_backend
+from tests.faults.helpers import Fault, backends, single_line, terminate_backend
 from tests.faults.invariants import assert_invariants
 
 
@@ -70,12 +70,7 @@ def test_backup_connection_terminated(fault: Fault, session: str) -> None:
 
 @pytest.mark.parametrize("session", ["lock", "pg_restore"])
 def test_restore_connection_terminated(fault: Fault, session: str) -> None:
-    backup_id = fault.completed_backup()
-    fault.gate.arm("pg_restore")
-    target = new_database_name()
-    response = fault.restore(backupId=backup_id, targetDatabase=target)
-    assert response.status_code == 202, response.get_json()
-    restore_id = response.get_json()["restoreId"]
+    restore_id, _target = fault.stalling_new_database_restore()
     worker = fault.start_worker()
     tool = fault.wait_stalled("pg_restore", "%")
     victim = tool if session == "pg_restore" else lock_session(fault, "restore")

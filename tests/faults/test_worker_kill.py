@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pytest
 
 from models import Backup, Restore
-from tests.faults.helpers import Fault, change_the_database, new_database_name, single_line
+from tests.faults.helpers import Fault, change_the_database, single_line
 from tests.faults.invariants import assert_invariants
 from tests.workers import kill_tree
 
@@ -72,12 +72,7 @@ def restore_level_verification(fault: Fault) -> Job:
 
 
 def restore_into_new_database(fault: Fault) -> Job:
-    backup_id = fault.completed_backup()
-    fault.gate.arm("pg_restore")
-    target = new_database_name()
-    response = fault.restore(backupId=backup_id, targetDatabase=target)
-    assert response.status_code == 202, response.get_json()
-    restore_id = response.get_json()["restoreId"]
+    restore_id, target = fault.stalling_new_database_restore()
 
     def outcome() -> None:
         row = fault.row(Restore, restore_id)
