@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from localservices import PostgresServer, RedisServer
+
+# The fixtures below import tests/support in their bodies: tests/support/web.py imports this
+# module (ADMIN_PASSWORD), and the engine's tests need neither Flask nor RQ.
+if TYPE_CHECKING:
+    from tests.support.notifications import HttpReceiver, Mailbox
+    from tests.support.web import BackupsClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGILA_DIR = Path(os.environ.get("PAGILA_DIR", ROOT.parent / "shared" / "datasets" / "pagila"))
@@ -141,3 +149,66 @@ def run_worker(app):
             BackupSimpleWorker(list(QUEUES), connection=connection).work(burst=True)
 
     return run
+
+
+@pytest.fixture
+def htmx(client) -> BackupsClient:
+    from tests.support.web import BackupsClient
+
+    return BackupsClient(client)
+
+
+@pytest.fixture
+def env(app, tmp_path) -> dict[str, str]:
+    """The environment of the app's worker and scheduler processes."""
+    from tests.support.workers import worker_env
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    return worker_env(app, bindir)
+
+
+@pytest.fixture
+def worker(app, env) -> Iterator[subprocess.Popen]:
+    """A real `rq worker` process on every queue."""
+    from tests.support.health import status
+    from tests.support.workers import kill_tree, start_worker, wait_for
+
+    process = start_worker(env)
+    try:
+        wait_for(lambda: status(app, "workers") == "ok")
+        yield process
+    finally:
+        kill_tree(process.pid)
+        process.wait()
+
+
+@pytest.fixture
+def scheduler(app, env) -> Iterator[subprocess.Popen]:
+    """A real `flask scheduler` process."""
+    from tests.support.health import status
+    from tests.support.workers import kill_tree, start_scheduler, wait_for
+
+    process = start_scheduler(env)
+    try:
+        wait_for(lambda: status(app, "scheduler") == "ok")
+        yield process
+    finally:
+        kill_tree(process.pid)
+        process.wait()
+
+
+@pytest.fixture
+def receiver() -> Iterator[HttpReceiver]:
+    from tests.support.notifications import http_receiver
+
+    with http_receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    from tests.support.notifications import smtp_receiver
+
+    with smtp_receiver() as server:
+        yield server

@@ -17,7 +17,7 @@ from blueprints import auth
 from extensions import db
 from models import ActivityEvent, User
 from tests.conftest import ADMIN_PASSWORD
-from tests.web import csrf_from, login
+from tests.support.web import csrf_from, login
 
 ACCOUNT = "/system/backup/account"
 NEW_PASSWORD = "a brand new passphrase"

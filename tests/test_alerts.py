@@ -4,10 +4,8 @@ HTTP receiver and a real local SMTP server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from rq import Worker
 from rq_scheduler import Scheduler
 
@@ -21,34 +19,18 @@ from health import HealthCheck
 from jobs.alerts import WATCHDOG_PREFIX, evaluate_alerts
 from jobs.queues import BACKUP_QUEUE, NOTIFY_QUEUE, QUEUES, queue, redis_connection
 from models import Alert, Backup, Restore, Schedule
-from tests.test_notifications import (
+from tests.support.notifications import (
     CHANNELS,
     SECRET,
-    HttpReceiver,
-    Mailbox,
-    http_receiver,
     mail,
     run_notifications,
     slack,
-    smtp_receiver,
     verify_signature,
     webhook,
 )
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    with http_receiver() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    with smtp_receiver() as server:
-        yield server
 
 
 def naive(value: datetime) -> datetime:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbcompare import table_fingerprints
+from tests.support.dbcompare import table_fingerprints
 
 
 def create(api, **body):

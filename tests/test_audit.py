@@ -13,17 +13,11 @@ from sqlalchemy import delete, update
 import activity
 from extensions import db
 from models import ActivityEvent, ApiToken, utcnow
-from tests.test_roles import token_for
-from tests.web import HtmxClient
+from tests.support.audit import events
+from tests.support.auth import token_for
+from tests.support.web import HtmxClient
 
 ACTIVITY = "/api/system/activity"
-
-
-def events(app, **filters) -> list[ActivityEvent]:
-    with app.app_context():
-        rows = activity.recent(1000, activity.Filters(**filters))
-        db.session.expunge_all()
-        return rows
 
 
 def test_every_state_changing_token_call_is_recorded_with_its_outcome(app, client):

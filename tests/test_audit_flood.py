@@ -10,8 +10,8 @@ from sqlalchemy import select
 import activity
 from extensions import db
 from models import ActivityEvent
-from tests.test_audit import events
-from tests.web import login
+from tests.support.audit import events
+from tests.support.web import login
 
 BOGUS = {"Authorization": "Bearer pbm_bogus"}
 

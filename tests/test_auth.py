@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web import login
-
-PUBLIC = {"auth.login", "auth.login_totp", "static", "healthz"}
-SAMPLE_VALUES = {"backup_id": "backup-2024-01-15T10-30-00-000Z", "job_id": "somejob",
-                 "schedule_id": 1, "channel_id": 1, "user_id": 1, "token_id": 1,
-                 "restore_id": "restore-2024-01-15T10-30-00-000Z", "filename": "htmx.min.js"}
-
-
-def every_route(app):
-    for rule in app.url_map.iter_rules():
-        values = {arg: SAMPLE_VALUES.get(arg, "x") for arg in rule.arguments}
-        path = rule.build(values)[1] if rule.arguments else rule.rule
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            yield rule.endpoint, method, path
+from tests.support.auth import PUBLIC, every_route
+from tests.support.web import login
 
 
 def test_every_route_refuses_anonymous_requests(app, client):

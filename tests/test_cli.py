@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.workers import start_worker, worker_env
+from tests.support.workers import start_worker, worker_env
 
 
 def test_create_list_show_delete(app, run_worker):
@@ -57,7 +57,7 @@ def test_create_wait_exits_non_zero_when_the_backup_fails(app, pg_server, tmp_pa
 
 
 def test_verify_and_restore_from_the_cli(app, tmp_path, pagila, pg_server):
-    from tests.dbcompare import table_fingerprints
+    from tests.support.dbcompare import table_fingerprints
 
     cli = app.test_cli_runner()
     worker = start_worker(worker_env(app, tmp_path))

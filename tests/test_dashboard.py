@@ -8,20 +8,9 @@ from datetime import timedelta
 import pytest
 
 from pgbackup import artifact_name
-from tests.web import HX, HtmxClient, login
+from tests.support.web import HX, login
 
 POLLING = 'hx-trigger="every 1s"'
-
-
-class BackupsClient(HtmxClient):
-    def create(self, kind: str = "full", compress: bool = True):
-        data = {"type": kind, **({"compress": "on"} if compress else {})}
-        return self.request("POST", "/system/backup", data=data)
-
-
-@pytest.fixture
-def htmx(client) -> BackupsClient:
-    return BackupsClient(client)
 
 
 def only_backup(app):
@@ -436,7 +425,7 @@ def test_dry_run_errors_are_red_and_hide_the_overwrite_confirmation(app, htmx, r
 
 
 def test_overwrite_is_refused_unless_the_database_name_is_typed(app, htmx, run_worker, pagila):
-    from tests.dbcompare import table_fingerprints
+    from tests.support.dbcompare import table_fingerprints
 
     backup_id = completed_backup(app, htmx, run_worker)
     before = table_fingerprints(pagila)
@@ -457,7 +446,7 @@ def test_overwrite_is_refused_unless_the_database_name_is_typed(app, htmx, run_w
 def test_restore_into_a_new_database_runs_and_shows_in_the_restores_panel(
     app, htmx, run_worker, pagila, restored_copy, pg_server
 ):
-    from tests.dbcompare import table_fingerprints
+    from tests.support.dbcompare import table_fingerprints
 
     backup_id = completed_backup(app, htmx, run_worker)
     response = htmx.request("POST", f"/system/backup/{backup_id}/restore",
@@ -503,7 +492,7 @@ def test_restore_into_a_new_database_runs_and_shows_in_the_restores_panel(
 
 
 def test_restore_over_the_database_names_its_safety_backup(app, htmx, run_worker, pagila):
-    from tests.dbcompare import table_fingerprints
+    from tests.support.dbcompare import table_fingerprints
 
     backup_id = completed_backup(app, htmx, run_worker)
     at_backup = table_fingerprints(pagila)

@@ -6,31 +6,26 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from localservices import free_port
-from tests.test_dashboard import htmx  # noqa: F401 (a fixture)
-from tests.test_health import env, scheduler, worker  # noqa: F401 (fixtures)
-from tests.web import HX, csrf_from
-from tests.workers import wait_for
+from tests.support.web import HX, csrf_from
+from tests.support.workers import wait_for
 
 BASE = "/system/backup/monitoring"
 SVG_NS = "{http://www.w3.org/2000/svg}"
 INLINE_CODE = re.compile(r"\son[a-z]+=|hx-on|<script|javascript:|\sstyle=")
 SECRET = "hook-signing-secret-123"
+HOOK = "/hooks/backups"  # a path the `receiver` fixture (tests/conftest.py) answers 204
 
 
 # ---- helpers ------------------------------------------------------------------------------
 
-def get(htmx, path: str) -> str:  # noqa: F811
+def get(htmx, path: str) -> str:
     response = htmx.request("GET", BASE + path)
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_data(as_text=True)
@@ -90,7 +85,7 @@ def make_backup(api, kind: str = "full") -> str:
 
 # ---- the page -----------------------------------------------------------------------------
 
-def test_the_page_has_the_panels_health_first_and_no_inline_code(htmx):  # noqa: F811
+def test_the_page_has_the_panels_health_first_and_no_inline_code(htmx):
     page = htmx.request("GET", "/system/backup").get_data(as_text=True)
     assert '<link rel="stylesheet" href="/static/css/monitoring.css">' in page
     positions = [page.index(marker) for marker in (
@@ -118,7 +113,7 @@ def test_fragments_need_a_login_and_changes_need_the_csrf_header(client):
 
 # ---- health -------------------------------------------------------------------------------
 
-def test_health_is_red_with_the_reason_when_the_database_is_unreachable(app, htmx):  # noqa: F811
+def test_health_is_red_with_the_reason_when_the_database_is_unreachable(app, htmx):
     app.config["DATABASE_URL"] = f"postgresql://backup:s3cret-pw@127.0.0.1:{free_port()}/shop"
     started = time.monotonic()
     panel = get(htmx, "/health")
@@ -140,7 +135,7 @@ def test_health_is_red_with_the_reason_when_the_database_is_unreachable(app, htm
                      r"\d+ critical · \d+ warning · \d+ ok</span>", panel)
 
 
-def test_open_alerts_show_with_their_severity_and_since_when(app, htmx):  # noqa: F811
+def test_open_alerts_show_with_their_severity_and_since_when(app, htmx):
     import alerts
     from extensions import db
     from models import Alert, utcnow
@@ -166,7 +161,7 @@ def test_open_alerts_show_with_their_severity_and_since_when(app, htmx):  # noqa
     assert "gone by now" not in panel
 
 
-def test_health_turns_green_then_amber(app, api, htmx, worker, scheduler):  # noqa: F811
+def test_health_turns_green_then_amber(app, api, htmx, worker, scheduler):
     app.config.update(DISK_WARNING_PERCENT=100, DISK_CRITICAL_PERCENT=100)
     backup_id = make_backup(api)
 
@@ -194,7 +189,7 @@ def test_health_turns_green_then_amber(app, api, htmx, worker, scheduler):  # no
 
 # ---- activity -----------------------------------------------------------------------------
 
-def test_activity_shows_a_login_and_a_backup_newest_first(app, client, htmx,  # noqa: F811
+def test_activity_shows_a_login_and_a_backup_newest_first(app, client, htmx,
                                                           run_worker):
     htmx.create()
     run_worker()  # the backup, then its integrity check
@@ -218,7 +213,7 @@ def test_activity_shows_a_login_and_a_backup_newest_first(app, client, htmx,  # 
     assert 'hx-trigger="every 60s, backups-changed from:body' in log
 
 
-def test_activity_escapes_what_people_type(app, client, htmx):  # noqa: F811
+def test_activity_escapes_what_people_type(app, client, htmx):
     token = csrf_from(client.get("/login").get_data(as_text=True))
     client.post("/login", data={"username": "<img src=x onerror=alert(1)>",
                                 "password": "nope", "csrf_token": token})
@@ -231,7 +226,7 @@ def test_activity_escapes_what_people_type(app, client, htmx):  # noqa: F811
 
 # ---- charts -------------------------------------------------------------------------------
 
-def test_charts_are_empty_then_show_real_backups(app, api, htmx, run_worker):  # noqa: F811
+def test_charts_are_empty_then_show_real_backups(app, api, htmx, run_worker):
     from formatting import filesize
 
     empty = get(htmx, "/charts")
@@ -272,7 +267,7 @@ def test_charts_are_empty_then_show_real_backups(app, api, htmx, run_worker):  #
     assert storage[2].startswith("Other files: ") and storage[3].startswith("Free: ")
 
 
-def test_storage_of_a_backup_dir_not_created_yet_is_its_disk(app, htmx, tmp_path):  # noqa: F811
+def test_storage_of_a_backup_dir_not_created_yet_is_its_disk(app, htmx, tmp_path):
     app.config["BACKUP_DIR"] = str(tmp_path / "not" / "yet")
     fragment = get(htmx, "/charts")
     assert "chart-storage" in svgs(fragment)
@@ -281,47 +276,7 @@ def test_storage_of_a_backup_dir_not_created_yet_is_its_disk(app, htmx, tmp_path
 
 # ---- notification channels ----------------------------------------------------------------
 
-class Receiver:
-    """A real HTTP server in a thread that records what it is sent."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"path": self.path, "body": body, "headers": {
-                    name.lower(): value for name, value in self.headers.items()}})
-                self.send_response(receiver.status)
-                self.end_headers()
-                self.wfile.write(b"nope" if receiver.status >= 400 else b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/backups"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as server:
-        yield server
-
-
-def add(htmx, **fields: str):  # noqa: F811
+def add(htmx, **fields: str):
     data = {"kind": "webhook", "enabled": "on", **fields}
     return htmx.request("POST", BASE + "/channels", data=data)
 
@@ -333,16 +288,16 @@ def channel_id(fragment: str, name: str) -> int:
     return int(card.group(1))
 
 
-def test_add_a_webhook_and_send_a_test_to_a_real_receiver(app, htmx, receiver):  # noqa: F811
+def test_add_a_webhook_and_send_a_test_to_a_real_receiver(app, htmx, receiver):
     import notifications
 
-    response = add(htmx, name="ops", url=receiver.url, secret=SECRET)
+    response = add(htmx, name="ops", url=receiver.url(HOOK), secret=SECRET)
     assert response.status_code == 200
     assert response.headers["HX-Trigger"] == "channels-changed"
     panel = response.get_data(as_text=True)
     assert panel.lstrip().startswith('<section id="channels"')
     assert SECRET not in panel
-    assert f'<dd class="url">{receiver.url}</dd>' in panel
+    assert f'<dd class="url">{receiver.url(HOOK)}</dd>' in panel
     assert "<dt>Signing secret</dt><dd>set</dd>" in panel
     assert "<dt>Last delivery</dt><dd>none yet</dd>" in panel
     assert 'id="alerts" class="alerts" aria-live="polite" hx-swap-oob="true"' in panel
@@ -357,12 +312,11 @@ def test_add_a_webhook_and_send_a_test_to_a_real_receiver(app, htmx, receiver): 
     assert 'class="mbadge mbadge-delivery-sent">sent</span> test' in card
     assert SECRET not in card
 
-    [sent] = receiver.requests
-    assert sent["path"] == "/hooks/backups"
-    assert sent["headers"]["x-pgbackup-event"] == "test"
-    assert sent["headers"]["x-pgbackup-signature"] == notifications.signature(SECRET,
-                                                                              sent["body"])
-    assert json.loads(sent["body"])["alert"]["message"] == "test notification to channel ops"
+    [sent] = receiver.received
+    assert sent.path == HOOK
+    assert sent.headers["X-PGBackup-Event"] == "test"
+    assert sent.headers["X-PGBackup-Signature"] == notifications.signature(SECRET, sent.body)
+    assert json.loads(sent.body)["alert"]["message"] == "test notification to channel ops"
 
     receiver.status = 500
     failed = htmx.request("POST", f"{BASE}/channels/{ident}/test").get_data(as_text=True)
@@ -381,7 +335,7 @@ def test_add_a_webhook_and_send_a_test_to_a_real_receiver(app, htmx, receiver): 
         ("channel.test", "failed"), ("channel.test", "ok"), ("channel.create", "ok")]
 
 
-def test_a_receiver_that_is_down_fails_the_test_readably(htmx):  # noqa: F811
+def test_a_receiver_that_is_down_fails_the_test_readably(htmx):
     panel = add(htmx, name="nowhere", url=f"http://127.0.0.1:{free_port()}/x").get_data(
         as_text=True)
     result = htmx.request("POST", f"{BASE}/channels/{channel_id(panel, 'nowhere')}/test")
@@ -389,7 +343,7 @@ def test_a_receiver_that_is_down_fails_the_test_readably(htmx):  # noqa: F811
     assert "Test failed: cannot connect:" in result.get_data(as_text=True)
 
 
-def test_refusals_come_back_in_the_form_with_what_was_typed(htmx, receiver):  # noqa: F811
+def test_refusals_come_back_in_the_form_with_what_was_typed(htmx, receiver):
     bad = add(htmx, name="typed-name", url="ftp://example.com/x", secret=SECRET)
     assert bad.status_code == 400
     assert bad.headers["HX-Retarget"] == "#channel-form"
@@ -400,8 +354,8 @@ def test_refusals_come_back_in_the_form_with_what_was_typed(htmx, receiver):  # 
     assert 'value="typed-name"' in form and 'value="ftp://example.com/x"' in form
     assert SECRET not in form
 
-    assert add(htmx, name="ops", url=receiver.url).status_code == 200
-    taken = add(htmx, name="ops", url=receiver.url)
+    assert add(htmx, name="ops", url=receiver.url(HOOK)).status_code == 200
+    taken = add(htmx, name="ops", url=receiver.url(HOOK))
     assert taken.status_code == 409
     assert "a channel named 'ops' exists already" in html.unescape(taken.get_data(as_text=True))
 
@@ -417,7 +371,7 @@ def test_refusals_come_back_in_the_form_with_what_was_typed(htmx, receiver):  # 
     assert port.status_code == 400 and "config.port" in port.get_data(as_text=True)
 
 
-def test_email_and_slack_channels_never_show_their_secrets(htmx):  # noqa: F811
+def test_email_and_slack_channels_never_show_their_secrets(htmx):
     hook = "https://hooks.slack.example/services/T000/B000/XXXXSECRET"
     slack = add(htmx, kind="slack", name="chat", url=hook).get_data(as_text=True)
     assert "XXXXSECRET" not in slack and "<dt>Webhook URL</dt><dd>set</dd>" in slack
@@ -430,15 +384,15 @@ def test_email_and_slack_channels_never_show_their_secrets(htmx):  # noqa: F811
     assert "bot · password set" in panel
 
 
-def test_kind_fields_swap_in_with_the_chosen_kind(htmx):  # noqa: F811
+def test_kind_fields_swap_in_with_the_chosen_kind(htmx):
     assert 'name="host"' in get(htmx, "/channels/fields?kind=email")
     slack = get(htmx, "/channels/fields?kind=slack")
     assert 'name="url"' in slack and 'name="secret"' not in slack
     assert 'name="secret"' in get(htmx, "/channels/fields?kind=nonsense")
 
 
-def test_disable_enable_and_delete_a_channel(htmx, receiver):  # noqa: F811
-    panel = add(htmx, name="ops", url=receiver.url).get_data(as_text=True)
+def test_disable_enable_and_delete_a_channel(htmx, receiver):
+    panel = add(htmx, name="ops", url=receiver.url(HOOK)).get_data(as_text=True)
     ident = channel_id(panel, "ops")
     disabled = htmx.request("POST", f"{BASE}/channels/{ident}/enabled").get_data(as_text=True)
     assert f'<li class="card channel channel-disabled" id="channel-{ident}">' in disabled

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.web import HX, HtmxClient, login
+from tests.support.web import HX, HtmxClient, login
 
 BASE = "/system/backup/schedules"
 NIGHTLY = {"name": "nightly", "type": "full", "frequency": "daily", "time": "02:00",

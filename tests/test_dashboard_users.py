@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.test_dashboard import htmx  # noqa: F401 (a fixture)
-from tests.web import HX, login
+from tests.support.web import HX, login
 
 BASE = "/system/backup/users"
 PASSWORD = "a long enough password"
@@ -92,13 +91,13 @@ def body(response) -> str:
     return text
 
 
-def post(htmx, path: str, **data):  # noqa: F811
+def post(htmx, path: str, **data):
     return htmx.request("POST", BASE + path, data=data)
 
 
 # ---- the page -----------------------------------------------------------------------------
 
-def test_the_admin_sees_users_and_tokens_but_no_delete_of_themselves(app, htmx):  # noqa: F811
+def test_the_admin_sees_users_and_tokens_but_no_delete_of_themselves(app, htmx):
     bob = add_user(app, "bob", "viewer")
     admin_id = user_row(app, "admin").id
     page = body(htmx.request("GET", BASE))
@@ -112,7 +111,7 @@ def test_the_admin_sees_users_and_tokens_but_no_delete_of_themselves(app, htmx):
     assert "Unlock</button>" not in page and "Reset 2FA</button>" not in page  # nobody needs it
 
 
-def test_create_a_user_who_can_then_log_in(app, htmx):  # noqa: F811
+def test_create_a_user_who_can_then_log_in(app, htmx):
     response = post(htmx, "", username="clerk", role="operator", password=PASSWORD)
     assert response.status_code == 200
     fragment = body(response)
@@ -134,7 +133,7 @@ def test_create_a_user_who_can_then_log_in(app, htmx):  # noqa: F811
     ({"username": "admin", "role": "viewer", "password": PASSWORD}, 409, "exists"),
     ({}, 400, "username must be"),
 ])
-def test_a_bad_new_user_is_refused_next_to_the_form(app, htmx, form, status,  # noqa: F811
+def test_a_bad_new_user_is_refused_next_to_the_form(app, htmx, form, status,
                                                     message):
     before = counts(app)
     response = post(htmx, "", **form)
@@ -149,7 +148,7 @@ def test_a_bad_new_user_is_refused_next_to_the_form(app, htmx, form, status,  # 
     assert counts(app) == before
 
 
-def test_change_a_role_but_never_your_own(app, htmx):  # noqa: F811
+def test_change_a_role_but_never_your_own(app, htmx):
     bob = add_user(app, "bob", "viewer")
     response = post(htmx, f"/{bob}/role", role="operator")
     assert response.status_code == 200 and "bob is now operator." in body(response)
@@ -184,7 +183,7 @@ def test_the_last_admin_stays_admin(app, client, api_token):
     assert activity(app, "user.role") == [("token:tests", "admin", "admin -> viewer")]
 
 
-def test_nobody_deletes_themselves(app, htmx):  # noqa: F811
+def test_nobody_deletes_themselves(app, htmx):
     add_user(app, "root", "admin")
     admin_id = user_row(app, "admin").id
     own = post(htmx, f"/{admin_id}/delete", confirm_username="admin")
@@ -192,7 +191,7 @@ def test_nobody_deletes_themselves(app, htmx):  # noqa: F811
     assert user_row(app, "admin") is not None and activity(app, "user.delete") == []
 
 
-def test_reset_a_password_ends_the_users_sessions(app, htmx):  # noqa: F811
+def test_reset_a_password_ends_the_users_sessions(app, htmx):
     bob = add_user(app, "bob", "viewer")
     bob_client, _ = logged_in(app, "bob")
     response = post(htmx, f"/{bob}/password", password="the new password")
@@ -210,7 +209,7 @@ def test_reset_a_password_ends_the_users_sessions(app, htmx):  # noqa: F811
     assert len(activity(app, "user.password")) == 1
 
 
-def test_an_admin_resetting_their_own_password_stays_logged_in(app, client, htmx):  # noqa: F811
+def test_an_admin_resetting_their_own_password_stays_logged_in(app, client, htmx):
     elsewhere, _ = logged_in(app, "admin", ADMIN_PASSWORD)
     admin_id = user_row(app, "admin").id
     response = post(htmx, f"/{admin_id}/password", password="my new password!")
@@ -219,7 +218,7 @@ def test_an_admin_resetting_their_own_password_stays_logged_in(app, client, htmx
     assert login(app.test_client(), password="my new password!").status_code == 302
 
 
-def test_unlock_a_locked_user(app, htmx):  # noqa: F811
+def test_unlock_a_locked_user(app, htmx):
     from models import utcnow
 
     bob = add_user(app, "bob", "viewer")
@@ -236,7 +235,7 @@ def test_unlock_a_locked_user(app, htmx):  # noqa: F811
     assert activity(app, "user.unlock") == [("admin", "bob", None)]
 
 
-def test_end_a_users_sessions(app, htmx):  # noqa: F811
+def test_end_a_users_sessions(app, htmx):
     bob = add_user(app, "bob", "viewer")
     bob_client, _ = logged_in(app, "bob")
     assert signed_in(bob_client)
@@ -246,7 +245,7 @@ def test_end_a_users_sessions(app, htmx):  # noqa: F811
     assert activity(app, "user.sessions") == [("admin", "bob", None)]
 
 
-def test_reset_a_users_second_factor(app, htmx):  # noqa: F811
+def test_reset_a_users_second_factor(app, htmx):
     bob = add_user(app, "bob", "viewer")
     update_user(app, "bob", totp_secret="JBSWY3DPEHPK3PXP", totp_last_step=7)
     page = body(htmx.request("GET", BASE))
@@ -259,7 +258,7 @@ def test_reset_a_users_second_factor(app, htmx):  # noqa: F811
     assert activity(app, "user.totp") == [("admin", "bob", "second factor removed")]
 
 
-def test_delete_needs_the_typed_username(app, htmx):  # noqa: F811
+def test_delete_needs_the_typed_username(app, htmx):
     bob = add_user(app, "bob", "operator")
     before = counts(app)
     for typed in (None, "", "Bob", "bo"):
@@ -279,7 +278,7 @@ def test_delete_needs_the_typed_username(app, htmx):  # noqa: F811
     assert login(app.test_client(), username="bob").status_code == 401
 
 
-def test_unknown_users_and_tokens_are_404(app, htmx):  # noqa: F811
+def test_unknown_users_and_tokens_are_404(app, htmx):
     before = counts(app)
     for path in ("/x/role", "/99999/role", "/99999999999/unlock", "/0/delete",
                  "/tokens/x/revoke", "/tokens/99999/revoke", "/tokens/12345678901/revoke"):
@@ -292,7 +291,7 @@ def test_unknown_users_and_tokens_are_404(app, htmx):  # noqa: F811
 
 # ---- tokens -------------------------------------------------------------------------------
 
-def test_a_token_is_shown_once_works_and_can_be_revoked(app, htmx):  # noqa: F811
+def test_a_token_is_shown_once_works_and_can_be_revoked(app, htmx):
     response = post(htmx, "/tokens", name="ci-deploy", role="viewer", expires_in_days="7")
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
@@ -341,7 +340,7 @@ def test_a_token_is_shown_once_works_and_can_be_revoked(app, htmx):  # noqa: F81
     ({"name": "x", "role": "viewer", "expires_in_days": "3651"}, 400, "whole number of days"),
     ({"name": "tests", "role": "viewer"}, 409, "exists"),
 ])
-def test_a_bad_new_token_is_refused_next_to_the_form(app, htmx, api_token, form,  # noqa: F811
+def test_a_bad_new_token_is_refused_next_to_the_form(app, htmx, api_token, form,
                                                      status, message):
     before = counts(app)
     response = post(htmx, "/tokens", **form)
@@ -354,7 +353,7 @@ def test_a_bad_new_token_is_refused_next_to_the_form(app, htmx, api_token, form,
     assert counts(app) == before
 
 
-def test_an_empty_expiry_never_expires(app, htmx):  # noqa: F811
+def test_an_empty_expiry_never_expires(app, htmx):
     response = post(htmx, "/tokens", name="prometheus", role="viewer", expires_in_days="")
     assert response.status_code == 200
     assert re.search(r'data-label="Expires \(UTC\)">never', body(response))

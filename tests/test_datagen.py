@@ -14,7 +14,7 @@ import pytest
 
 from datagen import generate
 from localservices import PostgresServer
-from tests.dbcompare import table_fingerprints
+from tests.support.dbcompare import table_fingerprints
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALED = ("customer", "inventory", "rental")

@@ -6,20 +6,15 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from extensions import db
-from health import HealthCheck, run_checks
 from localservices import RedisServer, free_port
 from models import Backup
-from tests.workers import ROOT, kill_tree, start_worker, wait_for, worker_env
+from tests.support.health import checks, status
+from tests.support.workers import kill_tree, start_scheduler, wait_for
 
 CHECK_NAMES = ["database", "client-tools", "redis", "workers", "scheduler", "disk",
                "destinations", "backup-age", "failed-jobs"]
@@ -30,15 +25,6 @@ case "$*" in *--version*) exec {REAL_PG_DUMP} "$@";; esac
 echo "pg_dump: error: could not write: No space left on device" >&2
 exit 1
 """
-
-
-def checks(app, now: datetime | None = None) -> dict[str, HealthCheck]:
-    with app.app_context():
-        return {check.name: check for check in run_checks(now)}
-
-
-def status(app, name: str) -> str:
-    return checks(app)[name].status
 
 
 def make_backup(api, run_worker, kind: str = "full") -> str:
@@ -63,45 +49,6 @@ def script(path: Path, text: str) -> Path:
     path.write_text(text)
     path.chmod(0o755)
     return path
-
-
-@pytest.fixture
-def env(app, tmp_path) -> dict[str, str]:
-    """The environment of the app's worker and scheduler processes."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    return worker_env(app, bindir)
-
-
-@pytest.fixture
-def worker(app, env) -> Iterator[subprocess.Popen]:
-    """A real `rq worker` process on every queue."""
-    process = start_worker(env)
-    try:
-        wait_for(lambda: status(app, "workers") == "ok")
-        yield process
-    finally:
-        kill_tree(process.pid)
-        process.wait()
-
-
-def start_scheduler(env: dict[str, str]) -> subprocess.Popen:
-    flask = Path(sys.executable).with_name("flask")
-    return subprocess.Popen([str(flask), "--app", "app", "scheduler", "--interval", "1"],
-                            cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def scheduler(app, env) -> Iterator[subprocess.Popen]:
-    """A real `flask scheduler` process."""
-    process = start_scheduler(env)
-    try:
-        wait_for(lambda: status(app, "scheduler") == "ok")
-        yield process
-    finally:
-        kill_tree(process.pid)
-        process.wait()
 
 
 # ---- all ok, and the endpoint -----------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.web import HtmxClient
+from tests.support.web import HtmxClient
 
 BAD_IDS = ("%00", "x.dump.zst", "%C3%A9t%C3%A9", "a:b", "%0A")
 BAD_BY_KIND = {"backup_id": ("backup-x", "backup-2024-01-15T10-30-00-000Z.dump"),

@@ -68,3 +68,38 @@ def test_a_refusing_service_rolls_back_itself(app):
             accounts.delete_user("admin")
         assert not db.session().in_transaction()
         assert accounts.find_user("admin") is not None
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The test modules (``tests.test_*``, ``tests.<sub>.test_*``) that ``path`` imports from,
+    with the lines: ["line 9: tests.test_auth"]. A relative import counts as what it names."""
+    package = path.relative_to(TESTS.parent).parent.parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            anchor = package[:len(package) - node.level + 1] if node.level else ()
+            base = ".".join([*anchor, *([node.module] if node.module else [])])
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            for depth in (2, 3):
+                if (parts[0] == "tests" and len(parts) >= depth
+                        and parts[depth - 1].startswith("test_")):
+                    found.add((node.lineno, ".".join(parts[:depth])))
+    return [f"line {line}: {module}" for line, module in sorted(found)]
+
+
+def test_no_test_module_imports_from_another():
+    """A test module imports no other test module: helpers shared between them live in
+    tests/support/, shared fixtures in the nearest conftest.py that covers their users."""
+    found = {str(path.relative_to(TESTS.parent)): imports
+             for path in sorted(TESTS.rglob("*.py")) if (imports := imported_test_modules(path))}
+    assert not found, ("move what these import into tests/support/ (helpers) or a conftest.py "
+                       f"(fixtures): {found}")

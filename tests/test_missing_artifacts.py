@@ -12,7 +12,7 @@ import pytest
 from extensions import db
 from models import Backup, utcnow
 from pgbackup import artifact_name, manifest_name, new_backup_id
-from tests.web import HtmxClient
+from tests.support.web import HtmxClient
 
 
 def make_backup(api, run_worker) -> str:

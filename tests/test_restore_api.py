@@ -19,7 +19,7 @@ from extensions import db
 from models import Restore
 from pgbackup import backup_lock, restore_lock
 from pgbackup.connection import ConnectionInfo
-from tests.dbcompare import schema_dump, table_fingerprints
+from tests.support.dbcompare import schema_dump, table_fingerprints
 
 
 @pytest.fixture(autouse=True)

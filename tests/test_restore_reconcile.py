@@ -15,7 +15,7 @@ from extensions import db
 from jobs.reconcile import reconcile_backups, restored_mark
 from models import Restore
 from pgbackup import database_exists, set_database_comment
-from tests.web import login
+from tests.support.web import login
 
 LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")
 

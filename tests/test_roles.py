@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extensions import db
-from models import ApiToken
-from tests.test_auth import PUBLIC, every_route
+from tests.support.auth import PUBLIC, every_route, token_for
 
 # Who may call what. Written out by hand on purpose: a route added to the app without a
 # line here fails test_every_route_has_a_decision.
@@ -58,14 +56,6 @@ EXPECTED = {
 RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
 
-def token_for(app, role: str) -> str:
-    with app.app_context():
-        row, token = ApiToken.mint(f"{role}-token", role)
-        db.session.add(row)
-        db.session.commit()
-    return token
-
-
 def test_every_route_has_a_decision(app):
     endpoints = {endpoint for endpoint, _, _ in every_route(app)} - PUBLIC
     assert endpoints == set(EXPECTED)
@@ -106,7 +96,7 @@ def test_an_operator_may_restore_into_a_new_database_but_not_over_the_live_one(
 def test_the_dashboard_shows_each_role_only_what_it_may_do(app, api, run_worker):
     """The server refuses anyway (above); the page does not offer what would be refused."""
     from tests.conftest import ADMIN_PASSWORD
-    from tests.web import login
+    from tests.support.web import login
 
     api.post("/api/system/backup", json={"type": "full"})
     run_worker()

@@ -57,7 +57,7 @@ from redis import Redis
 
 from localservices import PostgresServer, RedisServer, free_port
 from tests.engine.conftest import _reload_config, _wait_until_password_required
-from tests.secret_scan import (
+from tests.support.secret_scan import (
     Haystacks,
     Leak,
     Secret,
@@ -67,7 +67,7 @@ from tests.secret_scan import (
     redis_dump,
     sqlite_dump,
 )
-from tests.workers import kill_tree, start_worker, wait_for, worker_env
+from tests.support.workers import kill_tree, start_worker, wait_for, worker_env
 
 ROLE = "hygiene_role"
 CHANNEL_SECRETS = ("webhook secret", "SMTP password", "Slack URL")

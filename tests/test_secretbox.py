@@ -11,7 +11,7 @@ from sqlalchemy import text
 import secretbox
 from extensions import db
 from models import NotificationChannel
-from tests.test_notifications import (
+from tests.support.notifications import (
     CHANNELS,
     SECRET,
     SLACK_TOKEN,

@@ -1,4 +1,4 @@
-from tests.dbcompare import table_fingerprints
+from tests.support.dbcompare import table_fingerprints
 
 
 def test_pagila_loads_with_its_rows(pagila):

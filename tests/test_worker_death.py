@@ -6,7 +6,7 @@ from pathlib import Path
 
 from extensions import db
 from models import Backup
-from tests.workers import kill_tree, start_worker, wait_for, worker_env
+from tests.support.workers import kill_tree, start_worker, wait_for, worker_env
 
 SLOW_PG_DUMP = """#!/bin/sh
 # Real pg_dump, but the stream stalls after 64 KiB so the test can kill the worker mid-dump.

@@ -13,7 +13,7 @@ import pytest
 
 from extensions import db
 from models import Backup
-from tests.workers import (
+from tests.support.workers import (
     ROOT,
     install_slow_pg_dump,
     kill_processes_with_env,

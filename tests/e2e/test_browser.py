@@ -116,7 +116,7 @@ def restored_copy(pg_server) -> Iterator[str]:
 def test_verify_then_restore_into_a_new_database(
     page: Page, console_errors: list[str], run_worker, pagila: str, pg_server, restored_copy: str
 ) -> None:
-    from tests.dbcompare import table_fingerprints
+    from tests.support.dbcompare import table_fingerprints
 
     log_in(page)
     mark_document(page)

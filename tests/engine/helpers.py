@@ -12,7 +12,7 @@ import pytest
 import zstandard
 from psycopg import sql
 
-from tests.dbcompare import table_fingerprints
+from tests.support.dbcompare import table_fingerprints
 
 
 def require_tool(name: str) -> str:

@@ -23,8 +23,8 @@ from pgbackup.dryrun import (
     analyze_restore,
     read_only_snapshot,
 )
-from tests.dbcompare import schema_dump, table_fingerprints
 from tests.engine.helpers import require_tool, row_counts_of_tables
+from tests.support.dbcompare import schema_dump, table_fingerprints
 
 
 def backup(url: str, storage: LocalStorage, kind: str = "full") -> Manifest:

@@ -30,7 +30,6 @@ from pgbackup import (
     run_dump,
 )
 from pgbackup.tablestats import table_stats
-from tests.dbcompare import schema_dump, table_fingerprints
 from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import (
     copy_public_schema_owner,
@@ -39,6 +38,7 @@ from tests.engine.helpers import (
     restore_with_stock_tools,
     row_counts_of_tables,
 )
+from tests.support.dbcompare import schema_dump, table_fingerprints
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,9 +24,9 @@ from pgbackup.restore import (
     restore_archive,
     restore_into_new_database,
 )
-from tests.dbcompare import schema_dump, table_fingerprints
 from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import copy_public_schema_owner, require_tool
+from tests.support.dbcompare import schema_dump, table_fingerprints
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ from sqlalchemy import select
 from extensions import db
 from localservices import PostgresServer
 from models import Backup, utcnow
-from tests.dbcompare import schema_dump, table_fingerprints
-from tests.workers import kill_tree, start_worker, worker_env
+from tests.support.dbcompare import schema_dump, table_fingerprints
+from tests.support.workers import kill_tree, start_worker, worker_env
 
 POLL = 0.1
 # Uncompressed archive bytes let through before a gated tool stalls. Pagila's archive is

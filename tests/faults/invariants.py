@@ -17,7 +17,7 @@ reconciles the catalog), these must hold:
    row (filename, size, sha256) agrees with its manifest; every completed restore into a
    new database left a database that matches the backup's manifest.
 7. The protected database is untouched (same schema dump and per-table fingerprints as
-   before the fault, tests/dbcompare.py), or, when an overwrite restore completed, it
+   before the fault, tests/support/dbcompare.py), or, when an overwrite restore completed, it
    matches that backup's manifest, accepts connections, and the restore's safety backup is
    present, completed and verified valid.
 8. The next backup runs and completes, and is verified valid.

@@ -26,7 +26,7 @@ import pytest
 from models import Backup, Restore
 from tests.faults.helpers import Fault, change_the_database, single_line
 from tests.faults.invariants import assert_invariants
-from tests.workers import kill_tree
+from tests.support.workers import kill_tree
 
 # How long the job's own processes may take to stop once their worker's group is killed.
 ORPHAN_GRACE = 10.0

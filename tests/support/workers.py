@@ -1,4 +1,5 @@
-"""Real `rq worker` processes for tests that need a separate worker process."""
+"""Real `rq worker` (and `flask scheduler`) processes for tests that need a separate
+worker process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SLOW_PG_DUMP = """#!/bin/sh
 # Real pg_dump, but the stream stalls after 64 KiB so the test can stop the worker mid-dump.
@@ -48,6 +49,13 @@ def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
         cwd=ROOT, env=env, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT,
     )
+
+
+def start_scheduler(env: dict[str, str]) -> subprocess.Popen:
+    flask = Path(sys.executable).with_name("flask")
+    return subprocess.Popen([str(flask), "--app", "app", "scheduler", "--interval", "1"],
+                            cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def kill_tree(pid: int) -> None:

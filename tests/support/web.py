@@ -33,3 +33,9 @@ class HtmxClient:
 
     def request(self, method: str, path: str, **kwargs):
         return self.client.open(path, method=method, headers=self.headers, **kwargs)
+
+
+class BackupsClient(HtmxClient):
+    def create(self, kind: str = "full", compress: bool = True):
+        data = {"type": kind, **({"compress": "on"} if compress else {})}
+        return self.request("POST", "/system/backup", data=data)
