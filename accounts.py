@@ -45,6 +45,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# Refused tokens one address may send per activity.REPEAT_WINDOW before getting 429s.
+REFUSED_TOKENS_PER_WINDOW = 30
+
+
 class AccountError(CatalogError):
     """A refused change or login; nothing was changed but the refusal's own record (a
     wrong password counted and logged)."""
@@ -406,9 +410,14 @@ def authenticate_token(token: str, call: str) -> ApiToken | None:
         select(ApiToken).where(ApiToken.token_hash == ApiToken.hash(token))).first()
     if row is None or not row.usable:
         reason = "unknown token" if row is None else "revoked" if row.revoked_at else "expired"
-        activity.record_repeatable(
+        times = activity.record_repeatable(
             "token.refused", reason, activity.printable(call), outcome="refused",
             actor=f"token:{row.name}" if row else "anonymous")
+        if times > REFUSED_TOKENS_PER_WINDOW:
+            minutes = int(activity.REPEAT_WINDOW.total_seconds() // 60)
+            raise AccountError(f"too many refused tokens from this address ({times} within "
+                               f"{minutes} minutes): wait, and send a valid token",
+                               status=429, code="rate_limited")
         return None
     row.last_used_at = utcnow()
     db.session.commit()

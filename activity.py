@@ -61,8 +61,9 @@ def record(action: str, target: str | None = None, *, outcome: str = "ok",
 
 
 def record_repeatable(action: str, kind: str, particulars: str, *, outcome: str,
-                      actor: str) -> None:
-    """Record an event that a client can repeat at will, with detail ``kind: particulars``.
+                      actor: str) -> int:
+    """Record an event that a client can repeat at will, with detail ``kind: particulars``;
+    returns how often it has happened so far (its ``times``).
 
     A repeat from the same address, with the same actor, action, outcome and ``kind``,
     within REPEAT_WINDOW of the event it repeats, is counted on that event (its
@@ -78,9 +79,10 @@ def record_repeatable(action: str, kind: str, particulars: str, *, outcome: str,
     ).order_by(ActivityEvent.id.desc()).limit(1)).first()
     if repeated is None:
         record(action, outcome=outcome, detail=f"{kind}: {particulars}", actor=actor)
-        return
+        return 1
     repeated.times = ActivityEvent.times + 1  # in SQL: concurrent repeats all count
     db.session.commit()
+    return repeated.times  # read back after the commit
 
 
 def printable(text: str, limit: int = SHORT) -> str:

@@ -163,7 +163,11 @@ def load_token(req) -> ApiToken | None:
     token = bearer_token()
     if token is None:
         return None
-    return accounts.authenticate_token(token, f"{request.method} {request.path}")
+    try:
+        return accounts.authenticate_token(token, f"{request.method} {request.path}")
+    except accounts.AccountError as refusal:  # too many refused tokens: see unauthorized()
+        g.token_refusal = refusal
+        return None
 
 
 def record_token_use(response: Response) -> Response:
@@ -181,7 +185,11 @@ def record_token_use(response: Response) -> Response:
 @login_manager.unauthorized_handler
 def unauthorized():
     """401 JSON for the API and /metrics (machines), a redirect to the login page for the
-    dashboard."""
+    dashboard; 429 for an address that sent too many refused tokens."""
+    refusal = g.get("token_refusal")
+    if refusal is not None:
+        body, status = json_error(refusal.status, refusal.code, refusal.message)
+        return body, status, {"Retry-After": str(int(activity.REPEAT_WINDOW.total_seconds()))}
     if request.path.startswith(MACHINE_PATHS):
         return json_error(401, "unauthorized", "authentication required: log in or send "
                           "'Authorization: Bearer <token>'")

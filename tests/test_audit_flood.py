@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+import accounts
 import activity
 from extensions import db
 from models import ActivityEvent
@@ -17,12 +18,18 @@ BOGUS = {"Authorization": "Bearer pbm_bogus"}
 
 
 def test_a_flood_of_bogus_tokens_adds_a_handful_of_events_that_count_it(app, client):
+    codes = []
     for n in range(300):
         path = f"/api/system/backup/{'x' * 2000}-{n}" if n % 2 else "/api/system/backup"
-        assert client.post(path, json={}, headers=BOGUS).status_code == 401
+        codes.append(client.post(path, json={}, headers=BOGUS).status_code)
+    limit = accounts.REFUSED_TOKENS_PER_WINDOW  # then the address is told to slow down
+    assert codes == [401] * limit + [429] * (300 - limit)
+    slow_down = client.get("/api/system/backup", headers=BOGUS)
+    assert slow_down.get_json()["error"]["code"] == "rate_limited"
+    assert int(slow_down.headers["Retry-After"]) > 0
     refused = events(app, action="token.refused")
     assert len(refused) <= 3
-    assert sum(event.times for event in refused) == 300
+    assert sum(event.times for event in refused) == 301
     assert refused[-1].detail == "unknown token: POST /api/system/backup"  # the first one
     login(client)
     panel = client.get("/system/backup/monitoring/activity").get_data(as_text=True)
