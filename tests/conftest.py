@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -171,27 +171,28 @@ def env(app, tmp_path) -> dict[str, str]:
 @pytest.fixture
 def worker(app, env) -> Iterator[subprocess.Popen]:
     """A real `rq worker` process on every queue."""
-    from tests.support.health import status
-    from tests.support.workers import kill_tree, start_worker, wait_for
+    from tests.support.workers import start_worker
 
-    process = start_worker(env)
-    try:
-        wait_for(lambda: status(app, "workers") == "ok")
-        yield process
-    finally:
-        kill_tree(process.pid)
-        process.wait()
+    yield from _until_torn_down(app, lambda: start_worker(env), "workers")
 
 
 @pytest.fixture
 def scheduler(app, env) -> Iterator[subprocess.Popen]:
     """A real `flask scheduler` process."""
-    from tests.support.health import status
-    from tests.support.workers import kill_tree, start_scheduler, wait_for
+    from tests.support.workers import start_scheduler
 
-    process = start_scheduler(env)
+    yield from _until_torn_down(app, lambda: start_scheduler(env), "scheduler")
+
+
+def _until_torn_down(app, start: Callable[[], subprocess.Popen],
+                     check: str) -> Iterator[subprocess.Popen]:
+    """Start a process, wait until the health check ``check`` sees it, yield it, kill it."""
+    from tests.support.health import status
+    from tests.support.workers import kill_tree, wait_for
+
+    process = start()
     try:
-        wait_for(lambda: status(app, "scheduler") == "ok")
+        wait_for(lambda: status(app, check) == "ok")
         yield process
     finally:
         kill_tree(process.pid)
