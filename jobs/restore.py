@@ -59,10 +59,14 @@ def run_restore(restore_id: str) -> dict[str, Any]:
                 result = MODES[restore.mode](restore, manifest)
         except Exception as exc:
             db.session.rollback()
-            left = drop_claimed(restore.job_id)
             error = describe_failure(exc, storage().root,
                                      estimated_backup_size(restore.target_database))
-            mark(restore, "failed", error="; ".join([error, *left]))
+            if restore.retired_database:  # named just before the swap: did it take place?
+                if settle(restore, error) == "completed":  # interrupted after the swap
+                    return dict(restore.result or {})
+            else:
+                mark(restore, "failed",
+                     error="; ".join([error, *drop_claimed(restore.job_id)]))
             activity.record("restore.run", restore.id, outcome="failed", detail=restore.error,
                             actor="worker")
             raise

@@ -279,6 +279,32 @@ def test_a_role_missing_on_the_target_is_warned_about_and_skipped(
     assert owner == "postgres"
 
 
+def test_a_restore_interrupted_after_the_swap_is_completed_not_failed(
+    api, run_worker, pagila, pg_server, monkeypatch
+):
+    """A stopping worker can interrupt the job anywhere, e.g. while it drops the replaced
+    database: the live database holds the checked restore by then, and must be reported so."""
+    import jobs.restore
+    from jobs.worker import WorkerStopped
+
+    backup_id = completed_backup(api, run_worker)
+    at_backup = table_fingerprints(pagila)
+    change_the_database(pagila)
+
+    def interrupted(server, name):
+        raise WorkerStopped("interrupted: its worker is shutting down")
+
+    monkeypatch.setattr(jobs.restore, "drop_database", interrupted)
+    response = restore(api, backupId=backup_id, confirmDataLoss=True)
+    run_worker()
+    done = api.get(f"/api/system/backup/restore/{response.get_json()['restoreId']}").get_json()
+    assert done["status"] == "completed", done["error"]
+    assert table_fingerprints(pagila) == at_backup
+    [warning] = done["result"]["warnings"]
+    assert "stopped after the swap (interrupted" in warning
+    pg_server.drop_database(warning.split("kept as ")[1].split()[0])
+
+
 def test_a_replaced_database_that_cannot_be_dropped_is_a_warning_not_a_failure(
     api, run_worker, pagila, pg_server, monkeypatch
 ):
