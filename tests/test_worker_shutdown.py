@@ -74,7 +74,7 @@ def test_a_terminated_worker_interrupts_its_job_and_exits(app, dumping):
     worker.send_signal(signal.SIGTERM)
     worker.wait(SHUTDOWN_BOUND)
     print(f"worker exited {time.monotonic() - started:.1f} s after SIGTERM")
-    assert processes_with_env(f"PATH={env['PATH']}") == []
+    wait_for(lambda: processes_with_env(f"PATH={env['PATH']}") == [], timeout=5)
     backup = backup_of(app, backup_id)
     assert backup.status == "failed"
     assert "interrupted: its worker is shutting down" in backup.error

@@ -20,7 +20,7 @@ import pytest
 
 from extensions import db
 from models import Backup, Restore
-from tests.faults.helpers import Fault, new_database_name, single_line
+from tests.faults.helpers import Fault, databases, new_database_name, single_line
 from tests.faults.invariants import assert_invariants
 
 
@@ -71,17 +71,25 @@ CORRUPTIONS: dict[str, Callable[[Fault, Backup], None]] = {
 }
 
 
+# What a refusal of a corrupted backup must be about (not any 4xx, not any failure).
+ABOUT_CORRUPTION = ("integrity", "corrupt", "missing", "catalog row")
+
+
 def expect_refused(fault: Fault, what: str, response) -> None:
-    """Refused up front with a 4xx, or accepted and then failed by its job."""
+    """Refused up front with a 4xx, or accepted and then failed by its job, either way
+    saying why: the backup is not what was stored."""
     if response.status_code != 202:
-        fault.expect(400 <= response.status_code < 500,
-                     f"{what} of a corrupted backup got {response.status_code}")
+        message = (response.get_json() or {}).get("error", {}).get("message", "")
+        fault.expect(400 <= response.status_code < 500
+                     and any(word in message for word in ABOUT_CORRUPTION),
+                     f"{what} of a corrupted backup got {response.status_code}: {message}")
         return
     restore_id = response.get_json()["restoreId"]
     fault.run_worker()
     row = fault.row(Restore, restore_id)
-    fault.expect(row.status == "failed",
-                 f"{what} of a corrupted backup is {row.status}, not refused")
+    fault.expect(row.status == "failed"
+                 and any(word in (row.error or "") for word in ABOUT_CORRUPTION),
+                 f"{what} of a corrupted backup is {row.status}: {single_line(row.error)}")
 
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
@@ -96,6 +104,9 @@ def test_corrupted_backup_is_invalid_and_never_restored(fault: Fault, corruption
                    fault.restore(backupId=backup_id, targetDatabase=target))
     expect_refused(fault, "a restore over the protected database",
                    fault.restore(backupId=backup_id, confirmDataLoss=True))
+    fault.expect(databases(fault.pg_server) == fault.known_databases,
+                 "a refused restore of a corrupted backup left a database: "
+                 f"{sorted(databases(fault.pg_server) - fault.known_databases)}")
 
     for level in ("integrity", "restore"):
         response = fault.api.post("/api/system/backup/verify",

@@ -100,8 +100,9 @@ def test_safety_backup_runs_out_of_space(fault: Fault, small_disk: Path) -> None
     fault.expect(row.status == "failed",
                  f"the restore whose safety backup did not fit is {row.status}")
     expect_disk_full_message(fault, "the failed restore's error", row.error)
-    safety = fault.row(Backup, row.safety_backup_id) if row.safety_backup_id else None
-    if safety is not None:
+    fault.expect(row.safety_backup_id is not None, "the restore recorded no safety backup")
+    if row.safety_backup_id is not None:
+        safety = fault.row(Backup, row.safety_backup_id)
         fault.expect(safety.status == "failed",
                      f"the safety backup that did not fit is {safety.status}")
         expect_disk_full_message(fault, "the safety backup's error", safety.error)
