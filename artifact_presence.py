@@ -37,7 +37,9 @@ def check_files(backups: Iterable[Backup]) -> list[Backup]:
     """Mark the completed backups among ``backups`` whose files are not as recorded as
     ``missing`` or ``corrupted`` (see :func:`state_of`; committed, with one
     ``backup.missing`` / ``backup.corrupted`` event each); returns those."""
-    lost = []
+    lost: list[Backup] = []
+    if not _judgeable():
+        return lost
     for backup in backups:
         if backup.status != "completed" or backup.verification not in CLAIMED_WHOLE:
             continue
@@ -53,6 +55,17 @@ def check_files(backups: Iterable[Backup]) -> list[Backup]:
                         detail=failed.detail, actor="system")  # commits the backup too
         lost.append(backup)
     return lost
+
+
+def _judgeable() -> bool:
+    """A BACKUP_DIR that is gone or empty is more likely an unmounted disk than every
+    backup lost at once: no backup is marked then (the health check's ``disk`` and
+    ``destinations`` say what is wrong with the directory)."""
+    directory = Path(current_app.config["BACKUP_DIR"])
+    try:
+        return any(directory.iterdir())
+    except OSError:
+        return False
 
 
 def state_of(failed: Check) -> str:

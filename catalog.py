@@ -7,6 +7,7 @@ together, so that a failure never leaves one of them half done.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class CatalogError(Exception):
 
 ADMISSION_LOCK = "pgbackup:admission"
 ADMISSION_SECONDS = 30
+_admission = threading.local()  # whether this thread holds the admission lock
 
 
 def storage() -> LocalStorage:
@@ -101,7 +103,11 @@ def admitted(consequence: str) -> Iterator[None]:
     """Hold the app's admission lock (in Redis) while a request checks for conflicting
     work and records a new backup or restore, so that requests arriving together are
     decided one after the other: a backup and a restore over the database can never both
-    be accepted. ``consequence`` completes the 503 when Redis is unreachable."""
+    be accepted. ``consequence`` completes the 503 when Redis is unreachable. Reentrant
+    within a thread: a scheduled slot holds it while it records its run and its backup."""
+    if getattr(_admission, "held", False):
+        yield
+        return
     lock = redis_connection().lock(ADMISSION_LOCK, timeout=ADMISSION_SECONDS,
                                    blocking_timeout=ADMISSION_SECONDS)
     try:
@@ -111,9 +117,11 @@ def admitted(consequence: str) -> Iterator[None]:
     if not acquired:
         raise CatalogError("another backup or restore is being started; try again",
                            status=409, code="busy")
+    _admission.held = True
     try:
         yield
     finally:
+        _admission.held = False
         with suppress(RedisError):  # expired (after ADMISSION_SECONDS) or Redis gone
             lock.release()
 

@@ -201,7 +201,16 @@ def recent_runs(schedule_ids: Collection[int]) -> RecentRuns:
 # ---- firing -------------------------------------------------------------------------
 
 def fire(schedule_id: int, slot: str, manual: bool = False) -> ScheduleRun | None:
-    """Start the backup for one slot, once; skip it while the previous run is going."""
+    """Start the backup for one slot, once; skip it while the previous run is going.
+
+    The admission lock is taken before the run's row is written, in the order every
+    request takes them (lock, then catalog), so a slot and a request never wait on
+    each other."""
+    with catalog.admitted("the slot did not fire"):
+        return _fire(schedule_id, slot, manual)
+
+
+def _fire(schedule_id: int, slot: str, manual: bool) -> ScheduleRun | None:
     schedule = db.session.get(Schedule, schedule_id)
     if schedule is None or not (schedule.enabled or manual):
         return None

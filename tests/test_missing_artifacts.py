@@ -132,3 +132,15 @@ def test_the_dashboard_card_says_missing_and_offers_no_restore(app, client):
     assert 'class="vbadge vbadge-missing">Missing<' in card
     assert "is missing from BACKUP_DIR" in card
     assert "Restore…" not in card
+
+
+def test_an_unmounted_backup_dir_marks_nothing_missing(app, api):
+    """Every file gone at once (an empty or absent BACKUP_DIR) is more likely a disk that
+    is not mounted than every backup lost: nothing is marked missing."""
+    backup_id, artifact = add_backup(app)
+    before = listed(api, backup_id)["verification"]
+    for path in artifact.parent.iterdir():
+        path.unlink()
+    assert listed(api, backup_id)["verification"] == before
+    artifact.parent.rmdir()
+    assert listed(api, backup_id)["verification"] == before
