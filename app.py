@@ -11,7 +11,6 @@ from typing import Any
 
 from dotenv import load_dotenv
 from flask import Flask, Response
-from flask_login import current_user
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -34,7 +33,6 @@ from blueprints.errors import register_error_handlers
 from blueprints.serializers import iso
 from commands import register_commands
 from extensions import csrf, db, login_manager, migrate
-from permissions import allows
 from pgbackup import ConfigError
 from settings import load_settings
 
@@ -77,16 +75,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_commands(app)
     app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
     app.after_request(_security_headers)
-    app.jinja_env.globals["can"] = _can
+    app.jinja_env.globals["can"] = auth.can
     app.jinja_env.filters["iso"] = iso  # machine-readable times: the API's one format
     with app.app_context():
         _bring_the_catalog_up_to_date()
     return app
-
-
-def _can(endpoint: str) -> bool:
-    """In templates: show an action only to roles the server would let through."""
-    return current_user.is_authenticated and allows(current_user.role, endpoint)
 
 
 def _bring_the_catalog_up_to_date() -> None:

@@ -182,6 +182,12 @@ def record_token_use(response: Response) -> Response:
     return response
 
 
+def can(endpoint: str) -> bool:
+    """Whether the signed-in user's role may call ``endpoint``: templates show an action
+    only to roles the server would let through, and views fetch only what they may show."""
+    return current_user.is_authenticated and allows(current_user.role, endpoint)
+
+
 @login_manager.unauthorized_handler
 def unauthorized():
     """401 JSON for the API and /metrics (machines), a redirect to the login page for the

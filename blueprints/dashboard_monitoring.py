@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
-from flask_login import current_user
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
@@ -30,11 +29,11 @@ import alerts
 import charts
 import health
 import notifications
+from blueprints.auth import can
 from blueprints.errors import describe_validation_error
 from blueprints.notifications_api import CHANNEL_REQUEST
 from catalog import CatalogError
 from models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
-from permissions import allows
 
 bp = Blueprint("dashboard_monitoring", __name__, url_prefix="/system/backup/monitoring")
 
@@ -364,12 +363,8 @@ def page_context() -> dict[str, Any]:
     """The data of this module's panels that dashboard.html includes, those the user may
     see (the page's ``can()`` conditions): for the page's view to pass with its own."""
     context = {"monitoring_charts": charts_context()}
-    if _may("dashboard_monitoring.activity_log"):
+    if can("dashboard_monitoring.activity_log"):
         context["monitoring_activity"] = activity_context()
-    if _may("dashboard_monitoring.channels_panel"):
+    if can("dashboard_monitoring.channels_panel"):
         context["monitoring_channels"] = channels_context()
     return context
-
-
-def _may(endpoint: str) -> bool:
-    return current_user.is_authenticated and allows(current_user.role, endpoint)
