@@ -14,27 +14,15 @@ from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-import catalog_schema
-from blueprints import (
-    account,
-    api,
-    auth,
-    dashboard,
-    dashboard_monitoring,
-    dashboard_schedules,
-    dashboard_users,
-    health_api,
-    metrics,
-    notifications_api,
-    schedules_api,
-)
+from blueprints import api, auth, dashboard, prometheus
+from blueprints.api.serializers import iso
 from blueprints.converters import register_converters
 from blueprints.errors import register_error_handlers
-from blueprints.serializers import iso
 from commands import register_commands
-from extensions import csrf, db, login_manager, migrate
 from pgbackup import ConfigError
-from settings import load_settings
+from services import catalog_upgrade
+from services.extensions import csrf, db, login_manager, migrate
+from services.settings import load_settings
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -61,16 +49,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_converters(app)
     _configure_logging(app)
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(catalog_schema.MIGRATIONS), render_as_batch=True)
+    migrate.init_app(app, db, directory=str(catalog_upgrade.MIGRATIONS), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     auth.init_app(app)
-    app.register_blueprint(api.bp)
-    for blueprint in (schedules_api, health_api, notifications_api, metrics,
-                      dashboard_schedules, dashboard_monitoring, account):
+    for blueprint in (api, dashboard, prometheus):
         app.register_blueprint(blueprint.bp)
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(dashboard_users.bp)
     register_error_handlers(app)
     register_commands(app)
     app.add_url_rule("/healthz", "healthz", lambda: {"status": "ok"})
@@ -84,8 +68,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 def _bring_the_catalog_up_to_date() -> None:
     try:
-        catalog_schema.bring_up_to_date()
-    except catalog_schema.CatalogSchemaError as exc:
+        catalog_upgrade.bring_up_to_date()
+    except catalog_upgrade.CatalogSchemaError as exc:
         url = db.engine.url.render_as_string()  # hides the password
         raise SystemExit(f"catalog error ({url}): {exc}") from None
 

@@ -27,13 +27,12 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
-import accounts
-import activity
-from accounts import AccountError
 from blueprints.errors import json_error
-from extensions import csrf, login_manager
-from models import ApiToken, User
-from permissions import ROLES, allows
+from services import accounts, activity
+from services.accounts import AccountError
+from services.extensions import csrf, login_manager
+from services.models import ApiToken, User
+from services.permissions import ROLES, allows
 
 bp = Blueprint("auth", __name__)
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_totp", "static", "healthz"}
@@ -56,14 +55,14 @@ class CodeForm(FlaskForm):
 def login():
     form = LoginForm()
     if not form.validate_on_submit():
-        return render_template("login.html", form=form), (
+        return render_template("pages/login.html", form=form), (
             200 if request.method == "GET" else 401)
     try:
         user = accounts.password_login(form.username.data, form.password.data or "",
                                        request.remote_addr)
     except AccountError as exc:
         flash(exc.message, "error")
-        return render_template("login.html", form=form), exc.status
+        return render_template("pages/login.html", form=form), exc.status
     if user.has_totp:
         return _ask_for_code(user)
     return _complete_login(user, _safe_next(request.args.get("next")))
@@ -80,13 +79,13 @@ def login_totp():
         return redirect(url_for("auth.login"))
     form = CodeForm()
     if not form.validate_on_submit():
-        return render_template("login_totp.html", form=form), (
+        return render_template("pages/login_totp.html", form=form), (
             200 if request.method == "GET" else 400)
     try:
         accounts.code_login(user, form.code.data or "", request.remote_addr)
     except AccountError as exc:
         flash(exc.message, "error")
-        return render_template("login_totp.html", form=form), exc.status
+        return render_template("pages/login_totp.html", form=form), exc.status
     next_url = _safe_next(session.pop(PENDING_LOGIN).get("next"))
     return _complete_login(user, next_url, "with second factor")
 
@@ -213,7 +212,7 @@ def forbidden(role: str):
                         detail=f"{request.method} needs a higher role than {role}")
     if request.path.startswith(MACHINE_PATHS):
         return json_error(403, "forbidden", message)
-    return render_template("error.html", message=message), 403
+    return render_template("pages/error.html", message=message), 403
 
 
 def guard():

@@ -7,7 +7,7 @@ from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from catalog import CatalogError
+from services.backups import CatalogError
 
 
 def json_error(status: int, code: str, message: str) -> tuple[Response, int]:
@@ -33,7 +33,7 @@ def register_error_handlers(app: Flask) -> None:
     def catalog_error(exc: CatalogError):
         if _wants_json():
             return json_error(exc.status, exc.code, exc.message)
-        return render_template("error.html", message=exc.message), exc.status
+        return render_template("pages/error.html", message=exc.message), exc.status
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):
@@ -44,7 +44,7 @@ def register_error_handlers(app: Flask) -> None:
         message = f"CSRF check failed: {exc.description} Reload the page and try again."
         if _wants_json():
             return json_error(400, "csrf_failed", message)
-        return render_template("error.html", message=message), 400
+        return render_template("pages/error.html", message=message), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -58,4 +58,5 @@ def register_error_handlers(app: Flask) -> None:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return json_error(500, "internal_error", "internal error; see the server log")
-        return render_template("error.html", message="Internal error; see the server log."), 500
+        html = render_template("pages/error.html", message="Internal error; see the server log.")
+        return html, 500

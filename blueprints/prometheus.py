@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from metrics import build_registry
+from services.metrics import build_registry
 
 bp = Blueprint("metrics", __name__)
 REGISTRY_KEY = "metrics_registry"

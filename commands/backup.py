@@ -10,15 +10,15 @@ import click
 from flask.cli import AppGroup
 from pydantic import ValidationError
 
-import catalog
-import restores
+from blueprints.api.schemas import RestoreRequest
+from blueprints.api.serializers import backup_json, dry_run_json
 from blueprints.errors import describe_validation_error
-from blueprints.schemas import RestoreRequest
-from blueprints.serializers import backup_json, dry_run_json
 from commands.errors import fail_on_catalog_error
-from extensions import db
-from formatting import filesize
-from models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, VERIFY_LEVELS
+from services import restores, verification
+from services.backups import create_backup, delete_backup, get_backup, job_status, list_backups
+from services.extensions import db
+from services.formatting import filesize
+from services.models import ACTIVE_STATUSES, BACKUP_TYPES, STATUSES, VERIFY_LEVELS
 
 backup_cli = AppGroup("backup", help="Create, list, inspect and delete backups.")
 
@@ -53,7 +53,7 @@ def _wait_options(func):
 @fail_on_catalog_error
 def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
     """Queue a backup (a worker must be running) and print its id."""
-    backup = catalog.create_backup(kind, compress=compress)
+    backup = create_backup(kind, compress=compress)
     click.echo(f"queued {backup.id} (job {backup.job_id})")
     if not wait:
         return
@@ -71,12 +71,12 @@ def create(kind: str, compress: bool, wait: bool, timeout: int) -> None:
 @fail_on_catalog_error
 def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
     """Queue a verification; with --wait, print the checks and exit 1 if invalid."""
-    job_id = restores.start_verification(backup_id, level)
+    job_id = verification.start_verification(backup_id, level)
     click.echo(f"queued {level} verification of {backup_id} (job {job_id})")
     if not wait:
         return
-    _wait(job_id, lambda: catalog.job_status(job_id).status in ACTIVE_STATUSES, timeout)
-    backup = catalog.get_backup(backup_id)
+    _wait(job_id, lambda: job_status(job_id).status in ACTIVE_STATUSES, timeout)
+    backup = get_backup(backup_id)
     for check in (backup.verification_result or {}).get("checks", []):
         click.echo(f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']}: {check['detail']}")
     if backup.verification != "valid":
@@ -135,7 +135,7 @@ def restores_(limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
 def list_(kind: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Backups, newest first."""
-    page = catalog.list_backups(kind, status, 1, limit)
+    page = list_backups(kind, status, 1, limit)
     if as_json:
         backups = [backup_json(backup) for backup in page.backups]
         click.echo(json.dumps({"backups": backups, "total": page.total,
@@ -151,7 +151,7 @@ def list_(kind: str | None, status: str | None, limit: int, as_json: bool) -> No
 @fail_on_catalog_error
 def show(backup_id: str) -> None:
     """One backup as JSON, with its table list."""
-    click.echo(json.dumps(backup_json(catalog.get_backup(backup_id), detail=True), indent=2))
+    click.echo(json.dumps(backup_json(get_backup(backup_id), detail=True), indent=2))
 
 
 @backup_cli.command("delete")
@@ -160,8 +160,8 @@ def show(backup_id: str) -> None:
 @fail_on_catalog_error
 def delete(backup_id: str, yes: bool) -> None:
     """Delete a backup's artifact, manifest and catalog entry."""
-    catalog.get_backup(backup_id)
+    get_backup(backup_id)
     if not yes:
         click.confirm(f"Delete {backup_id} and its files for good?", abort=True)
-    catalog.delete_backup(backup_id, actor="cli")
+    delete_backup(backup_id, actor="cli")
     click.echo(f"deleted {backup_id}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from catalog import CatalogError
+from services.backups import CatalogError
 
 
 def fail_on_catalog_error(func: Callable[..., Any]) -> Callable[..., Any]:

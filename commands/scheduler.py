@@ -9,8 +9,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 from rq_scheduler import Scheduler
 
-import schedules
 from jobs.queues import BACKUP_QUEUE, redis_connection
+from services import schedules
 
 
 class SyncingScheduler(Scheduler):

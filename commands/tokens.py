@@ -8,9 +8,9 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-import accounts
 from commands.errors import fail_on_catalog_error
-from permissions import ROLES
+from services import accounts
+from services.permissions import ROLES
 
 tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
 

@@ -12,9 +12,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
-import accounts
 from commands.errors import fail_on_catalog_error
-from permissions import ADMIN, ROLES
+from services import accounts
+from services.permissions import ADMIN, ROLES
 
 users_cli = AppGroup("users", help="Manage dashboard users.")
 

@@ -9,11 +9,10 @@ from uuid import uuid4
 
 from rq.exceptions import NoSuchJobError
 
-import alerts
-import notifications
 from jobs.context import app_context
 from jobs.progress import tag_job
 from jobs.queues import NOTIFY_QUEUE, queue, redis_connection
+from services import alerts, notifications
 
 EVALUATE_LOCK = "pgbackup:alerts:evaluate"
 WATCHDOG_PREFIX = "alerts-watchdog-"

@@ -7,17 +7,16 @@ from typing import Any
 
 from flask import current_app
 
-import activity
-import retention
-from catalog import CatalogError, mark, remove_files, storage, target_connection
-from extensions import db
-from failure_messages import describe_failure, estimated_backup_size
 from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
-from models import Backup, Schedule
 from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
-from restores import start_verification
+from services import activity, retention
+from services.backups import CatalogError, mark, remove_files, storage, target_connection
+from services.extensions import db
+from services.failure_messages import describe_failure, estimated_backup_size
+from services.models import Backup, Schedule
+from services.verification import start_verification
 
 
 def run_backup(backup_id: str) -> dict[str, Any]:

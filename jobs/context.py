@@ -16,7 +16,7 @@ def _worker_app() -> Flask:
     global _app
     if _app is None:
         from app import create_app
-        from extensions import db
+        from services.extensions import db
 
         _app = create_app()
         with _app.app_context():

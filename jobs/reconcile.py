@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import psycopg
 from redis import Redis
@@ -24,12 +26,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-import activity
-from catalog import mark, remove_files, target_connection
-from claims import claiming_jobs, drop_claimed
-from extensions import db
-from models import ACTIVE_STATUSES, Backup, Restore
 from pgbackup import database_comment, database_exists
+from services import activity
+from services.backups import mark, remove_files, target_connection
+from services.claims import claiming_jobs, drop_claimed
+from services.extensions import db
+from services.models import ACTIVE_STATUSES, Backup, Restore
 
 log = logging.getLogger(__name__)
 LIVE_STATUSES = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
@@ -41,7 +43,8 @@ def reconcile_backups(connection: Redis) -> list[str]:
     failed = []
     for model in (Backup, Restore):
         active = db.session.scalars(select(model).where(model.status.in_(ACTIVE_STATUSES)))
-        for row in active.all():
+        # mypy joins the two models to their base class; the query returns rows of ``model``
+        for row in cast("Sequence[Backup | Restore]", active.all()):
             reason = _why_job_cannot_finish(row.job_id or row.id, connection)
             if reason is not None and settle(row, reason) == "failed":
                 failed.append(row.id)

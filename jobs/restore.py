@@ -18,17 +18,10 @@ from typing import Any
 import psycopg
 from flask import current_app
 
-import activity
-from artifact_presence import check_stored
-from catalog import mark, new_backup_row, storage, target_connection
-from claims import claim_database, drop_claimed
-from extensions import db
-from failure_messages import describe_failure, estimated_backup_size
 from jobs.backup import dump_into, follow_up
 from jobs.context import app_context
 from jobs.reconcile import restored_mark, settle
 from jobs.verify import report_restore_progress
-from models import Backup, Restore
 from pgbackup import (
     Manifest,
     RecoveryReport,
@@ -45,6 +38,13 @@ from pgbackup import (
     swap_databases,
     working_name,
 )
+from services import activity
+from services.artifact_presence import check_stored
+from services.backups import mark, new_backup_row, storage, target_connection
+from services.claims import claim_database, drop_claimed
+from services.extensions import db
+from services.failure_messages import describe_failure, estimated_backup_size
+from services.models import Backup, Restore
 
 
 def run_restore(restore_id: str) -> dict[str, Any]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import retention
-import schedules
 from jobs.context import app_context
 from jobs.progress import tag_job
+from services import retention, schedules
 
 
 def fire_schedule(schedule_id: int, slot: str) -> dict[str, Any]:

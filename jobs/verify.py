@@ -7,15 +7,8 @@ from typing import Any
 
 from rq import get_current_job
 
-import activity
-from artifact_presence import check_stored, failed_check, state_of
-from catalog import storage, target_connection
-from claims import claim_database, drop_claimed
-from extensions import db
 from jobs.context import app_context
 from jobs.progress import save_progress, tag_job
-from json_shapes import verification_record
-from models import Backup, utcnow
 from pgbackup import (
     RestoreProgress,
     VerifyResult,
@@ -23,6 +16,13 @@ from pgbackup import (
     scratch_name,
     scratch_restore,
 )
+from services import activity
+from services.artifact_presence import check_stored, failed_check, state_of
+from services.backups import storage, target_connection
+from services.claims import claim_database, drop_claimed
+from services.extensions import db
+from services.json_shapes import verification_record
+from services.models import Backup, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ app). Logging is left as the app configured it.
 from alembic import context
 from flask import current_app
 
-import models  # noqa: F401  (registers the tables on db.metadata)
-from extensions import db
+from services import models  # noqa: F401  (registers the tables on db.metadata)
+from services.extensions import db
 
 
 def run(connection) -> None:

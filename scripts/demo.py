@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from localservices import PostgresServer, RedisServer  # noqa: E402
+from tools.localservices import PostgresServer, RedisServer  # noqa: E402
 
 STATE = ROOT / ".demo"
 DEMO_DB = "rentalshop"
@@ -30,7 +30,7 @@ def start_postgres() -> tuple[PostgresServer, str]:
     if not exists:
         print(f"generating the demo rental-shop database '{DEMO_DB}' ...", flush=True)
         url = server.create_database(DEMO_DB)
-        import datagen
+        from tools import datagen
 
         counts = datagen.generate(url, scale=1.0, seed=42)
         print(f"  {sum(counts.values()):,} rows in {len(counts)} tables", flush=True)

@@ -20,17 +20,16 @@ import functools
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-import activity
-import totp
-from catalog import CatalogError
-from extensions import db
-from models import ActivityEvent, ApiToken, User, utcnow
-from permissions import ADMIN, ROLES
+from services import activity, totp
+from services.backups import CatalogError
+from services.extensions import db
+from services.models import ActivityEvent, ApiToken, User, utcnow
+from services.permissions import ADMIN, ROLES
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.@-]{1,80}")
 NAME_RULE = "1 to 80 letters, digits, '_', '.', '@' or '-'"
@@ -261,6 +260,7 @@ def _refuse_busy_address(address: str | None, name: str | None) -> None:
     failures = db.session.scalar(select(func.count(ActivityEvent.id)).where(
         ActivityEvent.action == "login", ActivityEvent.outcome == "failed",
         ActivityEvent.source == address, ActivityEvent.at > since))
+    assert failures is not None  # COUNT always returns a row
     if failures >= MAX_FAILURES_PER_ADDRESS:
         activity.record("login", name, outcome="refused", actor=name or "anonymous",
                         detail="rate limited")
@@ -287,11 +287,11 @@ def _fail_login(user: User | None, name: str, message: str,
 
 def _claim_step(user: User, step: int) -> bool:
     """Record ``step`` as used, atomically: of two requests with one code, only one wins."""
-    claimed = db.session.execute(
+    claimed = cast("CursorResult[Any]", db.session.execute(  # what an UPDATE returns
         update(User)
         .where(User.id == user.id,
                or_(User.totp_last_step.is_(None), User.totp_last_step < step))
-        .values(totp_last_step=step))
+        .values(totp_last_step=step)))
     return claimed.rowcount == 1
 
 

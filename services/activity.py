@@ -16,16 +16,16 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import has_request_context, request
 from flask_login import current_user
 from sqlalchemy import ColumnElement, Select, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from extensions import db
-from json_shapes import iso
-from models import ActivityEvent, utcnow
+from services.extensions import db
+from services.json_shapes import iso
+from services.models import ActivityEvent, utcnow
 
 EXPORT_FIELDS = ("at", "actor", "action", "target", "outcome", "source", "detail", "times")
 REPEAT_WINDOW = timedelta(minutes=15)  # a repeat within it is counted, not added
@@ -98,7 +98,8 @@ def printable(text: str, limit: int = SHORT) -> str:
 
 def _request_actor() -> str:
     if has_request_context() and current_user and current_user.is_authenticated:
-        return current_user.display_name
+        # flask_login is untyped; the signed-in principal is a User or an ApiToken
+        return cast(str, current_user.display_name)
     return "cli" if not has_request_context() else "anonymous"
 
 

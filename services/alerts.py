@@ -17,11 +17,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import func, or_, select
 
-import health
-import notifications
-from extensions import db
-from models import UNRESTORABLE, Alert, Backup, Restore, Schedule
-from schedules import as_utc, now_utc, timing
+from services import health, notifications
+from services.extensions import db
+from services.models import UNRESTORABLE, Alert, Backup, Restore, Schedule
+from services.schedules import as_utc, now_utc, timing
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,6 @@ from pathlib import Path
 
 from flask import current_app
 
-import activity
-from json_shapes import verification_record
-from models import Backup
 from pgbackup import (
     Check,
     LocalStorage,
@@ -28,6 +25,9 @@ from pgbackup import (
     manifest_name,
     read_manifest,
 )
+from services import activity
+from services.json_shapes import verification_record
+from services.models import Backup
 
 MISSING = "missing"
 CLAIMED_WHOLE = ("unverified", "valid")  # the verifications this check can contradict
@@ -101,6 +101,7 @@ def problem(backup: Backup) -> str:
 
 def failed_check(backup: Backup) -> Check | None:
     """The first of the integrity checks' cheap parts that fails, named as they are."""
+    assert backup.filename is not None  # a completed backup has its artifact's name
     directory = Path(current_app.config["BACKUP_DIR"])
     artifact = directory / backup.filename
     if not artifact.is_file():

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -21,19 +21,28 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import func, select
 
-import activity
-from artifact_presence import check_files
-from extensions import db
 from jobs.queues import (
     BACKUP_QUEUE,
     JOB_TIMEOUT,
+    RESTORE_QUEUE,
     RESULT_TTL,
+    VERIFY_QUEUE,
     queue,
     queue_unavailable_message,
     redis_connection,
 )
-from models import ACTIVE_STATUSES, UNRESTORABLE, Backup, Deletion, Restore, utcnow
-from pgbackup import ConnectionInfo, LocalStorage, artifact_name, manifest_name, new_backup_id
+from pgbackup import (
+    ConnectionInfo,
+    LocalStorage,
+    artifact_name,
+    is_backup_id,
+    manifest_name,
+    new_backup_id,
+)
+from services import activity, artifact_presence
+from services.artifact_presence import check_files
+from services.extensions import db
+from services.models import ACTIVE_STATUSES, UNRESTORABLE, Backup, Deletion, Restore, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +88,33 @@ def create_backup(
         _refuse_during_restore(current_app.config["TARGET_DATABASE"])
         backup = new_backup_row(kind, compress, origin)
         backup.schedule_id = schedule_id
-        try:
-            queue(BACKUP_QUEUE).enqueue(
-                "jobs.backup.run_backup",
-                backup.id,
-                job_id=backup.job_id,
-                description=f"{kind} backup of {backup.database} ({backup.id})",
-                job_timeout=JOB_TIMEOUT,
-                result_ttl=RESULT_TTL,
-                failure_ttl=RESULT_TTL,
-                on_failure=Callback("jobs.backup.on_backup_failure"),
-            )
-        except RedisError as exc:
-            db.session.rollback()
-            raise CatalogError.queue_unavailable(exc, "nothing was created") from exc
+        assert backup.job_id is not None  # new_backup_row names the job: the backup's id
+        enqueue(BACKUP_QUEUE, "jobs.backup.run_backup", backup.job_id,
+                f"{kind} backup of {backup.database} ({backup.id})", backup.id,
+                consequence="nothing was created")
         db.session.commit()
     activity.record("backup.create", backup.id, detail=f"{kind}, origin {origin}")
     return backup
+
+
+FAILURE_CALLBACKS = {BACKUP_QUEUE: "jobs.backup.on_backup_failure",
+                     RESTORE_QUEUE: "jobs.restore.on_restore_failure",
+                     VERIFY_QUEUE: "jobs.verify.on_verify_failure"}
+
+
+def enqueue(queue_name: str, func: str, job_id: str, description: str, *args: Any,
+            consequence: str) -> None:
+    """Queue a job with the failure callback that cleans up after it; when Redis cannot
+    take it, roll back what the caller recorded and refuse (``consequence`` says so)."""
+    try:
+        queue(queue_name).enqueue(
+            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
+        )
+    except RedisError as exc:
+        db.session.rollback()
+        raise CatalogError.queue_unavailable(exc, consequence) from exc
 
 
 @contextmanager
@@ -169,6 +188,16 @@ def _unused_backup_id() -> str:
     return backup_id
 
 
+def checked_id(backup_id: str) -> str:
+    """A backup id sent in a body; ids in paths are checked by blueprints.converters."""
+    if not is_backup_id(backup_id):
+        raise CatalogError(
+            f"invalid backup id {backup_id!r}: ids look like backup-2024-01-15T10-30-00-000Z",
+            code="invalid_id",
+        )
+    return backup_id
+
+
 def get_backup(backup_id: str) -> Backup:
     """The backup, ``missing`` if its files are gone (artifact_presence)."""
     backup = db.session.get(Backup, backup_id)
@@ -176,6 +205,37 @@ def get_backup(backup_id: str) -> Backup:
         raise CatalogError(f"no backup with id {backup_id!r}", status=404, code="not_found")
     check_files([backup])
     return backup
+
+
+
+def completed_backup(backup_id: str, restoring: bool = True) -> Backup:
+    """The completed backup; to be restored, also with its files in place (verifying one
+    whose files are missing is how it becomes valid again once they are put back)."""
+    backup = get_backup(backup_id)
+    if backup.status != "completed":
+        raise CatalogError(
+            f"backup {backup_id} is {backup.status}; only completed backups can be "
+            "verified or restored", status=409, code="backup_not_completed",
+        )
+    if restoring and backup.verification == artifact_presence.MISSING:
+        raise CatalogError(
+            f"backup {backup_id} cannot be restored: {artifact_presence.problem(backup)}. "
+            "Put its files back into BACKUP_DIR and verify it, or restore another backup",
+            status=409, code="backup_missing",
+        )
+    return backup
+
+
+def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: Any) -> None:
+    try:
+        queue(queue_name).enqueue(
+            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
+            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
+        )
+    except RedisError as exc:
+        db.session.rollback()
+        raise CatalogError.queue_unavailable(exc, "nothing was started") from exc
 
 
 def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -> None:
@@ -263,7 +323,7 @@ def newest_good_backup() -> Backup | None:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What a job is doing, from RQ and the catalog; shaped as JSON by blueprints.serializers.
+    """What a job is doing, from RQ and the catalog; shaped as JSON by blueprints.api.serializers.
 
     ``status`` is in the catalog's words, ``rq_status`` RQ's own (None once RQ has forgotten
     the job, and then the times are None too). ``progress`` is the job's saved progress as
@@ -315,7 +375,9 @@ def job_status(job_id: str) -> JobStatus:
 
 def _row_for_job(job_id: str) -> Backup | Restore | None:
     for model in (Backup, Restore):
-        row = db.session.scalars(select(model).where(model.job_id == job_id)).first()
+        # mypy joins the two models to their base class; each query returns rows of ``model``
+        row = cast("Backup | Restore | None",
+                   db.session.scalars(select(model).where(model.job_id == job_id)).first())
         if row is not None:
             return row
     return None

@@ -32,9 +32,9 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from extensions import db
+from services.extensions import db
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 BASELINE = "0001_baseline"
 LOCK_KEY = 0x5042_4D5F  # "PBM_": the catalog's advisory lock on PostgreSQL
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class CatalogSchemaError(RuntimeError):
 def bring_up_to_date() -> None:
     """Create or upgrade the catalog (inside an app context) so it matches the models."""
     head = _scripts().get_current_head()
+    assert head is not None  # migrations/ has revisions: BASELINE at least
     with _exclusive(db.engine):
         with db.engine.begin() as connection:
             current = MigrationContext.configure(connection).get_current_revision()

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from extensions import db
-from formatting import filesize, format_duration
-from models import Backup
+from services.extensions import db
+from services.formatting import filesize, format_duration
+from services.models import Backup
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif"
@@ -103,7 +103,7 @@ def nice_step(span: float, count: int) -> float:
     if span <= 0:
         return 1.0
     raw = span / count
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude: float = 10 ** math.floor(math.log10(raw))
     for factor in (1, 2, 2.5, 5, 10):
         if factor * magnitude >= raw * (1 - 1e-9):
             return factor * magnitude
@@ -227,7 +227,9 @@ def _svg(width: float, height: float, title: str, description: str, body: list[s
 
 def _legend(series: Sequence[Series], width: float) -> tuple[list[str], int]:
     """Swatches and names in rows across the top; returns the markup and the row count."""
-    parts, x, row = [], LEFT, 0
+    parts: list[str] = []
+    x: float = LEFT
+    row = 0
     for index, one in enumerate(series):
         label = f"{one.name} ({len(one.points)})"
         item = 16 + _text_width(label) + 14

@@ -15,10 +15,10 @@ import logging
 import psycopg
 from sqlalchemy import select
 
-from catalog import target_connection
-from extensions import db
-from models import Claim
 from pgbackup import database_exists, drop_database
+from services.backups import target_connection
+from services.extensions import db
+from services.models import Claim
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from extensions import db
-from formatting import filesize
-from models import Backup
+from services.extensions import db
+from services.formatting import filesize
+from services.models import Backup
 
 
 def describe_failure(exc: BaseException, backup_dir: Path | str, needed_bytes: int | None) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from flask import current_app
@@ -29,17 +29,17 @@ from rq.registry import FailedJobRegistry
 from rq_scheduler import Scheduler
 from sqlalchemy import func, select
 
-import artifact_presence
-import catalog
-from extensions import db
-from formatting import filesize
 from jobs.queues import QUEUES, queue_unavailable_message
 from jobs.reconcile import dead_worker_reason
-from json_shapes import iso
-from models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
 from pgbackup import BackupError, LocalStorage
 from pgbackup.pgdump import pg_dump_version
-from schedules import as_utc, timing
+from services import artifact_presence
+from services.backups import target_connection
+from services.extensions import db
+from services.formatting import filesize
+from services.json_shapes import iso
+from services.models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
+from services.schedules import as_utc, timing
 
 log = logging.getLogger(__name__)
 STATUSES = ("ok", "warning", "critical")  # best to worst
@@ -86,7 +86,7 @@ class Probe:
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        self.target = catalog.target_connection()
+        self.target = target_connection()
 
     @property
     def naive_now(self) -> datetime:
@@ -160,11 +160,12 @@ def check_client_tools(probe: Probe) -> Outcome:
         return "critical", _hint(f"{' and '.join(missing)} not found on PATH: backups and "
                                  "restores cannot run", install), {"missing": missing}
     try:
-        versions = {tool: pg_dump_version(path) for tool, path in paths.items()}
+        # every path is set: a missing tool returned above
+        versions = {tool: pg_dump_version(cast(str, path)) for tool, path in paths.items()}
     except BackupError as exc:
         return "critical", _hint(str(exc), install), {}
-    data = {key: {"path": paths[tool], "version": versions[tool]}
-            for tool, key in CLIENT_TOOLS.items()}
+    data: dict[str, Any] = {key: {"path": paths[tool], "version": versions[tool]}
+                            for tool, key in CLIENT_TOOLS.items()}
     server = probe.server
     data["serverVersion"] = server.version
     if server.major is None:
@@ -404,6 +405,7 @@ def _daily_growth(now: datetime) -> float:
     """Bytes per day of the backups completed in the last week."""
     total = db.session.scalar(select(func.coalesce(func.sum(Backup.size), 0)).where(
         Backup.status == "completed", Backup.finished_at >= now - GROWTH_WINDOW))
+    assert total is not None  # COALESCE(SUM(...), 0) is never NULL
     return total / GROWTH_WINDOW.days
 
 
@@ -439,7 +441,10 @@ def _newest_good(kind: str) -> tuple[Backup | None, list[Backup]]:
 def _lateness(kind: str, newest: Backup | None, schedules: list[Schedule],
               now: datetime) -> Outcome:
     """How late ``newest`` is, for the schedules of ``kind`` or without one."""
-    age = now - as_utc(newest.finished_at) if newest else None
+    age: timedelta | None = None
+    if newest:
+        assert newest.finished_at is not None  # _newest_good picks finished backups only
+        age = now - as_utc(newest.finished_at)
     data: dict[str, Any] = {"backupId": newest.id if newest else None,
                             "ageSeconds": None if age is None else round(age.total_seconds())}
     if schedules:
@@ -481,8 +486,10 @@ def _interval(schedule: Schedule, now: datetime) -> timedelta:
 
 
 def _failed_since(model: type[Backup] | type[Restore], since: datetime) -> int:
-    return db.session.scalar(select(func.count()).select_from(model).where(
+    count = db.session.scalar(select(func.count()).select_from(model).where(
         model.status == "failed", func.coalesce(model.finished_at, model.created_at) >= since))
+    assert count is not None  # COUNT always returns a row
+    return count
 
 
 def _rq_failed_since(queue_name: str, connection: Redis, since: datetime) -> int:
@@ -493,7 +500,9 @@ def _rq_failed_since(queue_name: str, connection: Redis, since: datetime) -> int
 
 
 def _major(version: str) -> int:
-    return int(re.match(r"\d+", version)[0])
+    match = re.match(r"\d+", version)
+    assert match is not None  # a PostgreSQL version starts with its major, e.g. 15.19
+    return int(match[0])
 
 
 def _plural(count: int, noun: str) -> str:

@@ -21,11 +21,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
+from sqlalchemy.orm import QueryableAttribute
 
-from extensions import db
 from jobs.queues import QUEUES, queue
-from models import (
+from pgbackup import __version__
+from services.extensions import db
+from services.models import (
     BACKUP_TYPES,
     RESTORE_MODES,
     STATUSES,
@@ -35,7 +37,6 @@ from models import (
     Restore,
     Schedule,
 )
-from pgbackup import __version__
 
 DURATION_BUCKETS = (1, 5, 30, 60, 300, 900, 1800, 3600, 7200)  # seconds; +Inf is added
 
@@ -166,7 +167,7 @@ def _zeros(*label_values: Iterable[str]) -> Values:
     return dict.fromkeys(product(*label_values), 0.0)
 
 
-def _grouped(zeros: Values, *columns: ColumnElement[Any],
+def _grouped(zeros: Values, *columns: SQLColumnExpression[Any],
              value: ColumnElement[Any] | None = None,
              where: ColumnElement[bool] | None = None) -> Values:
     """``value`` (default: the row count) per combination of ``columns``, over ``zeros``."""
@@ -187,9 +188,9 @@ def _gauge(name: str, documentation: str, labels: Sequence[str],
     return family
 
 
-def _histogram(name: str, documentation: str, label: ColumnElement[str], known: Sequence[str],
-               duration_ms: ColumnElement[int], where: ColumnElement[bool]
-               ) -> HistogramMetricFamily:
+def _histogram(name: str, documentation: str, label: QueryableAttribute[str],
+               known: Sequence[str], duration_ms: QueryableAttribute[int | None],
+               where: ColumnElement[bool]) -> HistogramMetricFamily:
     """A histogram per value of ``label``, its buckets counted by the database."""
     below = [func.sum(case((duration_ms <= bound * 1000, 1), else_=0))
              for bound in DURATION_BUCKETS]

@@ -9,13 +9,21 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from extensions import db
+from services.extensions import db
+
+if TYPE_CHECKING:
+    # db.Model is built at run time (an attribute mypy cannot use as a base class) from the
+    # declarative configuration of Base, so the models are type-checked against Base.
+    from services.extensions import Base as Model
+else:
+    Model = db.Model
 
 BACKUP_TYPES = ("full", "schema-only")
 ACTIVE_STATUSES = ("queued", "running")
@@ -32,7 +40,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class Backup(db.Model):
+class Backup(Model):
     """One backup of a target database; its id names the artifact file."""
 
     __tablename__ = "backups"
@@ -68,7 +76,7 @@ class Backup(db.Model):
         return self.status in ACTIVE_STATUSES
 
 
-class Restore(db.Model):
+class Restore(Model):
     """One restore of a backup: over the protected database, into a new one, or a rehearsal
     into a scratch database that is dropped afterwards."""
 
@@ -102,7 +110,7 @@ class Restore(db.Model):
         return self.status in ACTIVE_STATUSES
 
 
-class Claim(db.Model):
+class Claim(Model):
     """A database a job is about to create and must drop unless the job hands it over.
 
     Recorded (committed) before the database is created, so that whoever settles a job
@@ -118,7 +126,7 @@ class Claim(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Schedule(db.Model):
+class Schedule(Model):
     """A recurring backup; its times are wall-clock times in ``timezone``."""
 
     __tablename__ = "schedules"
@@ -147,7 +155,7 @@ class Schedule(db.Model):
         return f"schedule-{self.id}"
 
 
-class ScheduleRun(db.Model):
+class ScheduleRun(Model):
     """One firing of a schedule; (schedule, slot) is unique, so a slot runs at most once
     however many schedulers fire it."""
 
@@ -163,7 +171,7 @@ class ScheduleRun(db.Model):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
-class Deletion(db.Model):
+class Deletion(Model):
     """Why a backup was deleted, by whom or by which rule; kept after the backup is gone."""
 
     __tablename__ = "deletions"
@@ -175,7 +183,7 @@ class Deletion(db.Model):
     reason: Mapped[str] = mapped_column(Text)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A dashboard login."""
 
     __tablename__ = "users"
@@ -212,7 +220,7 @@ class User(UserMixin, db.Model):
         return self.totp_secret is not None
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for scripts. Only its SHA-256 is stored: tokens are random, so a
     slow password hash would add nothing but latency to every API call."""
 
@@ -257,7 +265,7 @@ class ApiToken(db.Model):
 
 
 
-class ActivityEvent(db.Model):
+class ActivityEvent(Model):
     """Who did what, when: the activity log. Rows are only ever added."""
 
     __tablename__ = "activity"
@@ -275,7 +283,7 @@ class ActivityEvent(db.Model):
     times: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
-class NotificationChannel(db.Model):
+class NotificationChannel(Model):
     """Where alerts go: a webhook (JSON, HMAC-signed), SMTP email, or a Slack-compatible
     incoming webhook. ``config`` holds the kind's settings; its secrets are write-only in
     the API."""
@@ -290,7 +298,7 @@ class NotificationChannel(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Alert(db.Model):
+class Alert(Model):
     """One problem, from when it starts to when it clears; ``key`` identifies the problem
     (e.g. ``no-recent-backup:schedule:3``) so it is notified once, not on every check."""
 
@@ -305,7 +313,7 @@ class Alert(db.Model):
     cleared_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One notification sent (or tried) to one channel, retried until it goes through."""
 
     __tablename__ = "deliveries"

@@ -29,14 +29,13 @@ from rq import Retry
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
-import activity
-import secretbox
-from catalog import CatalogError
-from extensions import db
 from jobs.queues import NOTIFY_QUEUE, RESULT_TTL, queue
-from json_shapes import iso
-from models import Alert, Delivery, NotificationChannel, utcnow
 from pgbackup import TOOL_NAME, __version__
+from services import activity, secretbox
+from services.backups import CatalogError
+from services.extensions import db
+from services.json_shapes import iso
+from services.models import Alert, Delivery, NotificationChannel, utcnow
 
 KINDS = ("webhook", "email", "slack")
 WRITE_ONLY = {"webhook": ("secret",), "email": ("password",), "slack": ("url",)}
@@ -231,10 +230,13 @@ def attempt(delivery_id: int) -> Delivery | None:
     if delivery is None or delivery.status != "pending":
         return delivery
     channel = db.session.get(NotificationChannel, delivery.channel_id)
+    assert channel is not None  # deleting a channel deletes its deliveries
     if not channel.enabled:
         _record(delivery, "failed", "not sent: the channel was disabled")
         return delivery
-    notice = Notice.of(delivery.event, db.session.get(Alert, delivery.alert_id))
+    alert = db.session.get(Alert, delivery.alert_id)
+    assert alert is not None  # only a test delivery has none, and it is sent at once
+    notice = Notice.of(delivery.event, alert)
     last_try = delivery.attempts + 1 > len(retry_intervals())
     _try(delivery, channel, notice, SEND_TIMEOUT, "failed" if last_try else "pending")
     return delivery
@@ -253,7 +255,7 @@ def send_test(channel: NotificationChannel) -> Delivery:
     return delivery
 
 
-DeliveryRow = Row[tuple[Delivery, NotificationChannel, Alert | None]]
+DeliveryRow = Row[Delivery, NotificationChannel, Alert | None]
 
 
 def last_delivery(channel_id: int) -> Delivery | None:
@@ -338,6 +340,7 @@ def _post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -
 def _send_email(config: dict[str, Any], notice: Notice, _delivery_id: int,
                 timeout: float) -> None:
     message = _email(config, notice)
+    smtp: smtplib.SMTP
     if config.get("ssl"):
         smtp = smtplib.SMTP_SSL(config["host"], config["port"], timeout=timeout,
                                 context=ssl.create_default_context())

@@ -18,21 +18,21 @@ _RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
 _VIEWER_ENDPOINTS = (
     "auth.logout", "api.list_backups", "api.show_backup", "api.job_status", "api.openapi",
-    "api.list_restores", "api.show_restore", "health_api.system_health", "metrics.scrape",
-    "schedules_api.list_schedules", "schedules_api.show_schedule",
-    "schedules_api.retention_preview", "notifications_api.list_alerts",
+    "api.list_restores", "api.show_restore", "api.system_health", "metrics.scrape",
+    "api.list_schedules", "api.show_schedule", "api.retention_preview", "api.list_alerts",
     "dashboard.root", "dashboard.index", "dashboard.backups", "dashboard.progress",
     "dashboard.verification", "dashboard.restores_list", "dashboard.restore_progress",
-    "dashboard.restore_panel_closed", "dashboard_schedules.schedule_list",
-    "dashboard_schedules.card", "dashboard_schedules.last_run",
-    "dashboard_schedules.retention_preview", "dashboard_monitoring.health_panel",
-    "dashboard_monitoring.charts_panel", "account.page", "account.change_password",
-    "account.totp_setup", "account.totp_confirm", "account.totp_disable",
+    "dashboard.restore_panel_closed", "dashboard.schedules.schedule_list",
+    "dashboard.schedules.card", "dashboard.schedules.last_run",
+    "dashboard.schedules.retention_preview", "dashboard.monitoring.health_panel",
+    "dashboard.monitoring.charts_panel", "dashboard.account.page",
+    "dashboard.account.change_password", "dashboard.account.totp_setup",
+    "dashboard.account.totp_confirm", "dashboard.account.totp_disable",
 )
 _OPERATOR_ENDPOINTS = (
     "api.create_backup", "api.verify_backup", "api.restore_backup",
-    "schedules_api.run_schedule", "dashboard.create", "dashboard.verify",
-    "dashboard.restore_panel", "dashboard.restore", "dashboard_schedules.run",
+    "api.run_schedule", "dashboard.create", "dashboard.verify",
+    "dashboard.restore_panel", "dashboard.restore", "dashboard.schedules.run",
 )
 MINIMUM_ROLE = {
     **dict.fromkeys(_VIEWER_ENDPOINTS, VIEWER),

@@ -1,4 +1,4 @@
-"""Restore and verification requests: validated here, carried out by RQ jobs.
+"""Restore requests (and their dry runs): validated here, carried out by RQ jobs.
 
 Every refusal is a CatalogError with a sentence for the user; nothing is queued or
 recorded unless the whole request is acceptable.
@@ -6,25 +6,15 @@ recorded unless the whole request is acceptable.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from dataclasses import dataclass
-from typing import Any
 
 from flask import current_app, has_request_context
 from flask_login import current_user
-from redis.exceptions import RedisError
-from rq import Callback
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-import activity
-import artifact_presence
-from catalog import CatalogError, admitted, get_backup, storage, target_connection
-from extensions import db
-from jobs.queues import JOB_TIMEOUT, RESTORE_QUEUE, RESULT_TTL, VERIFY_QUEUE, queue
-from models import ACTIVE_STATUSES, VERIFY_LEVELS, Backup, Restore
-from permissions import ADMIN, at_least
+from jobs.queues import RESTORE_QUEUE
 from pgbackup import (
     DryRunError,
     DryRunReport,
@@ -35,58 +25,24 @@ from pgbackup import (
     read_manifest,
     validate_database_name,
 )
-
-FAILURE_CALLBACKS = {RESTORE_QUEUE: "jobs.restore.on_restore_failure",
-                     VERIFY_QUEUE: "jobs.verify.on_verify_failure"}
-
-
-def _completed_backup(backup_id: str, restoring: bool = True) -> Backup:
-    """The completed backup; to be restored, also with its files in place (verifying one
-    whose files are missing is how it becomes valid again once they are put back)."""
-    backup = get_backup(backup_id)
-    if backup.status != "completed":
-        raise CatalogError(
-            f"backup {backup_id} is {backup.status}; only completed backups can be "
-            "verified or restored", status=409, code="backup_not_completed",
-        )
-    if restoring and backup.verification == artifact_presence.MISSING:
-        raise CatalogError(
-            f"backup {backup_id} cannot be restored: {artifact_presence.problem(backup)}. "
-            "Put its files back into BACKUP_DIR and verify it, or restore another backup",
-            status=409, code="backup_missing",
-        )
-    return backup
-
-
-def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: Any) -> None:
-    try:
-        queue(queue_name).enqueue(
-            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
-            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
-        )
-    except RedisError as exc:
-        db.session.rollback()
-        raise CatalogError.queue_unavailable(exc, "nothing was started") from exc
-
-
-def start_verification(backup_id: str, level: str, actor: str | None = None) -> str:
-    """Queue a verification of ``backup_id`` at ``level``; returns the job id."""
-    if level not in VERIFY_LEVELS:
-        raise CatalogError(f"unknown level {level!r}: use one of {', '.join(VERIFY_LEVELS)}")
-    backup = _completed_backup(backup_id, restoring=False)
-    job_id = f"verify-{level}-{backup.id}-{secrets.token_hex(3)}"
-    _enqueue(VERIFY_QUEUE, "jobs.verify.run_verify", job_id,
-             f"{level} verification of {backup.id}", backup.id, level)
-    activity.record("backup.verify", backup.id, detail=f"level {level}, job {job_id}",
-                    actor=actor)
-    return job_id
+from services import activity, artifact_presence
+from services.backups import (
+    CatalogError,
+    admitted,
+    completed_backup,
+    enqueue,
+    storage,
+    target_connection,
+)
+from services.extensions import db
+from services.models import ACTIVE_STATUSES, Backup, Restore
+from services.permissions import ADMIN, at_least
 
 
 @dataclass(frozen=True)
 class DryRun:
     """A dry run: the backup's integrity check, then the analysis unless that failed.
-    Shaped as JSON by blueprints.serializers.dry_run_json."""
+    Shaped as JSON by blueprints.api.serializers.dry_run_json."""
 
     integrity: VerifyResult
     report: DryRunReport | None  # None: the backup failed its integrity check
@@ -111,7 +67,7 @@ class DryRun:
 def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
     """The read-only analysis of restoring ``backup_id`` (over the protected database, or
     into ``target_database`` when given)."""
-    backup = _completed_backup(backup_id)
+    backup = completed_backup(backup_id)
     if target_database is not None:
         _checked_name(target_database)
     integrity = artifact_presence.check_stored(backup)
@@ -141,7 +97,7 @@ def start_restore(backup_id: str, mode: str, target_database: str | None = None)
 
 
 def _record_restore(backup_id: str, mode: str, target_database: str | None) -> Restore:
-    backup = _completed_backup(backup_id)
+    backup = completed_backup(backup_id)
     protected = current_app.config["TARGET_DATABASE"]
     _refuse_concurrent_restore()
     if mode == "overwrite":
@@ -164,8 +120,9 @@ def _record_restore(backup_id: str, mode: str, target_database: str | None) -> R
                       target_database=target_database, active_slot="restore")
     restore.job_id = restore.id
     _take_restore_slot(restore)
-    _enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
-             f"{mode} restore of {backup.id} into {target_database}", restore.id)
+    enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
+            f"{mode} restore of {backup.id} into {target_database}", restore.id,
+            consequence="nothing was started")
     db.session.commit()
     return restore
 

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from flask import current_app
 from sqlalchemy import select
 
-import catalog
-from extensions import db
-from models import Backup, Schedule
-from retention_policies import BackupFacts, Decision, Policy, plan_retention
+from services.backups import delete_backup
+from services.extensions import db
+from services.models import Backup, Schedule
+from services.retention_policies import BackupFacts, Decision, Policy, plan_retention
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,10 @@ def apply(now: datetime | None = None, schedule_id: int | None = None) -> list[D
         if not decision.delete:
             continue
         backup = db.session.get(Backup, decision.backup_id)
+        assert backup is not None  # the plan was made from the catalog's backups just now
         if schedule_id is not None and backup.schedule_id != schedule_id:
             continue
-        catalog.delete_backup(backup.id, actor="retention", reason=decision.reason)
+        delete_backup(backup.id, actor="retention", reason=decision.reason)
         deleted.append(decision)
     return deleted
 

@@ -137,7 +137,7 @@ def _groups(
     groups: dict[int | None, tuple[_Group, list[BackupFacts]]] = {}
     for backup in reversed(ordered):
         key = backup.schedule_id
-        if key in policies:
+        if key is not None and key in policies:
             group = _Group(f"of schedule {key}", policies[key])
         elif key is None and backup.origin != "schedule" and manual_policy is not None:
             group = _Group("among manual and safety backups", manual_policy)

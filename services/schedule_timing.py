@@ -131,11 +131,14 @@ class Timing:
         if self.frequency == "cron":
             return f"cron '{self.cron}' in {self.timezone}"
         if self.frequency == "hourly":
+            assert self.time is not None  # __post_init__: hourly schedules have a time
             return f"hourly at :{self.time[3:]} {self.timezone}"
         when = self.frequency
         if self.frequency == "weekly":
+            assert self.day_of_week is not None  # __post_init__: weekly ones have a day_of_week
             when = f"weekly on {WEEKDAYS[self.day_of_week]}"
         elif self.frequency == "monthly":
+            assert self.day_of_month is not None  # __post_init__: monthly ones a day_of_month
             last = " (or the month's last day)" if self.day_of_month > 28 else ""
             when = f"monthly on day {self.day_of_month}{last}"
         return f"{when} at {self.time} {self.timezone}"
@@ -154,12 +157,13 @@ class Timing:
         if self.frequency == "weekly":
             return day.weekday() == self.day_of_week
         if self.frequency == "monthly":
+            assert self.day_of_month is not None  # __post_init__: monthly ones a day_of_month
             last = calendar.monthrange(day.year, day.month)[1]
             return day.day == min(self.day_of_month, last)
         return True
 
 
-def _check_zone(name: object) -> None:
+def _check_zone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):

@@ -11,6 +11,7 @@ once, at start-up; the next slot is computed from then on, so missed slots never
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,10 +24,6 @@ from rq_scheduler import Scheduler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-import activity
-import catalog
-from catalog import CatalogError
-from extensions import db
 from jobs.queues import (
     BACKUP_QUEUE,
     NOTIFY_QUEUE,
@@ -34,9 +31,12 @@ from jobs.queues import (
     queue_unavailable_message,
     redis_connection,
 )
-from json_shapes import iso
-from models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
-from schedule_timing import Timing, TimingError
+from services import activity
+from services.backups import CatalogError, admitted, create_backup
+from services.extensions import db
+from services.json_shapes import iso
+from services.models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow
+from services.schedule_timing import Timing, TimingError
 
 FIELDS = {  # API name -> column
     "name": "name", "type": "type", "frequency": "frequency", "time": "time",
@@ -51,6 +51,8 @@ CLEANUP_PREFIX = "retention-cleanup-"
 CLEANUP_TIMING = Timing(frequency="daily", time="03:30")  # UTC
 ALERTS_JOB_ID = "alerts-evaluate"
 ALERTS_INTERVAL = 60  # seconds
+
+log = logging.getLogger(__name__)
 
 
 def timing(schedule: Schedule) -> Timing:
@@ -151,7 +153,7 @@ def _try_sync() -> None:
     try:
         sync_schedules()
     except RedisError as exc:
-        catalog.log.warning("%s; the scheduler will register schedules later",
+        log.warning("%s; the scheduler will register schedules later",
                             queue_unavailable_message(exc))
 
 
@@ -206,7 +208,7 @@ def fire(schedule_id: int, slot: str, manual: bool = False) -> ScheduleRun | Non
     The admission lock is taken before the run's row is written, in the order every
     request takes them (lock, then catalog), so a slot and a request never wait on
     each other."""
-    with catalog.admitted("the slot did not fire"):
+    with admitted("the slot did not fire"):
         return _fire(schedule_id, slot, manual)
 
 
@@ -228,7 +230,7 @@ def _fire(schedule_id: int, slot: str, manual: bool) -> ScheduleRun | None:
         schedule.last_status = "skipped"
     else:
         try:
-            backup = catalog.create_backup(schedule.type, origin="schedule",
+            backup = create_backup(schedule.type, origin="schedule",
                                            schedule_id=schedule.id)
         except CatalogError as exc:
             if exc.code != "restore_running":
@@ -282,8 +284,9 @@ def sync_schedules() -> dict[str, list[str]]:
         try:
             _skip_fired_slot(schedule)
         except TimingError as exc:  # one bad row must not stop every other schedule
-            catalog.log.error("schedule %s cannot be registered: %s", schedule.id, exc)
+            log.error("schedule %s cannot be registered: %s", schedule.id, exc)
             continue
+        assert schedule.next_run_at is not None  # _skip_fired_slot set it
         job_id = slot_job_id(schedule, schedule.next_run_at)
         wanted.add(job_id)
         if job_id not in registered and not _pending(job_id):
@@ -340,6 +343,7 @@ def _pending(job_id: str) -> bool:
 
 
 def _register(sched: Scheduler, schedule: Schedule, job_id: str) -> None:
+    assert schedule.next_run_at is not None  # sync_schedules registers a set slot
     slot = as_utc(schedule.next_run_at)
     sched.enqueue_at(
         max(slot, now_utc()).replace(tzinfo=None),  # a missed slot fires once, now

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from localservices import PostgresServer, RedisServer
+from tools.localservices import PostgresServer, RedisServer
 
 # The fixtures below import tests/support in their bodies: tests/support/web.py imports this
 # module (ADMIN_PASSWORD), and the engine's tests need neither Flask nor RQ.
@@ -77,17 +77,36 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def app(pagila: str, redis_url: str, backup_dir: Path, tmp_path: Path):
-    """The app protecting a fresh Pagila copy, with its own catalog, Redis db and BACKUP_DIR."""
+def empty_database(pg_server: PostgresServer, request) -> Iterator[str]:
+    """A fresh empty database for one test; yields its URL."""
+    name = f"empty_{abs(hash(request.node.nodeid)) % 10**8}"
+    pg_server.drop_database(name)
+    pg_server.create_database(name)
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def protected_url(request) -> str:
+    """The database the app protects: a fresh Pagila copy, or an empty database for tests
+    marked ``empty_target`` (accounts, auth, settings: nothing that reads the shop's data)."""
+    if request.node.get_closest_marker("empty_target"):
+        return request.getfixturevalue("empty_database")
+    return request.getfixturevalue("pagila")
+
+
+@pytest.fixture
+def app(protected_url: str, redis_url: str, backup_dir: Path, tmp_path: Path):
+    """The app protecting ``protected_url``, with its own catalog, Redis db and BACKUP_DIR."""
     import redis as redis_lib
 
     from app import create_app
-    from extensions import db
-    from models import User
+    from services.extensions import db
+    from services.models import User
 
     redis_lib.Redis.from_url(redis_url).flushdb()
     app = create_app({
-        "DATABASE_URL": pagila,
+        "DATABASE_URL": protected_url,
         "REDIS_URL": redis_url,
         "METADATA_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
         "BACKUP_DIR": str(backup_dir),
@@ -112,8 +131,8 @@ def client(app):
 @pytest.fixture
 def api_token(app) -> str:
     """A valid admin bearer token."""
-    from extensions import db
-    from models import ApiToken
+    from services.extensions import db
+    from services.models import ApiToken
 
     with app.app_context():
         row, token = ApiToken.mint("tests", "admin")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 
-import health
+from blueprints.api import bp
+from services import health
 
-bp = Blueprint("health_api", __name__, url_prefix="/api/system")
 
-
-@bp.get("/health")
+@bp.get("/system/health")
 def system_health():
     """Always 200: the body's ``status`` (ok, warning, critical) says how things are."""
     now = datetime.now(UTC)

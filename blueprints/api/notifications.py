@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 from pydantic import (
     AfterValidator,
     Field,
@@ -19,14 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-import alerts
-import notifications
-from blueprints.schemas import Name, Printable, Strict, json_body
-from blueprints.serializers import iso
-from models import Alert, Delivery, NotificationChannel
-
-bp = Blueprint("notifications_api", __name__, url_prefix="/api/system")
-
+from blueprints.api import bp
+from blueprints.api.schemas import Name, Printable, Strict, json_body
+from blueprints.api.serializers import iso
+from services import alerts, notifications
+from services.models import Alert, Delivery, NotificationChannel
 
 # ---- request schemas ----------------------------------------------------------------
 
@@ -142,44 +139,44 @@ def delivery_json(delivery: Delivery, channel: NotificationChannel,
 
 # ---- routes -------------------------------------------------------------------------
 
-@bp.get("/notifications/channels")
+@bp.get("/system/notifications/channels")
 def list_channels():
     return jsonify(channels=[channel_json(c) for c in notifications.list_channels()])
 
 
-@bp.post("/notifications/channels")
+@bp.post("/system/notifications/channels")
 def create_channel():
     fields = channel_fields(json_body())
     return jsonify(channel_json(notifications.save_channel(NotificationChannel(), fields))), 201
 
 
-@bp.put("/notifications/channels/<id:channel_id>")
+@bp.put("/system/notifications/channels/<id:channel_id>")
 def update_channel(channel_id: int):
     channel = notifications.get_channel(channel_id)
     fields = channel_fields(notifications.with_kept_secrets(channel, json_body()))
     return jsonify(channel_json(notifications.save_channel(channel, fields)))
 
 
-@bp.delete("/notifications/channels/<id:channel_id>")
+@bp.delete("/system/notifications/channels/<id:channel_id>")
 def delete_channel(channel_id: int):
     notifications.delete_channel(channel_id)
     return jsonify(deleted=channel_id)
 
 
-@bp.post("/notifications/channels/<id:channel_id>/test")
+@bp.post("/system/notifications/channels/<id:channel_id>/test")
 def test_channel(channel_id: int):
     delivery = notifications.send_test(notifications.get_channel(channel_id))
     return jsonify(ok=delivery.status == "sent", error=delivery.last_error,
                    deliveryId=delivery.id)
 
 
-@bp.get("/notifications/deliveries")
+@bp.get("/system/notifications/deliveries")
 def list_deliveries():
     limit = DeliveriesQuery.model_validate(request.args.to_dict()).limit
     return jsonify(deliveries=[delivery_json(*row)
                                for row in notifications.recent_deliveries(limit)])
 
 
-@bp.get("/alerts")
+@bp.get("/system/alerts")
 def list_alerts():
     return jsonify(alerts=[alert_json(alert) for alert in alerts.recent_alerts()])

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from blueprints.converters import BackupIdConverter, JobIdConverter, RestoreIdConverter
-from blueprints.notifications_api import CHANNEL_REQUEST
-from blueprints.schemas import (
+from flask import jsonify
+
+from blueprints.api import bp
+from blueprints.api.notifications import CHANNEL_REQUEST
+from blueprints.api.schemas import (
     CreateBackupRequest,
     CreateScheduleRequest,
     RestoreRequest,
     ScheduleFields,
     VerifyRequest,
 )
+from blueprints.converters import BackupIdConverter, JobIdConverter, RestoreIdConverter
 from pgbackup import __version__
 
 # The path converters' own patterns: an id that does not match is a 404.
@@ -469,3 +472,8 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

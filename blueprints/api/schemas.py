@@ -18,8 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-import activity
-from catalog import CatalogError
+from services import activity
+from services.backups import CatalogError
 
 BackupType = Literal["full", "schema-only"]
 BackupStatus = Literal["queued", "running", "completed", "failed"]

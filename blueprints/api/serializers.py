@@ -13,11 +13,11 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from catalog import JobStatus
-from json_shapes import iso, verification_record
-from models import Backup, Restore
 from pgbackup import DryRunReport, VerifyResult
-from restores import DryRun
+from services.backups import JobStatus
+from services.json_shapes import iso, verification_record
+from services.models import Backup, Restore
+from services.restores import DryRun
 
 __all__ = [
     "backup_json",

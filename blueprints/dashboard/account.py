@@ -27,17 +27,16 @@ from markupsafe import Markup
 from pydantic import ValidationError
 from wtforms import PasswordField, StringField
 
-import accounts
-import totp
-from accounts import AccountError
-from blueprints.forms import (
+from blueprints.dashboard.forms import (
     F,
     PasswordChangeForm,
     TotpConfirmForm,
     TotpDisableForm,
     field_errors,
 )
-from models import User
+from services import accounts, totp
+from services.accounts import AccountError
+from services.models import User
 
 bp = Blueprint("account", __name__, url_prefix="/system/backup/account")
 # Session key of a second factor being set up: {"user": id, "secret": base32}. The session
@@ -70,7 +69,7 @@ def users_only():
     """API tokens pass the guard but have no password or second factor to manage."""
     if not isinstance(current_user._get_current_object(), User):
         message = "API tokens have no account page: log in to the dashboard instead."
-        return render_template("error.html", message=message), 404
+        return render_template("pages/error.html", message=message), 404
     return None
 
 
@@ -100,7 +99,7 @@ def change_password():
         return _render(400, password_form=form)
     login_user(user)  # the other sessions have ended; this one goes on, under the new version
     flash("Password changed. Your other sessions have ended.", "message")
-    return redirect(url_for("account.page"))
+    return redirect(url_for("dashboard.account.page"))
 
 
 @bp.post("/totp/setup")
@@ -132,7 +131,7 @@ def totp_confirm():
         return _render(400, confirm_form=form)
     session.pop(SETUP_KEY)
     flash("Second factor on: logging in now asks for a code from your app.", "message")
-    return redirect(url_for("account.page"))
+    return redirect(url_for("dashboard.account.page"))
 
 
 @bp.post("/totp/disable")
@@ -151,7 +150,7 @@ def totp_disable():
         flash(exc.message, "error")
         return _render(400, disable_form=form)
     flash("Second factor off: logging in asks for your password only.", "message")
-    return redirect(url_for("account.page"))
+    return redirect(url_for("dashboard.account.page"))
 
 
 def _me() -> User:
@@ -188,7 +187,7 @@ def _render(status: int = 200, **submitted: FlaskForm) -> tuple[str, int]:
     }
     secret = None if user.has_totp else _pending_secret(user)
     setup = _setup_view(user, secret) if secret else None
-    return render_template("account.html", user=user, setup=setup, **forms), status
+    return render_template("pages/account.html", user=user, setup=setup, **forms), status
 
 
 def _setup_view(user: User, secret: str) -> dict[str, str]:

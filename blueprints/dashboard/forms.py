@@ -24,9 +24,9 @@ from pydantic import (
     field_validator,
 )
 
-import accounts
-from accounts import AccountError
-from catalog import CatalogError
+from services import accounts
+from services.accounts import AccountError
+from services.backups import CatalogError
 
 F = TypeVar("F", bound="Form")
 
@@ -77,7 +77,7 @@ Role = Annotated[str, _accounts_rule(accounts.check_role)]
 Password = Annotated[str, _accounts_rule(accounts.check_password)]
 
 
-# Users and tokens (blueprints/dashboard_users.py)
+# Users and tokens (blueprints/dashboard/users.py)
 
 
 class NewUserForm(Form):

@@ -24,18 +24,14 @@ from flask import Blueprint, current_app, render_template, request
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
-import activity
-import alerts
-import charts
-import health
-import notifications
+from blueprints.api.notifications import CHANNEL_REQUEST
 from blueprints.auth import can
 from blueprints.errors import describe_validation_error
-from blueprints.notifications_api import CHANNEL_REQUEST
-from catalog import CatalogError
-from models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
+from services import activity, alerts, charts, health, notifications
+from services.backups import CatalogError
+from services.models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
 
-bp = Blueprint("dashboard_monitoring", __name__, url_prefix="/system/backup/monitoring")
+bp = Blueprint("monitoring", __name__, url_prefix="/system/backup/monitoring")
 
 ACTIVITY_LIMIT = 50
 CHART_POINTS = 100  # the newest completed backups drawn
@@ -124,7 +120,7 @@ def split_hint(reason: str) -> tuple[str, str]:
 @bp.get("/health")
 def health_panel() -> str:
     """The health panel; it polls this every 30 s."""
-    return render_template("partials/monitoring_health.html", view=_health_view())
+    return render_template("partials/monitoring/health.html", view=_health_view())
 
 
 def _health_view() -> HealthView:
@@ -146,7 +142,7 @@ def activity_context() -> dict[str, Any]:
 
 @bp.get("/activity")
 def activity_log() -> str:
-    return render_template("partials/monitoring_activity.html",
+    return render_template("partials/monitoring/activity.html",
                            monitoring_activity=activity_context())
 
 
@@ -179,7 +175,7 @@ def charts_context() -> dict[str, Any]:
 
 @bp.get("/charts")
 def charts_panel() -> str:
-    return render_template("partials/monitoring_charts.html", monitoring_charts=charts_context())
+    return render_template("partials/monitoring/charts.html", monitoring_charts=charts_context())
 
 
 def _storage() -> Storage:
@@ -234,7 +230,7 @@ def channel_fields() -> str:
     """The add form's settings for the kind chosen in its select."""
     kind = request.args.get("kind", "webhook")
     form = {**NEW_CHANNEL, "kind": kind if kind in notifications.KINDS else "webhook"}
-    return render_template("partials/monitoring_channel_fields.html", channel_form=form)
+    return render_template("partials/monitoring/channel_fields.html", channel_form=form)
 
 
 @bp.post("/channels")
@@ -255,7 +251,7 @@ def test_channel(channel_id: int) -> tuple[str, int, dict[str, str]]:
     """Send a test notification now; the card shows how it went."""
     channel = _channel(channel_id)
     delivery = notifications.send_test(channel)
-    html = render_template("partials/monitoring_channel_card.html",
+    html = render_template("partials/monitoring/channel_card.html",
                            view=_channel_view(channel), test=delivery)
     return html, 200, {"HX-Trigger": DELIVERIES_EVENT}
 
@@ -275,12 +271,12 @@ def delete_channel(channel_id: int) -> tuple[str, int, dict[str, str]]:
 
 @bp.get("/deliveries")
 def deliveries() -> str:
-    return render_template("partials/monitoring_deliveries.html",
+    return render_template("partials/monitoring/deliveries.html",
                            deliveries=notifications.recent_deliveries(DELIVERIES_SHOWN))
 
 
 def _render_channels(clear_alerts: bool = False) -> str:
-    return render_template("partials/monitoring_channels.html",
+    return render_template("partials/monitoring/channels.html",
                            monitoring_channels=channels_context(), clear_alerts=clear_alerts)
 
 
@@ -337,7 +333,7 @@ def _channel_body(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validated(body: dict[str, Any]) -> dict[str, Any]:
-    """The API's own validation (blueprints/notifications_api.py), then the stored fields."""
+    """The API's own validation (blueprints/api/notifications.py), then the stored fields."""
     channel = CHANNEL_REQUEST.validate_python(body)
     return {"name": channel.name, "kind": channel.kind, "enabled": channel.enabled,
             "config": channel.config.model_dump(by_alias=True, exclude_none=True)}
@@ -351,7 +347,7 @@ def _readable(exc: ValidationError, kind: str) -> str:
 
 def _form_error(values: dict[str, Any], message: str,
                 status: int) -> tuple[str, int, dict[str, str]]:
-    html = render_template("partials/monitoring_channel_form.html", channel_form=values,
+    html = render_template("partials/monitoring/channel_form.html", channel_form=values,
                            error=message)
     return html, status, {"HX-Retarget": "#channel-form", "HX-Reswap": "outerHTML"}
 
@@ -363,8 +359,8 @@ def page_context() -> dict[str, Any]:
     """The data of this module's panels that dashboard.html includes, those the user may
     see (the page's ``can()`` conditions): for the page's view to pass with its own."""
     context = {"monitoring_charts": charts_context()}
-    if can("dashboard_monitoring.activity_log"):
+    if can("dashboard.monitoring.activity_log"):
         context["monitoring_activity"] = activity_context()
-    if can("dashboard_monitoring.channels_panel"):
+    if can("dashboard.monitoring.channels_panel"):
         context["monitoring_channels"] = channels_context()
     return context

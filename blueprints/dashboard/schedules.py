@@ -19,15 +19,14 @@ from flask import Blueprint, render_template, request
 from pydantic import ValidationError
 from werkzeug.datastructures import MultiDict
 
-import retention
-import schedules
+from blueprints.api.schemas import CreateScheduleRequest
+from blueprints.api.serializers import iso
 from blueprints.errors import describe_validation_error
-from blueprints.schemas import CreateScheduleRequest
-from blueprints.serializers import iso
-from catalog import CatalogError
-from models import ACTIVE_STATUSES, Schedule, ScheduleRun
+from services import retention, schedules
+from services.backups import CatalogError
+from services.models import ACTIVE_STATUSES, Schedule, ScheduleRun
 
-bp = Blueprint("dashboard_schedules", __name__, url_prefix="/system/backup/schedules")
+bp = Blueprint("schedules", __name__, url_prefix="/system/backup/schedules")
 
 SCHEDULES_EVENT = "schedules-changed"
 BACKUPS_EVENT = "backups-changed"  # dashboard.REFRESH_EVENT: the backup list reloads
@@ -90,7 +89,7 @@ def last_run(schedule_id: int) -> str:
     if schedule is None:
         return ""
     [view] = _views([schedule])
-    return render_template("partials/schedules_last_run.html", view=view)
+    return render_template("partials/schedules/last_run.html", view=view)
 
 
 # Create, edit, enable, delete, run now
@@ -102,7 +101,7 @@ def create() -> tuple[str, int, dict[str, str]]:
     try:
         schedules.create_schedule(_fields(values))
     except CatalogError as exc:  # create_schedule rolled back
-        html = render_template("partials/schedules_form.html", form=values,
+        html = render_template("partials/schedules/form.html", form=values,
                                error=_form_error(exc))
         return html, exc.status, _retarget("#schedule-form-new")
     html = _render_list(fresh_form=True, clear_alerts=True)
@@ -112,7 +111,7 @@ def create() -> tuple[str, int, dict[str, str]]:
 @bp.get("/<id:schedule_id>/edit")
 def edit(schedule_id: int) -> str:
     schedule = schedules.get_schedule(schedule_id)
-    return render_template("partials/schedules_edit.html", schedule=schedule,
+    return render_template("partials/schedules/edit.html", schedule=schedule,
                            form=_values_of(schedule), error=None)
 
 
@@ -123,7 +122,7 @@ def update(schedule_id: int) -> tuple[str, int, dict[str, str]]:
     try:
         schedule = schedules.update_schedule(schedule_id, _fields(values))
     except CatalogError as exc:  # update_schedule rolled back its changes to the row
-        html = render_template("partials/schedules_edit.html", schedule=schedule, form=values,
+        html = render_template("partials/schedules/edit.html", schedule=schedule, form=values,
                                error=_form_error(exc))
         return html, exc.status, _retarget(f"#schedule-{schedule_id}")
     return _render_card(schedule, clear_alerts=True), 200, {"HX-Trigger": SCHEDULES_EVENT}
@@ -170,14 +169,14 @@ def run(schedule_id: int) -> tuple[str, int, dict[str, str]]:
 @bp.get("/retention")
 def retention_preview() -> str:
     """What the next clean-up would delete and why; nothing is deleted here."""
-    return render_template("partials/retention_preview.html", **_retention_context())
+    return render_template("partials/schedules/retention_preview.html", **_retention_context())
 
 
 # Rendering helpers
 
 
 def _render_list(fresh_form: bool = False, clear_alerts: bool = False) -> str:
-    return render_template("partials/schedules_list.html",
+    return render_template("partials/schedules/list.html",
                            schedule_views=_views(schedules.list_schedules()),
                            fresh_form=fresh_form, form=NEW_FORM, clear_alerts=clear_alerts)
 
@@ -185,7 +184,7 @@ def _render_list(fresh_form: bool = False, clear_alerts: bool = False) -> str:
 def _render_card(schedule: Schedule, ran: ScheduleRun | None = None, message: str | None = None,
                  clear_alerts: bool = False) -> str:
     [view] = _views([schedule])
-    return render_template("partials/schedules_card.html", view=view, ran=ran, message=message,
+    return render_template("partials/schedules/card.html", view=view, ran=ran, message=message,
                            clear_alerts=clear_alerts)
 
 

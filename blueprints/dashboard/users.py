@@ -4,7 +4,7 @@ No endpoint here is in permissions.py, so every one of them needs an admin. The 
 checked by blueprints/forms.py; the rules (validation, the last admin, activity events)
 are in accounts.py, shared with the CLI.
 
-HTML fragments for htmx, like ``dashboard_monitoring.py``: a user action swaps the users
+HTML fragments for htmx, like ``monitoring.py``: a user action swaps the users
 panel (#users), a token action the tokens panel (#tokens). A refusal comes back with a
 4xx status, retargeted next to what caused it: the create forms again with the reason and
 what was typed (never a password), or the panel's error slot for a row's action.
@@ -20,8 +20,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask_login import current_user, login_user
 
-import accounts
-from blueprints.forms import (
+from blueprints.dashboard.forms import (
     DeleteUserForm,
     NewTokenForm,
     NewUserForm,
@@ -29,10 +28,11 @@ from blueprints.forms import (
     RoleForm,
     parse,
 )
-from catalog import CatalogError
-from models import ApiToken, User
+from services import accounts
+from services.backups import CatalogError
+from services.models import ApiToken, User
 
-bp = Blueprint("dashboard_users", __name__, url_prefix="/system/backup/users")
+bp = Blueprint("users", __name__, url_prefix="/system/backup/users")
 
 Fragment = tuple[str, int, dict[str, str]]
 ROLE_LABELS = {"admin": "Admin", "operator": "Operator", "viewer": "Viewer"}
@@ -56,13 +56,13 @@ class TokenView:
 
 @bp.get("")
 def index() -> str:
-    return render_template("users.html", **_users_context(), **_tokens_context())
+    return render_template("pages/users.html", **_users_context(), **_tokens_context())
 
 
 @bp.get("/tokens")
 def tokens_panel() -> str:
     """The tokens panel; its "Done" button reloads it without the token shown once."""
-    return render_template("partials/users_tokens.html", **_tokens_context())
+    return render_template("partials/users/tokens.html", **_tokens_context())
 
 
 # Users
@@ -76,7 +76,7 @@ def create_user() -> Fragment:
         form = parse(NewUserForm, request.form)
         user = accounts.create_user(form.username, form.role, form.password)
     except CatalogError as exc:
-        html = render_template("partials/users_form.html", user_form=values, error=exc.message)
+        html = render_template("partials/users/form.html", user_form=values, error=exc.message)
         return html, exc.status, {"HX-Retarget": "#user-form", "HX-Reswap": "outerHTML"}
     return _users_panel(f"User {user.username} created ({user.role}).")
 
@@ -161,7 +161,7 @@ def _acting() -> str | None:
 
 
 def _users_panel(notice: str) -> Fragment:
-    html = render_template("partials/users_table.html", notice=notice, clear_alerts=True,
+    html = render_template("partials/users/table.html", notice=notice, clear_alerts=True,
                            **_users_context())
     return html, 200, {}
 
@@ -183,10 +183,10 @@ def create_token() -> Fragment:
         form = parse(NewTokenForm, request.form)
         row, token = accounts.create_token(form.name, form.role, form.expires_in_days)
     except CatalogError as exc:
-        html = render_template("partials/users_token_form.html", token_form=values,
+        html = render_template("partials/users/token_form.html", token_form=values,
                                error=exc.message)
         return html, exc.status, {"HX-Retarget": "#token-form", "HX-Reswap": "outerHTML"}
-    html = render_template("partials/users_tokens.html", created=row, clear_token=token,
+    html = render_template("partials/users/tokens.html", created=row, clear_token=token,
                            clear_alerts=True, **_tokens_context())
     return html, 200, {"Cache-Control": "no-store"}
 
@@ -197,7 +197,7 @@ def revoke_token(token_id: int) -> Fragment:
         row = accounts.revoke_token(token_id)
     except CatalogError as exc:
         return _error(exc, "#tokens-error")
-    html = render_template("partials/users_tokens.html", clear_alerts=True,
+    html = render_template("partials/users/tokens.html", clear_alerts=True,
                            notice=f"Token {row.name} revoked: requests with it are refused.",
                            **_tokens_context())
     return html, 200, {}
@@ -213,5 +213,5 @@ def _tokens_context() -> dict[str, Any]:
 
 def _error(exc: CatalogError, slot: str) -> Fragment:
     """The refusal, swapped into the error slot of the panel that caused it."""
-    html = render_template("partials/inline_error.html", message=exc.message)
+    html = render_template("partials/shared/inline_error.html", message=exc.message)
     return html, exc.status, {"HX-Retarget": slot, "HX-Reswap": "innerHTML"}

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.browser
 
 def test_health_activity_charts_and_a_tested_channel(
         app, page: Page, console_errors: list[str], run_worker) -> None:
-    import alerts
+    from services import alerts
 
     with app.app_context():  # no worker, no scheduler: real alerts open
         assert {event.alert.key for event in alerts.evaluate()} >= {

@@ -45,8 +45,8 @@ def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator
 
 def viewer_text(app, name: str) -> str:
     """The schedule's next run as a browser in New York should show it."""
-    from extensions import db
-    from models import Schedule
+    from services.extensions import db
+    from services.models import Schedule
 
     with app.app_context():
         schedule = db.session.query(Schedule).filter_by(name=name).one()

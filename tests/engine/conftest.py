@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from localservices import PostgresServer
 from pgbackup import LocalStorage
 from tests.engine.helpers import require_tool
+from tools.localservices import PostgresServer
 
 
 @pytest.fixture

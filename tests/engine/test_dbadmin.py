@@ -10,7 +10,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from localservices import PostgresServer
 from pgbackup import ConnectionInfo
 from pgbackup.dbadmin import (
     create_database,
@@ -21,6 +20,7 @@ from pgbackup.dbadmin import (
     terminate_connections,
     validate_database_name,
 )
+from tools.localservices import PostgresServer
 
 SETTINGS_SQL = """
 SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype

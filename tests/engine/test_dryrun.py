@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from localservices import PostgresServer
 from pgbackup import ConnectionInfo, LocalStorage, Manifest, new_backup_id, run_dump
 from pgbackup.dryrun import (
     NO_PAST_RESTORE,
@@ -25,6 +24,7 @@ from pgbackup.dryrun import (
 )
 from tests.engine.helpers import require_tool, row_counts_of_tables
 from tests.support.dbcompare import schema_dump, table_fingerprints
+from tools.localservices import PostgresServer
 
 
 def backup(url: str, storage: LocalStorage, kind: str = "full") -> Manifest:

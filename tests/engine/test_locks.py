@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from localservices import PostgresServer, free_port
 from pgbackup import ConnectionInfo
 from pgbackup.locks import LockBusy, backup_lock, lock_key, restore_lock
+from tools.localservices import PostgresServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 Lock = Callable[[ConnectionInfo, str], AbstractContextManager[None]]

@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from localservices import PostgresServer
 from pgbackup import ConnectionInfo, LocalStorage, Manifest, new_backup_id, run_dump
 from pgbackup import restore as restore_module
 from pgbackup.dbadmin import database_exists, swap_databases
@@ -27,6 +26,7 @@ from pgbackup.restore import (
 from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import copy_public_schema_owner, require_tool
 from tests.support.dbcompare import schema_dump, table_fingerprints
+from tools.localservices import PostgresServer
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from localservices import PostgresServer
 from pgbackup import ConnectionInfo, LocalStorage, Manifest, new_backup_id, run_dump
 from pgbackup.toc import Toc, TocEntry, TocError, read_toc
 from tests.engine.helpers import decompressed, require_tool
+from tools.localservices import PostgresServer
 
 # Contrib extensions, any of which the archive may require (Debian's postgresql-15 has all).
 EXTENSIONS = ("pg_trgm", "citext", "hstore")

@@ -26,11 +26,11 @@ from typing import Any
 import psycopg
 from sqlalchemy import select
 
-from extensions import db
-from localservices import PostgresServer
-from models import Backup, utcnow
+from services.extensions import db
+from services.models import Backup, utcnow
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tests.support.workers import kill_tree, start_worker, worker_env
+from tools.localservices import PostgresServer
 
 POLL = 0.1
 # Uncompressed archive bytes let through before a gated tool stalls. Pagila's archive is

@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 import time
 
-from models import Backup, Restore
 from pgbackup import (
     LocalStorage,
     check_integrity,
@@ -37,6 +36,7 @@ from pgbackup import (
     read_manifest,
 )
 from pgbackup.connection import ConnectionInfo
+from services.models import Backup, Restore
 from tests.faults.helpers import (
     POLL,
     Fault,

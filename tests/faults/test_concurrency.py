@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from models import Backup, Restore
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, change_the_database, new_database_name, single_line
 from tests.faults.invariants import assert_invariants
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from extensions import db
-from models import Backup, Restore
+from services.extensions import db
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, databases, new_database_name, single_line
 from tests.faults.invariants import assert_invariants
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from models import Backup, Restore
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, change_the_database, single_line
 from tests.faults.invariants import assert_invariants
 

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from localservices import RedisServer
-from models import Backup, Restore
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, change_the_database, new_database_name, single_line
 from tests.faults.invariants import assert_invariants
+from tools.localservices import RedisServer
 
 
 class PrivateRedis:

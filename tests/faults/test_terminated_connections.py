@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from models import Backup, Restore
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, backends, single_line, terminate_backend
 from tests.faults.invariants import assert_invariants
 

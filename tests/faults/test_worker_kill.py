@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from models import Backup, Restore
+from services.models import Backup, Restore
 from tests.faults.helpers import Fault, change_the_database, single_line
 from tests.faults.invariants import assert_invariants
 from tests.support.workers import kill_tree

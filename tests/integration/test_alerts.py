@@ -9,16 +9,14 @@ from datetime import UTC, datetime, timedelta
 from rq import Worker
 from rq_scheduler import Scheduler
 
-import alerts
-import health
-import schedules
-from alerts import HEALTH_CHECKS, Problem
 from commands.scheduler import SyncingScheduler
-from extensions import db
-from health import HealthCheck
 from jobs.alerts import WATCHDOG_PREFIX, evaluate_alerts
 from jobs.queues import BACKUP_QUEUE, NOTIFY_QUEUE, QUEUES, queue, redis_connection
-from models import Alert, Backup, Restore, Schedule
+from services import alerts, health, schedules
+from services.alerts import HEALTH_CHECKS, Problem
+from services.extensions import db
+from services.health import HealthCheck
+from services.models import Alert, Backup, Restore, Schedule
 from tests.support.notifications import (
     CHANNELS,
     SECRET,
@@ -240,7 +238,6 @@ def test_disk_workers_and_scheduler_alerts_follow_the_health_checks(app):
             scheduler.register_death()
     assert {("fired", "health:workers"), ("fired", "health:scheduler")} <= set(
         evaluate(app, now + timedelta(minutes=2)))
-
 
 def test_a_rising_severity_is_notified_and_a_falling_one_is_not(app, monkeypatch):
     disk = {"status": "warning", "reason": "82% used"}

@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-import accounts
-import activity
-from extensions import db
-from models import ActivityEvent
+from services import accounts, activity
+from services.extensions import db
+from services.models import ActivityEvent
 from tests.support.audit import events
 from tests.support.web import login
+
+pytestmark = pytest.mark.empty_target  # none of these reads the shop's data
 
 BOGUS = {"Authorization": "Bearer pbm_bogus"}
 

@@ -7,6 +7,8 @@ import pytest
 from tests.support.auth import PUBLIC, every_route
 from tests.support.web import login
 
+pytestmark = pytest.mark.empty_target  # none of these reads the shop's data
+
 
 def test_every_route_refuses_anonymous_requests(app, client):
     checked = 0
@@ -70,8 +72,8 @@ def test_cli_token_is_the_last_line_and_works(app, client):
     assert client.get("/api/system/backup", headers=headers).status_code == 200
     listing = app.test_cli_runner().invoke(args=["tokens", "list"]).output
     assert "cron" in listing and token not in listing
-    from extensions import db
-    from models import ApiToken
+    from services.extensions import db
+    from services.models import ApiToken
     with app.app_context():
         stored = db.session.query(ApiToken).filter_by(name="cron").one()
         assert stored.token_hash != token and token not in stored.token_hash
@@ -97,8 +99,8 @@ def test_brute_force_locks_the_account_then_the_address(app, client):
     locked = login(client)  # the right password, but the account is locked now
     assert locked.status_code == 423 and "locked until" in locked.get_data(as_text=True)
     assert client.get("/api/system/backup").status_code == 401
-    from extensions import db
-    from models import User
+    from services.extensions import db
+    from services.models import User
     with app.app_context():
         user = db.session.query(User).filter_by(username="admin").one()
         user.locked_until = None  # the lock-out ran out
@@ -118,8 +120,8 @@ def test_expired_tokens_are_refused(app, client):
     assert client.get("/api/system/backup", headers=headers).status_code == 200
     from datetime import timedelta
 
-    from extensions import db
-    from models import ApiToken
+    from services.extensions import db
+    from services.models import ApiToken
     with app.app_context():
         row = db.session.query(ApiToken).filter_by(name="short").one()
         row.expires_at -= timedelta(days=2)

@@ -15,11 +15,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-import catalog_schema
-import models
-from extensions import db
+from services import catalog_upgrade, models
+from services.extensions import db
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "k" * 40
 HEAD = "0005_activity_times"
 # A catalog of release 0.1.0, as its create_all made it: no alembic_version.
@@ -35,7 +34,7 @@ def build(url: str, revision: str, *, versioned: bool = True) -> None:
     """A catalog made by the revisions up to ``revision``, with release 0.1.0's rows."""
     engine = create_engine(url)
     with engine.begin() as connection:
-        command.upgrade(catalog_schema._config(connection), revision)
+        command.upgrade(catalog_upgrade._config(connection), revision)
         for statement in RELEASE_ROWS:
             connection.exec_driver_sql(statement)
         if not versioned:
@@ -65,7 +64,7 @@ def test_the_revisions_build_exactly_the_models(tmp_path, pg_server):
     for url in (sqlite_url, pg_url):
         engine = create_engine(url)
         with engine.begin() as connection:
-            command.upgrade(catalog_schema._config(connection), "head")
+            command.upgrade(catalog_upgrade._config(connection), "head")
         engine.dispose()
         assert schema_differences(url) == [], url
 

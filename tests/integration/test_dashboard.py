@@ -14,8 +14,8 @@ POLLING = 'hx-trigger="every 1s"'
 
 
 def only_backup(app):
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     with app.app_context():
         backups = db.session.query(Backup).all()
@@ -24,8 +24,8 @@ def only_backup(app):
 
 
 def set_backup(app, backup_id: str, **fields) -> None:
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     with app.app_context():
         backup = db.session.get(Backup, backup_id)
@@ -188,7 +188,7 @@ def test_summary_warns_without_a_recent_completed_backup(app, htmx, run_worker):
     assert "figure-warn" not in fresh
     assert re.search(r'figure-value">1<', fresh)
 
-    from models import utcnow
+    from services.models import utcnow
 
     set_backup(app, only_backup(app), finished_at=utcnow() - timedelta(hours=25))
     stale = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
@@ -200,7 +200,7 @@ def test_summary_warns_without_a_recent_completed_backup(app, htmx, run_worker):
     (1468006, "1.4 MiB"), (5 * 1024**3, "5.0 GiB"), (3 * 1024**5, "3072.0 TiB"),
 ])
 def test_filesize(size, text):
-    from formatting import filesize
+    from services.formatting import filesize
 
     assert filesize(size) == text
 
@@ -210,7 +210,7 @@ def test_filesize(size, text):
     (timedelta(hours=3, minutes=59), "3 h ago"), (timedelta(days=2, hours=1), "2 d ago"),
 ])
 def test_ago(delta, text):
-    from blueprints.dashboard import ago
+    from blueprints.dashboard.labels import ago
 
     assert ago(delta) == text
 
@@ -341,7 +341,7 @@ def test_verify_refusals_are_readable(app, htmx):
 
 
 def test_the_list_looks_again_while_a_fresh_backup_is_unverified(app, htmx, run_worker):
-    from models import utcnow
+    from services.models import utcnow
 
     backup_id = completed_backup(app, htmx, run_worker)
     assert "every 5s" not in htmx.request("GET", "/system/backup/list").get_data(as_text=True)
@@ -528,9 +528,9 @@ def test_rehearsal_is_queued_from_the_panel(app, htmx, run_worker):
 def test_restore_progress_shows_the_safety_backup_then_the_restore(app, htmx, run_worker):
     from rq.job import Job
 
-    from extensions import db
     from jobs.queues import redis_connection
-    from models import Restore
+    from services.extensions import db
+    from services.models import Restore
 
     backup_id = completed_backup(app, htmx, run_worker)
     html = htmx.request("POST", f"/system/backup/{backup_id}/restore", data={
@@ -566,6 +566,6 @@ def test_restore_progress_shows_the_safety_backup_then_the_restore(app, htmx, ru
     (7_620_000, "2 h 07 min"),
 ])
 def test_duration(millis, text):
-    from formatting import format_duration as duration
+    from services.formatting import format_duration as duration
 
     assert duration(millis) == text

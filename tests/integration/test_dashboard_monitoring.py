@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 
-from localservices import free_port
 from tests.support.web import HX, csrf_from
 from tests.support.workers import wait_for
+from tools.localservices import free_port
 
 BASE = "/system/backup/monitoring"
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -136,9 +136,9 @@ def test_health_is_red_with_the_reason_when_the_database_is_unreachable(app, htm
 
 
 def test_open_alerts_show_with_their_severity_and_since_when(app, htmx):
-    import alerts
-    from extensions import db
-    from models import Alert, utcnow
+    from services import alerts
+    from services.extensions import db
+    from services.models import Alert, utcnow
 
     assert "None open." in get(htmx, "/health")
     with app.app_context():
@@ -165,8 +165,8 @@ def test_health_turns_green_then_amber(app, api, htmx, worker, scheduler):
     app.config.update(DISK_WARNING_PERCENT=100, DISK_CRITICAL_PERCENT=100)
     backup_id = make_backup(api)
 
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     def valid() -> bool:
         with app.app_context():
@@ -227,7 +227,7 @@ def test_activity_escapes_what_people_type(app, client, htmx):
 # ---- charts -------------------------------------------------------------------------------
 
 def test_charts_are_empty_then_show_real_backups(app, api, htmx, run_worker):
-    from formatting import filesize
+    from services.formatting import filesize
 
     empty = get(htmx, "/charts")
     charts_now = svgs(empty)
@@ -256,8 +256,8 @@ def test_charts_are_empty_then_show_real_backups(app, api, htmx, run_worker):
     assert any(re.fullmatch(r"\d+(\.\d+)? (KiB|MiB)", tick) and not tick.startswith("0 ")
                for tick in ticks)
 
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     with app.app_context():
         total = sum(b.size for b in db.session.query(Backup).all())
@@ -289,7 +289,7 @@ def channel_id(fragment: str, name: str) -> int:
 
 
 def test_add_a_webhook_and_send_a_test_to_a_real_receiver(app, htmx, receiver):
-    import notifications
+    from services import notifications
 
     response = add(htmx, name="ops", url=receiver.url(HOOK), secret=SECRET)
     assert response.status_code == 200

@@ -33,8 +33,8 @@ def text(response) -> str:
 
 
 def catalog_schedules(app):
-    from extensions import db
-    from models import Schedule
+    from services.extensions import db
+    from services.models import Schedule
 
     with app.app_context():
         rows = db.session.query(Schedule).order_by(Schedule.id).all()
@@ -48,8 +48,8 @@ def only_schedule(app):
 
 
 def backups_of(app, schedule_id: int):
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     with app.app_context():
         return [b.id for b in db.session.query(Backup).filter_by(schedule_id=schedule_id)]
@@ -297,8 +297,8 @@ def test_delete_removes_the_schedule_and_keeps_its_backups(app, htmx):
     assert fragment.lstrip().startswith('<ul id="schedule-list"')
     assert "nightly" not in fragment and "weekly on Sunday at 02:00 Europe/Berlin" in fragment
     assert [s.name for s in catalog_schedules(app)] == ["weekly"]
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     with app.app_context():
         assert db.session.get(Backup, backup_id) is not None
@@ -312,8 +312,8 @@ def test_delete_removes_the_schedule_and_keeps_its_backups(app, htmx):
 
 
 def test_retention_preview_shows_deletions_first_with_their_reasons(app, htmx, run_worker):
-    from extensions import db
-    from models import Backup
+    from services.extensions import db
+    from services.models import Backup
 
     empty = text(htmx.request("GET", f"{BASE}/retention"))
     assert "No backups yet, so nothing to clean up." in empty
@@ -364,7 +364,7 @@ def test_every_schedule_route_needs_a_login(client):
 
 def test_next_run_texts_follow_daylight_saving(app, htmx):
     """The zone's abbreviation comes from the slot itself: CEST in summer, CET in winter."""
-    from blueprints.dashboard_schedules import _zone_text
+    from blueprints.dashboard.schedules import _zone_text
 
     summer = datetime(2026, 7, 1, 0, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))
     winter = datetime(2026, 12, 1, 1, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))

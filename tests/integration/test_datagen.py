@@ -12,11 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from datagen import generate
-from localservices import PostgresServer
 from tests.support.dbcompare import table_fingerprints
+from tools.datagen import generate
+from tools.localservices import PostgresServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCALED = ("customer", "inventory", "rental")
 FIXED = ("country", "city", "category", "actor", "film", "film_actor")
 
@@ -119,7 +119,7 @@ def test_same_seed_gives_identical_tables_across_processes(
     url = new_database()
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     done = subprocess.run(
-        [sys.executable, "-m", "datagen", "--url", url, "--scale", "0.1", "--seed", "42"],
+        [sys.executable, "-m", "tools.datagen", "--url", url, "--scale", "0.1", "--seed", "42"],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     )
     assert f"{sum(shop[1].values()):,} rows" in done.stdout

@@ -10,11 +10,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from extensions import db
-from localservices import RedisServer, free_port
-from models import Backup
+from services.extensions import db
+from services.models import Backup
 from tests.support.health import checks, status
 from tests.support.workers import kill_tree, start_scheduler, wait_for
+from tools.localservices import RedisServer, free_port
 
 CHECK_NAMES = ["database", "client-tools", "redis", "workers", "scheduler", "disk",
                "destinations", "backup-age", "failed-jobs"]

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.web import HtmxClient
 
+pytestmark = pytest.mark.empty_target  # none of these reads the shop's data
+
 BAD_IDS = ("%00", "x.dump.zst", "%C3%A9t%C3%A9", "a:b", "%0A")
 BAD_BY_KIND = {"backup_id": ("backup-x", "backup-2024-01-15T10-30-00-000Z.dump"),
                "restore_id": ("restore-x",), "job_id": ("j" * 129,)}

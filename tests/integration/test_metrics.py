@@ -10,11 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from extensions import db
 from jobs.queues import BACKUP_QUEUE, QUEUES
-from metrics import DURATION_BUCKETS, QUEUE_STATES
-from models import BACKUP_TYPES, RESTORE_MODES, STATUSES, VERIFY_LEVELS, Backup, Restore
 from pgbackup import __version__
+from services.extensions import db
+from services.metrics import DURATION_BUCKETS, QUEUE_STATES
+from services.models import BACKUP_TYPES, RESTORE_MODES, STATUSES, VERIFY_LEVELS, Backup, Restore
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SCHEDULE = {"type": "full", "frequency": "daily", "time": "02:00", "verify": "integrity"}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from extensions import db
-from models import Backup, utcnow
 from pgbackup import artifact_name, manifest_name, new_backup_id
+from services.extensions import db
+from services.models import Backup, utcnow
 from tests.support.web import HtmxClient
 
 
@@ -92,7 +92,6 @@ BREAKAGES: dict[str, Callable[[Path], None]] = {
         artifact.name.replace(".dump.zst", ".manifest.json")).unlink(),
     "size": lambda artifact: artifact.write_bytes(artifact.read_bytes() + b"x"),
 }
-
 
 @pytest.mark.parametrize(("check", "state"), [("manifest", "missing"), ("size", "corrupted")])
 def test_a_missing_manifest_is_missing_and_a_resized_artifact_corrupted(app, api, check, state):

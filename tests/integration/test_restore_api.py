@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-import restores
-from extensions import db
-from models import Restore
 from pgbackup import backup_lock, restore_lock
 from pgbackup.connection import ConnectionInfo
+from services import restores
+from services.extensions import db
+from services.models import Restore
 from tests.support.dbcompare import schema_dump, table_fingerprints
 
 

@@ -8,13 +8,13 @@ import pytest
 from redis import Redis
 from rq.exceptions import AbandonedJobError
 
-import activity
-from catalog import mark, target_connection
-from claims import claim_database, claiming_jobs
-from extensions import db
 from jobs.reconcile import reconcile_backups, restored_mark
-from models import Restore
 from pgbackup import database_exists, set_database_comment
+from services import activity
+from services.backups import mark, target_connection
+from services.claims import claim_database, claiming_jobs
+from services.extensions import db
+from services.models import Restore
 from tests.support.web import login
 
 LEFTOVERS = ("pagila_swap_copy", "pagila_replaced_20261126120000")

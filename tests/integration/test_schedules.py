@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq_scheduler import Scheduler
 
-import schedules
 from commands.scheduler import SyncingScheduler
-from extensions import db
 from jobs.queues import BACKUP_QUEUE, redis_connection
-from models import Backup, Deletion, Schedule, ScheduleRun
+from services import schedules
+from services.extensions import db
+from services.models import Backup, Deletion, Schedule, ScheduleRun
 
 DAILY = {"name": "nightly", "type": "full", "frequency": "daily", "time": "02:00",
          "timezone": "Europe/Berlin", "retention": 7, "keepAtLeast": 2, "verify": "integrity"}
@@ -201,7 +201,7 @@ def test_retention_after_a_scheduled_backup_keeps_the_newest_good_ones(api, app,
 
 
 def test_a_slot_during_a_restore_over_the_database_is_skipped_and_recorded(api, app):
-    from models import Restore
+    from services.models import Restore
 
     schedule_id = create(api).get_json()["id"]
     with app.app_context():

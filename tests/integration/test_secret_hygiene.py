@@ -55,7 +55,6 @@ from flask.testing import FlaskClient
 from psycopg import sql
 from redis import Redis
 
-from localservices import PostgresServer, RedisServer, free_port
 from tests.engine.conftest import _reload_config, _wait_until_password_required
 from tests.support.secret_scan import (
     Haystacks,
@@ -68,6 +67,10 @@ from tests.support.secret_scan import (
     sqlite_dump,
 )
 from tests.support.workers import kill_tree, start_worker, wait_for, worker_env
+from tools.localservices import PostgresServer, RedisServer, free_port
+
+pytestmark = pytest.mark.empty_target  # none of these reads the shop's data
+
 
 ROLE = "hygiene_role"
 CHANNEL_SECRETS = ("webhook secret", "SMTP password", "Slack URL")
@@ -179,9 +182,9 @@ def test_no_secret_is_written_anywhere(
     monkeypatch: pytest.MonkeyPatch,
 ):
     from app import create_app
-    from extensions import db
     from jobs.queues import NOTIFY_QUEUE, queue
-    from models import ApiToken, User
+    from services.extensions import db
+    from services.models import ApiToken, User
 
     # ---- the secrets and the app -----------------------------------------------------
     db_password = password_role

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from extensions import db
-from models import Backup
+from services.extensions import db
+from services.models import Backup
 from tests.support.workers import kill_tree, start_worker, wait_for, worker_env
 
 SLOW_PG_DUMP = """#!/bin/sh

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from extensions import db
-from models import Backup
+from services.extensions import db
+from services.models import Backup
 from tests.support.workers import (
     ROOT,
     install_slow_pg_dump,
@@ -109,3 +109,4 @@ def test_a_tool_process_dies_with_the_process_that_started_it(tmp_path, start):
         kill_processes_with_env(marker)
         parent.wait()
         parent.stdout.close()
+

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import activity
-from extensions import db
-from models import ActivityEvent
+from services import activity
+from services.extensions import db
+from services.models import ActivityEvent
 
 
 def events(app, **filters) -> list[ActivityEvent]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from extensions import db
-from models import ApiToken
+from services.extensions import db
+from services.models import ApiToken
 
 PUBLIC = {"auth.login", "auth.login_totp", "static", "healthz"}
 SAMPLE_VALUES = {"backup_id": "backup-2024-01-15T10-30-00-000Z", "job_id": "somejob",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from health import HealthCheck, run_checks
+from services.health import HealthCheck, run_checks
 
 
 def checks(app, now: datetime | None = None) -> dict[str, HealthCheck]:

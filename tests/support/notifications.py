@@ -22,7 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from rq import SimpleWorker
 
 from jobs.queues import NOTIFY_QUEUE, redis_connection
-from localservices import free_port
+from tools.localservices import free_port
 
 SECRET = "whsec-7f3a9c-never-shown"
 SMTP_PASSWORD = "smtp-pw-4b1e-never-shown"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import activity
 from app import create_app
-from extensions import db
-from settings import load_settings
+from services import activity
+from services.extensions import db
+from services.settings import load_settings
 
 DATABASE_URL = "postgresql://backup@db.example:5432/shop"  # never connected to here
 SUFFIXES = ("", "-wal", "-shm")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import charts
-from charts import Point, Series
-from formatting import format_duration
+from services import charts
+from services.charts import Point, Series
+from services.formatting import format_duration
 
 NS = {"svg": charts.SVG_NS}
 T0 = datetime(2026, 11, 26, 2, 0)

@@ -1,6 +1,9 @@
-"""Layers kept apart (docs/architecture.md): blueprints check input, call the services and
-shape responses; the services own the queries and the transactions. No module under
-blueprints/ touches ``db.session`` (no query, commit or rollback) or builds a ``select(...)``.
+"""Layers kept apart (docs/architecture.md): blueprints -> services -> jobs -> pgbackup.
+
+Blueprints check input, call the services and shape responses; the services own the queries
+and the transactions. No module under blueprints/ touches ``db.session`` (no query, commit or
+rollback) or builds a ``select(...)``; the services import no blueprint; the engine imports
+neither Flask nor RQ nor anything of the app's.
 """
 
 from __future__ import annotations
@@ -10,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-BLUEPRINTS = Path(__file__).resolve().parents[1] / "blueprints"
-
-# Modules that may still run queries of their own while they are converted: this list only
-# shrinks. Remove a module from it once its queries have moved into a service (a listed
-# module without any is checked like the others, so removing it changes nothing).
-NOT_YET_CONVERTED: list[str] = []
-
+ROOT = Path(__file__).resolve().parents[2]
+BLUEPRINTS = ROOT / "blueprints"
 
 def database_uses(path: Path) -> list[str]:
     """Where ``path`` uses ``db.session`` or calls ``select(...)``: ["line 12: db.session"]."""
@@ -44,30 +42,38 @@ def test_the_check_sees_queries_and_transactions(tmp_path):
                                      "line 2: db.session", "line 3: select(...)"]
 
 
-@pytest.mark.parametrize("module", sorted(path.name for path in BLUEPRINTS.glob("*.py")))
+def modules(package: str) -> list[str]:
+    return sorted(str(path.relative_to(ROOT)) for path in (ROOT / package).rglob("*.py"))
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The first component of every module ``path`` imports (absolute imports only)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("module", modules("blueprints"))
 def test_blueprints_run_no_queries(module):
-    uses = database_uses(BLUEPRINTS / module)
-    if uses and module in NOT_YET_CONVERTED:
-        pytest.skip(f"blueprints/{module} is not converted yet ({len(uses)} uses)")
-    assert not uses, (f"blueprints/{module} queries the catalog itself ({', '.join(uses)}): "
+    uses = database_uses(ROOT / module)
+    assert not uses, (f"{module} queries the catalog itself ({', '.join(uses)}): "
                       "move the query, commit or rollback into a service function")
 
 
-def test_the_allow_list_names_real_modules():
-    assert set(NOT_YET_CONVERTED) <= {path.name for path in BLUEPRINTS.glob("*.py")}
-
-
-def test_a_refusing_service_rolls_back_itself(app):
-    """Blueprints never roll back: a service that refuses has done it, releasing the rows it
-    locked (here the admins', locked to keep the last one)."""
-    import accounts
-    from extensions import db
-
-    with app.app_context():
-        with pytest.raises(accounts.AccountError, match="it is the last admin"):
-            accounts.delete_user("admin")
-        assert not db.session().in_transaction()
-        assert accounts.find_user("admin") is not None
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("services", {"blueprints", "commands", "app"}),
+    ("jobs", {"blueprints", "commands"}),  # jobs/context.py builds the app in a worker
+    ("pgbackup", {"flask", "flask_sqlalchemy", "flask_login", "rq", "rq_scheduler", "blueprints",
+                  "commands", "jobs", "services", "app"}),
+])
+def test_layers_import_only_downwards(package, forbidden):
+    found = {module: sorted(used) for module in modules(package)
+             if (used := top_level_imports(ROOT / module) & forbidden)}
+    assert not found, f"{package} must not import {sorted(forbidden)}: {found}"
 
 
 TESTS = Path(__file__).resolve().parent

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from retention_policies import BackupFacts, Decision, Policy, plan_retention
+from services.retention_policies import BackupFacts, Decision, Policy, plan_retention
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schedule_timing import Timing, TimingError
+from services.schedule_timing import Timing, TimingError
 
 BERLIN = "Europe/Berlin"  # 2024: spring forward Mar 31 01:00Z, fall back Oct 27 01:00Z
 NEW_YORK = "America/New_York"  # 2024: spring forward Mar 10 07:00Z, fall back Nov 3 06:00Z

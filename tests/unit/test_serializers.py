@@ -1,11 +1,11 @@
-"""blueprints.serializers: one time format, and the engine's data shaped as the API's JSON."""
+"""blueprints.api.serializers: one time format, and the engine's data shaped as the API's JSON."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from blueprints.serializers import (
+from blueprints.api.serializers import (
     backup_json,
     dry_run_json,
     dry_run_report_json,
@@ -13,9 +13,6 @@ from blueprints.serializers import (
     job_json,
     verification_json,
 )
-from catalog import JobStatus
-from json_shapes import verification_record
-from models import Backup
 from pgbackup import Check, VerifyResult
 from pgbackup.dryrun import (
     BackupSummary,
@@ -30,7 +27,10 @@ from pgbackup.dryrun import (
     TargetSummary,
     VersionCheck,
 )
-from restores import DryRun
+from services.backups import JobStatus
+from services.json_shapes import verification_record
+from services.models import Backup
+from services.restores import DryRun
 
 NAIVE = datetime(2026, 11, 26, 13, 53, 43, 388999)  # the catalog's naive UTC
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from settings import load_settings
+from services.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = {"DATABASE_URL": "postgresql://backup:pw@db.example:5432/shop"}
 
 

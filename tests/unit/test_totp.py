@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pyotp
 import pytest
 
-import totp
+from services import totp
 
 # RFC 6238, appendix B: the SHA-1 secret "12345678901234567890", 8-digit codes; ours are
 # their last 6 digits.

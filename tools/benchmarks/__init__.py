@@ -1,1 +1,2 @@
-"""Measurements to run by hand (not part of the test suite): ``python -m benchmarks.<name>``."""
+"""Measurements to run by hand (not part of the test suite):
+``python -m tools.benchmarks.<name>``."""

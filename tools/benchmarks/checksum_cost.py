@@ -1,4 +1,4 @@
-"""What per-table checksums add to a full backup: ``python -m benchmarks.checksum_cost``.
+"""What per-table checksums add to a full backup: ``python -m tools.benchmarks.checksum_cost``.
 
 Fills a database with the project's generator (a private PostgreSQL server is started
 when no ``--url`` is given), then takes full backups with checksums off and on,
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import psycopg
 
-import datagen
-from localservices import PostgresServer
 from pgbackup import ConnectionInfo, LocalStorage, new_backup_id, run_dump
 from pgbackup.tablestats import table_stats
+from tools import datagen
+from tools.localservices import PostgresServer
 
 MODES = (False, True)  # checksums off, on
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.checksum_cost",
+    parser = argparse.ArgumentParser(prog="python -m tools.benchmarks.checksum_cost",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="an EMPTY database to fill (default: a private server)")
     parser.add_argument("--existing", action="store_true",

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from datagen import schema
-from datagen.rows import TABLES, Plan, Table
+from tools.datagen import schema
+from tools.datagen.rows import TABLES, Plan, Table
 
 __all__ = ["generate"]
 

@@ -1,4 +1,4 @@
-"""``python -m datagen --url URL [--scale S] [--seed N]``: load the demo rental shop."""
+"""``python -m tools.datagen --url URL [--scale S] [--seed N]``: load the demo rental shop."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 import time
 
-from datagen import generate
+from tools.datagen import generate
 
 CLEAR_LINE = "\r\x1b[K"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m datagen",
+        prog="python -m tools.datagen",
         description="Create a deterministic film-rental-shop database in an empty database.",
     )
     parser.add_argument("--url", required=True, help="postgresql:// URL of an empty database")

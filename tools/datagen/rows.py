@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from datagen.vocabulary import (
+from tools.datagen.vocabulary import (
     CATEGORIES,
     FEATURES,
     FIRST_NAMES,

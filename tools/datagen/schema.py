@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from datagen.rows import END, START
+from tools.datagen.rows import END, START
 
 PRE_DATA = r"""
 CREATE TYPE film_rating AS ENUM ('G', 'PG', 'PG-13', 'R', 'NC-17');

@@ -1,0 +1,35 @@
+"""Restores: dry run (with an optional rehearsal), start, list and show."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from blueprints.api import bp
+from blueprints.api.schemas import RestoreRequest, json_body
+from blueprints.api.serializers import dry_run_json, restore_json
+from services import restores
+from services.backups import checked_id
+
+
+@bp.post("/system/backup/restore")
+def restore_backup():
+    params = RestoreRequest.model_validate(json_body())
+    backup_id = checked_id(params.backupId)
+    if params.dryRun:
+        analysis = dry_run_json(restores.dry_run(backup_id, params.targetDatabase))
+        if not params.rehearse:
+            return jsonify(dryRun=True, analysis=analysis)
+        rehearsal = restores.start_restore(backup_id, "rehearsal")
+        return jsonify(dryRun=True, analysis=analysis, rehearsal=restore_json(rehearsal)), 202
+    restore = restores.start_restore(backup_id, params.mode, params.targetDatabase)
+    return jsonify(restore_json(restore)), 202
+
+
+@bp.get("/system/backup/restore")
+def list_restores():
+    return jsonify(restores=[restore_json(restore) for restore in restores.list_restores()])
+
+
+@bp.get("/system/backup/restore/<restore_id:restore_id>")
+def show_restore(restore_id: str):
+    return jsonify(restore_json(restores.get_restore(restore_id), detail=True))

@@ -1,0 +1,20 @@
+"""The HTMX dashboard at /system/backup: one page (``page``), one module per panel.
+
+Full pages for the browser, HTML fragments for htmx. Errors from the services go through
+the app's error handlers, which render ``error.html`` as a bare alert for htmx requests;
+the restore panel shows its refusals next to the form that was sent instead. The panels
+with their own URL prefix are nested blueprints: endpoints ``dashboard.<panel>.<view>``.
+"""
+
+from flask import Blueprint
+
+from blueprints.dashboard import account, labels, monitoring, schedules, users
+
+bp = Blueprint("dashboard", __name__)
+labels.register(bp)
+for panel in (schedules, monitoring, users, account):
+    bp.register_blueprint(panel.bp)
+
+from blueprints.dashboard import backups, page, restores  # noqa: E402  (routes on bp)
+
+__all__ = ["backups", "bp", "page", "restores"]

@@ -1,0 +1,104 @@
+"""The restore panel (dry run first, then a confirmed restore) and the restores list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, render_template, request
+
+from blueprints.api.serializers import dry_run_json
+from blueprints.dashboard import bp
+from blueprints.dashboard.backups import job_or_problem
+from blueprints.dashboard.events import REFRESH_EVENT, RESTORES_EVENT
+from services import restores
+from services.backups import CatalogError, get_backup
+
+
+@bp.get("/system/backup/<backup_id:backup_id>/restore")
+def restore_panel(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
+    """The dry-run analysis and the restore choices, swapped into #restore-panel."""
+    target = request.args.get("target_database", "").strip() or None
+    try:
+        analysis = dry_run_json(restores.dry_run(backup_id, target))
+    except CatalogError as exc:
+        if target is None:
+            raise  # opened from a card: the page's alert area
+        return _inline_error(exc, "new-database")
+    backup = get_backup(backup_id)
+    protected = current_app.config["TARGET_DATABASE"]
+    suggested = f"{protected[:40]}_restored_{backup.created_at:%Y%m%d_%H%M}"
+    return render_template(
+        "partials/restores/panel.html", backup=backup, analysis=analysis, new_database=target,
+        protected=protected, suggested=suggested,
+    )
+
+
+@bp.get("/system/backup/restore-panel/closed")
+def restore_panel_closed() -> str:
+    """Nothing: the Close button swaps the panel's content for this."""
+    return ""
+
+
+@bp.post("/system/backup/<backup_id:backup_id>/restore")
+def restore(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
+    """Start a restore chosen in the panel; a refusal is shown next to its form."""
+    mode = request.form.get("mode", "")
+    try:
+        if mode == "new-database":
+            name = request.form.get("target_database", "").strip()
+            if not name:
+                raise CatalogError("Name the new database to restore into.")
+            started = restores.start_restore(backup_id, mode, name)
+        elif mode == "overwrite":
+            _require_typed_name(request.form.get("confirm_database", ""))
+            started = restores.start_restore(backup_id, mode)
+        elif mode == "rehearsal":
+            started = restores.start_restore(backup_id, mode)
+        else:
+            raise CatalogError(f"unknown restore mode {mode!r}")
+    except CatalogError as exc:
+        return _inline_error(exc, mode if mode in ("overwrite", "rehearsal") else "new-database")
+    return render_template("partials/restores/started.html", started=started,
+                           **page_context())
+
+
+def _require_typed_name(typed: str) -> None:
+    protected = current_app.config["TARGET_DATABASE"]
+    if typed.strip() != protected:
+        raise CatalogError(
+            f"To restore over {protected}, type its name exactly as shown "
+            f"(you typed {typed.strip()!r}). Nothing was restored.",
+            code="confirmation_mismatch",
+        )
+
+
+def _inline_error(exc: CatalogError, slot: str) -> tuple[str, int, dict[str, str]]:
+    """The refusal, swapped into the error slot of the form that caused it."""
+    message = exc.message.removeprefix("targetDatabase: ")  # the API's field name
+    html = render_template("partials/shared/inline_error.html", message=message)
+    return html, exc.status, {"HX-Retarget": f"#restore-error-{slot}",
+                              "HX-Reswap": "innerHTML"}
+
+
+@bp.get("/system/backup/restores")
+def restores_list() -> str:
+    """The restores panel; reloads itself on RESTORES_EVENT."""
+    return render_template("partials/restores/list.html", **page_context())
+
+
+@bp.get("/system/backup/restores/<restore_id:restore_id>/progress")
+def restore_progress(restore_id: str) -> tuple[str, int, dict[str, str]] | str:
+    """Like a backup's progress: polls while the restore runs, then triggers a reload of
+    the restores panel (and of the backups, which may hold a new safety backup)."""
+    row = restores.get_restore(restore_id)
+    if not row.is_active:
+        html = render_template("partials/restores/progress.html", restore=row)
+        return html, 200, {"HX-Trigger": f"{RESTORES_EVENT}, {REFRESH_EVENT}"}
+    job, problem = job_or_problem(row.job_id or row.id)
+    return render_template("partials/restores/progress.html", restore=row, job=job,
+                           problem=problem)
+
+
+def page_context() -> dict[str, Any]:
+    return {"restores": restores.list_restores(limit=10),
+            "protected": current_app.config["TARGET_DATABASE"]}

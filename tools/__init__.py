@@ -1,0 +1,2 @@
+"""Developer tools kept out of the wheel: local throwaway services, the demo data generator,
+benchmarks."""
