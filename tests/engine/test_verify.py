@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from localservices import PostgresServer
 from pgbackup import (
     ConnectionInfo,
     LocalStorage,
@@ -28,6 +27,7 @@ from pgbackup import (
 from pgbackup.tablestats import table_stats
 from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
 from tests.engine.helpers import require_tool, restore_with_stock_tools
+from tools.localservices import PostgresServer
 
 ALL_CHECKS = ["manifest", "artifact-exists", "size", "sha256", "decompress", "toc"]
 SEED = 20240115
@@ -115,6 +115,21 @@ def test_good_backups_are_valid(
         assert decompress == "stored uncompressed"
     else:
         assert decompress.endswith("bytes, zstd frame checksum verified")
+
+
+@pytest.mark.parametrize("kind", ["full", "schema-only"])
+def test_a_backup_of_an_empty_database_is_valid(
+    kind: str, scratch_db: Callable[[], str], storage: LocalStorage
+) -> None:
+    """pg_dump writes an archive without TOC entries for a database without objects."""
+    manifest = run_dump(ConnectionInfo.from_url(scratch_db()), storage,
+                        unique_backup_id(storage), kind)
+
+    result = check_integrity(storage, manifest.backup_id)
+
+    assert manifest.tables == []
+    assert result.is_valid, result.checks
+    assert check(result, "toc").detail == "0 TOC entries: the database had no objects"
 
 
 def test_result_is_data(backups: Backups) -> None:
