@@ -11,6 +11,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -206,7 +207,10 @@ class User(UserMixin, Model):
         return f"{self.id}:{self.session_version}"
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        """Hashed with werkzeug's default (scrypt); the test suite passes a cheaper method
+        as PASSWORD_HASH_METHOD in its test config, never set from the environment."""
+        method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt")
+        self.password_hash = generate_password_hash(password, method=method)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

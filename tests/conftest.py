@@ -112,6 +112,8 @@ def app(protected_url: str, redis_url: str, backup_dir: Path, tmp_path: Path):
         "BACKUP_DIR": str(backup_dir),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "TESTING": True,
+        # scrypt costs 0.17 s per hash and per login; the rules under test are the same
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     })
     with app.app_context():
         admin = User(username="admin", role="admin")

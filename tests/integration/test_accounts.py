@@ -255,3 +255,14 @@ def test_a_refusing_service_rolls_back_itself(app):
             accounts.delete_user("admin")
         assert not db.session().in_transaction()
         assert accounts.find_user("admin") is not None
+
+
+def test_passwords_are_hashed_with_scrypt_unless_the_tests_say_otherwise(app):
+    """The suite's cheaper hash (PASSWORD_HASH_METHOD in its test config) is the only
+    exception: an app without that key uses werkzeug's scrypt."""
+    with app.app_context():
+        del app.config["PASSWORD_HASH_METHOD"]
+        user = accounts.create_user("carol", "viewer", "a long enough password")
+        assert user.password_hash.startswith("scrypt:32768:8:1$")
+        assert user.check_password("a long enough password")
+        assert not user.check_password("another password")
