@@ -3,6 +3,7 @@
 A pure library (no Flask, no RQ) so it can be used and tested on its own.
 """
 
+from pgbackup.archive import open_archive
 from pgbackup.connection import ConnectionInfo
 from pgbackup.dbadmin import (
     create_database,
@@ -20,18 +21,27 @@ from pgbackup.dbadmin import (
 )
 from pgbackup.dryrun import DryRunError, DryRunReport, analyze_restore
 from pgbackup.dump import DumpProgress, run_dump
-from pgbackup.errors import BackupError, ConfigError
+from pgbackup.encryption import (
+    decrypting_reader,
+    encrypting_writer,
+    load_identities,
+    parse_recipients,
+    recipients_of,
+)
+from pgbackup.errors import BackupError, ConfigError, DecryptionError, ObjectStoreError
 from pgbackup.ids import artifact_name, backup_id_time, is_backup_id, manifest_name, new_backup_id
 from pgbackup.locks import LockBusy, backup_lock, restore_lock
 from pgbackup.manifest import (
     KINDS,
     BackupKind,
+    Encryption,
     Manifest,
     ManifestError,
     TableInfo,
     read_manifest,
     write_manifest,
 )
+from pgbackup.objectstore import ObjectLock, S3Storage, part_size_for
 from pgbackup.pgdump import pg_dump_version
 from pgbackup.recovery import (
     RecoveryReport,
@@ -47,8 +57,8 @@ from pgbackup.restore import (
     restore_archive,
     restore_into_new_database,
 )
-from pgbackup.storage import LocalStorage, validate_name
-from pgbackup.streams import CHUNK_SIZE, HashingWriter, copy_stream, zstd_writer
+from pgbackup.storage import LocalStorage, Storage, validate_name
+from pgbackup.streams import CHUNK_SIZE, HashingReader, HashingWriter, copy_stream, zstd_writer
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import Toc, TocEntry, TocError, read_toc
 from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
@@ -63,18 +73,25 @@ __all__ = [
     "Check",
     "ConfigError",
     "ConnectionInfo",
+    "DecryptionError",
     "DryRunError",
     "DryRunReport",
     "DumpProgress",
+    "Encryption",
+    "HashingReader",
     "HashingWriter",
     "LocalStorage",
     "LockBusy",
     "Manifest",
     "ManifestError",
+    "ObjectLock",
+    "ObjectStoreError",
     "RecoveryReport",
     "RestoreError",
     "RestoreOutcome",
     "RestoreProgress",
+    "S3Storage",
+    "Storage",
     "TableInfo",
     "Toc",
     "TocEntry",
@@ -91,15 +108,22 @@ __all__ = [
     "create_database",
     "database_comment",
     "database_exists",
+    "decrypting_reader",
     "describe_database",
     "drop_database",
+    "encrypting_writer",
     "is_backup_id",
+    "load_identities",
     "manifest_name",
     "new_backup_id",
+    "open_archive",
     "open_connections",
+    "parse_recipients",
+    "part_size_for",
     "pg_dump_version",
     "read_manifest",
     "read_toc",
+    "recipients_of",
     "rename_database",
     "restore_archive",
     "restore_checked",

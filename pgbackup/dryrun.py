@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,9 +19,11 @@ from typing import Any, Literal, get_args
 import psycopg
 from psycopg.rows import dict_row
 
+from pgbackup.archive import missing_identities
 from pgbackup.connection import ConnectionInfo
+from pgbackup.encryption import Identity
 from pgbackup.manifest import Manifest
-from pgbackup.storage import LocalStorage
+from pgbackup.storage import Storage
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import Toc, TocError, read_toc
 
@@ -50,7 +52,8 @@ ORDER BY backend_start, pid
 
 
 class DryRunError(RuntimeError):
-    """The target server could not be read. The message never contains a password."""
+    """The target server could not be read, or the backup cannot be decrypted without an
+    identity. The message never contains a password."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class _Findings:
 
 def analyze_restore(
     target: ConnectionInfo,
-    storage: LocalStorage,
+    storage: Storage,
     manifest: Manifest,
     *,
     mode: RestoreMode,
@@ -206,20 +209,24 @@ def analyze_restore(
     backup_dir_free_bytes: int | None = None,
     past_restore_rate: float | None = None,
     pg_restore: str = "pg_restore",
+    identities: Sequence[Identity] | None = None,
 ) -> DryRunReport:
     """Analyse restoring ``manifest``'s backup, changing nothing anywhere.
 
     ``overwrite`` replaces ``target``'s database; ``new-database`` restores into
     ``new_database`` on ``target``'s server, which must not exist yet. The caller passes
     the free space of the backup directory (where the safety backup of an overwrite
-    goes) and ``past_restore_rate``, artifact bytes per second of past restores.
-    Raises ValueError for bad arguments and DryRunError if the server cannot be read.
+    goes) and ``past_restore_rate``, artifact bytes per second of past restores; an
+    encrypted backup needs ``identities`` holding one of its keys. Raises ValueError for
+    bad arguments and DryRunError if the server cannot be read or identities are missing.
     """
     dbname = _target_name(target, mode, new_database)
     if past_restore_rate is not None and past_restore_rate <= 0:
         raise ValueError(f"past_restore_rate must be positive, not {past_restore_rate}")
+    if problem := missing_identities(manifest, identities):
+        raise DryRunError(problem)
     findings = _Findings()
-    toc = _toc_or_error(storage, manifest, pg_restore, findings)
+    toc = _toc_or_error(storage, manifest, pg_restore, identities, findings)
     _check_artifact_size(storage, manifest, findings)
     facts = _server_facts(target, dbname, mode)
     if mode == "new-database" and facts.database_exists:
@@ -256,16 +263,17 @@ def _target_name(target: ConnectionInfo, mode: str, new_database: str | None) ->
 
 
 def _toc_or_error(
-    storage: LocalStorage, manifest: Manifest, pg_restore: str, findings: _Findings
+    storage: Storage, manifest: Manifest, pg_restore: str,
+    identities: Sequence[Identity] | None, findings: _Findings,
 ) -> Toc | None:
     try:
-        return read_toc(storage, manifest, pg_restore)
+        return read_toc(storage, manifest, pg_restore, identities)
     except TocError as exc:
         findings.errors.append(f"The backup's table of contents cannot be read: {exc}")
         return None
 
 
-def _check_artifact_size(storage: LocalStorage, manifest: Manifest, findings: _Findings) -> None:
+def _check_artifact_size(storage: Storage, manifest: Manifest, findings: _Findings) -> None:
     """A cheap sign of a truncated or replaced artifact (the restore checks its SHA-256)."""
     try:
         size = storage.size(manifest.artifact)

@@ -42,8 +42,9 @@ def is_backup_id(value: str) -> bool:
     return True
 
 
-def artifact_name(backup_id: str, compressed: bool) -> str:
-    return f"{backup_id}.dump.zst" if compressed else f"{backup_id}.dump"
+def artifact_name(backup_id: str, compressed: bool, encrypted: bool = False) -> str:
+    """``<id>.dump``, plus ``.zst`` when zstd-compressed, plus ``.age`` when encrypted."""
+    return f"{backup_id}.dump" + (".zst" if compressed else "") + (".age" if encrypted else "")
 
 
 def manifest_name(backup_id: str) -> str:

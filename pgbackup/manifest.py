@@ -6,24 +6,37 @@ holds no secrets and no connection details beyond the database name.
 The file checks itself: ``manifest_sha256`` is the SHA-256 of the canonical serialization
 of all the other fields, and the file must be exactly the canonical serialization of its
 content, so any changed byte is detected when it is read.
+
+Fields added later (``encryption``, ``content_sha256``) are left out of the file when
+unset, so manifests written before them keep their canonical form and self-checksum.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pgbackup.ids import is_backup_id, manifest_name
-from pgbackup.storage import LocalStorage, validate_name
+from pgbackup.storage import Storage, validate_name
 
 BackupKind = Literal["full", "schema-only"]
 KINDS: tuple[BackupKind, ...] = ("full", "schema-only")
 SELF_CHECKSUM_FIELD = "manifest_sha256"
+_OMITTED_WHEN_UNSET = ("encryption", "content_sha256")
+_SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
 class ManifestError(ValueError):
@@ -48,6 +61,23 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
 
+class Encryption(BaseModel):
+    """How the artifact is encrypted: the public keys only, never an identity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["age"] = "age"
+    recipients: list[str] = Field(min_length=1)
+
+    @field_validator("recipients")
+    @classmethod
+    def _check_recipients(cls, value: list[str]) -> list[str]:
+        for position, recipient in enumerate(value, 1):
+            if not re.fullmatch(r"age1[02-9ac-hj-np-z]+", recipient):
+                raise ValueError(f"recipient {position} is not an age public key (age1...)")
+        return value
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -61,13 +91,16 @@ class Manifest(BaseModel):
     tool: str
     artifact: str
     size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=_SHA256_PATTERN)  # of the stored bytes
     compression: Literal["zstd", "none"]
     dump_format: Literal["custom"] = "custom"
     tables: list[TableInfo]
     snapshot: str
     duration_ms: int = Field(ge=0)
     parent_id: str | None = None
+    encryption: Encryption | None = None
+    # the archive bytes before encryption (after compression); set when encrypted only
+    content_sha256: str | None = Field(default=None, pattern=_SHA256_PATTERN)
 
     @field_validator("backup_id", "parent_id")
     @classmethod
@@ -89,15 +122,25 @@ class Manifest(BaseModel):
             raise ValueError("created must be a UTC timestamp")
         return value
 
+    @model_validator(mode="after")
+    def _check_content_sha256(self) -> Manifest:
+        if (self.encryption is None) != (self.content_sha256 is None):
+            raise ValueError("content_sha256 is recorded for encrypted artifacts, and only then")
+        return self
+
     @property
     def manifest_sha256(self) -> str:
         """SHA-256 of the canonical serialization of the fields (the self-checksum)."""
-        return hashlib.sha256(_canonical(self.model_dump(mode="json"))).hexdigest()
+        return hashlib.sha256(_canonical(self._fields())).hexdigest()
 
     def to_json(self) -> str:
         """The file's content: the fields plus the self-checksum, in canonical form."""
-        data = self.model_dump(mode="json") | {SELF_CHECKSUM_FIELD: self.manifest_sha256}
+        data = self._fields() | {SELF_CHECKSUM_FIELD: self.manifest_sha256}
         return _canonical(data).decode("ascii")
+
+    def _fields(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        return {k: v for k, v in data.items() if v is not None or k not in _OMITTED_WHEN_UNSET}
 
 
 def _canonical(data: dict[str, Any]) -> bytes:
@@ -105,12 +148,12 @@ def _canonical(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=2) + "\n").encode("ascii")
 
 
-def write_manifest(storage: LocalStorage, manifest: Manifest) -> None:
+def write_manifest(storage: Storage, manifest: Manifest) -> None:
     with storage.atomic_writer(manifest_name(manifest.backup_id)) as handle:
         handle.write(manifest.to_json().encode("ascii"))
 
 
-def read_manifest(storage: LocalStorage, backup_id: str) -> Manifest:
+def read_manifest(storage: Storage, backup_id: str) -> Manifest:
     """Load and check a manifest: FileNotFoundError if absent, else ManifestError unless it
     is valid and byte for byte what write_manifest wrote."""
     name = manifest_name(backup_id)

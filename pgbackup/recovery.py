@@ -14,7 +14,7 @@ GRANTs are skipped, and the report names the roles (``skipped_roles``).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,9 +22,10 @@ import psycopg
 
 from pgbackup.connection import ConnectionInfo
 from pgbackup.dbadmin import drop_database, maintenance_connection
+from pgbackup.encryption import Identity
 from pgbackup.manifest import Manifest, TableInfo
 from pgbackup.restore import ProgressCallback, RestoreOutcome, restore_into_new_database
-from pgbackup.storage import LocalStorage
+from pgbackup.storage import Storage
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import read_toc
 from pgbackup.verify import Check, compare_tables
@@ -58,18 +59,21 @@ class RecoveryReport:
 
 
 def restore_checked(
-    server: ConnectionInfo, name: str, storage: LocalStorage, manifest: Manifest, *,
+    server: ConnectionInfo, name: str, storage: Storage, manifest: Manifest, *,
     like: str | None = None, progress: ProgressCallback | None = None,
+    identities: Sequence[Identity] | None = None,
 ) -> RecoveryReport:
     """Restore into the new database ``name`` and compare it with the manifest.
 
     The database stays (the caller decides what a mismatch means) unless the restore or
-    the comparison fails, in which case it is dropped and the error re-raised.
+    the comparison fails, in which case it is dropped and the error re-raised. An
+    encrypted backup needs ``identities`` holding one of its keys.
     """
-    skipped = missing_roles(server, read_toc(storage, manifest).roles())
+    toc = read_toc(storage, manifest, identities=identities)
+    skipped = missing_roles(server, toc.roles())
     outcome = restore_into_new_database(
         server, name, storage, manifest, like=like,
-        no_owner=bool(skipped), no_acl=bool(skipped), progress=progress,
+        no_owner=bool(skipped), no_acl=bool(skipped), progress=progress, identities=identities,
     )
     try:
         checks = compare_tables(manifest.tables, describe_database(server.for_database(name)))
@@ -86,12 +90,14 @@ def scratch_name(purpose: str) -> str:
 
 @contextmanager
 def scratch_restore(
-    server: ConnectionInfo, storage: LocalStorage, manifest: Manifest, name: str,
-    progress: ProgressCallback | None = None,
+    server: ConnectionInfo, storage: Storage, manifest: Manifest, name: str,
+    progress: ProgressCallback | None = None, identities: Sequence[Identity] | None = None,
 ) -> Iterator[RecoveryReport]:
     """restore_checked into the throwaway database ``name`` (see :func:`scratch_name`),
     dropped afterwards, always."""
-    report = restore_checked(server, name, storage, manifest, progress=progress)
+    report = restore_checked(
+        server, name, storage, manifest, progress=progress, identities=identities
+    )
     try:
         yield report
     finally:

@@ -2,8 +2,8 @@
 
 - **Checked first.** The artifact must have the size and SHA-256 of its manifest before
   pg_restore is started, so a truncated or altered file restores nothing.
-- **Streamed.** It is decompressed on the fly into pg_restore's stdin; there is never an
-  uncompressed copy on disk.
+- **Streamed.** It is decrypted (age) and decompressed on the fly into pg_restore's stdin;
+  there is never a plaintext or uncompressed copy on disk.
 - **All or nothing.** pg_restore runs with ``--single-transaction --exit-on-error``: a
   restore that fails at any point, or is cancelled (pg_restore is killed), commits nothing.
 - **No password in argv.** As for pg_dump, it reaches pg_restore through a temporary
@@ -15,7 +15,6 @@ check it, then swap it in with :func:`pgbackup.dbadmin.swap_databases`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import IO, Any
@@ -32,6 +31,7 @@ from typing import IO, Any
 import psycopg
 import zstandard
 
+from pgbackup.archive import missing_identities, open_archive
 from pgbackup.connection import ConnectionInfo
 from pgbackup.dbadmin import (
     create_database,
@@ -39,10 +39,12 @@ from pgbackup.dbadmin import (
     drop_database,
     validate_database_name,
 )
+from pgbackup.encryption import Identity
+from pgbackup.errors import DecryptionError
 from pgbackup.manifest import Manifest
 from pgbackup.processes import die_with_parent
-from pgbackup.storage import LocalStorage
-from pgbackup.streams import Readable, archive_reader, copy_stream
+from pgbackup.storage import Storage
+from pgbackup.streams import Readable, copy_stream, sha256_of
 
 PROGRESS_INTERVAL = 0.5
 STDERR_LINES_KEPT = 200
@@ -140,33 +142,38 @@ class _ProgressReporter:
 
 def restore_archive(
     target: ConnectionInfo,
-    storage: LocalStorage,
+    storage: Storage,
     manifest: Manifest,
     *,
     no_owner: bool = False,
     no_acl: bool = False,
     progress: ProgressCallback | None = None,
     pg_restore: str = "pg_restore",
+    identities: Sequence[Identity] | None = None,
 ) -> RestoreOutcome:
     """Restore the backup ``manifest`` describes into ``target``'s (existing) database.
 
     ``no_owner`` and ``no_acl`` skip ownership and GRANTs (``--no-owner``,
-    ``--no-privileges``), for a server without the original roles. Raising from
-    ``progress`` cancels the restore. Whatever it raises (RestoreError, or what ``progress``
-    raised), nothing was committed, unless ``progress`` raised at its final call, which
-    comes after pg_restore has committed.
+    ``--no-privileges``), for a server without the original roles. An encrypted backup
+    needs ``identities`` (age) holding one of its keys. Raising from ``progress`` cancels
+    the restore. Whatever it raises (RestoreError, or what ``progress`` raised), nothing
+    was committed, unless ``progress`` raised at its final call, which comes after
+    pg_restore has committed.
     """
     started = time.monotonic()
+    if problem := missing_identities(manifest, identities):
+        raise RestoreError(problem)
     _check_artifact(storage, manifest)
+    archive = _Archive(storage, manifest, identities)
     options = [*(["--no-owner"] if no_owner else []), *(["--no-privileges"] if no_acl else [])]
     with target.subprocess_env() as (env, dsn):
         listing = [pg_restore, "--list", "--format=custom", *options]
-        items_total = _count_items(listing, env, storage, manifest, target)
+        items_total = _count_items(listing, env, archive, target)
         restore = [
             pg_restore, "--format=custom", "--exit-on-error", "--single-transaction",
             "--verbose", "--no-password", f"--dbname={dsn}", *options,
         ]
-        warnings = _restore(restore, env, storage, manifest, target, progress, items_total)
+        warnings = _restore(restore, env, archive, target, progress, items_total)
     duration_ms = round((time.monotonic() - started) * 1000)
     return RestoreOutcome(items_total, duration_ms, warnings)
 
@@ -174,7 +181,7 @@ def restore_archive(
 def restore_into_new_database(
     maintenance: ConnectionInfo,
     name: str,
-    storage: LocalStorage,
+    storage: Storage,
     manifest: Manifest,
     like: str | None = None,
     **restore_kwargs: Any,
@@ -207,7 +214,7 @@ def restore_into_new_database(
         raise
 
 
-def _check_artifact(storage: LocalStorage, manifest: Manifest) -> None:
+def _check_artifact(storage: Storage, manifest: Manifest) -> None:
     """Refuse an artifact that is missing, or not the file its manifest describes."""
     name = manifest.artifact
     try:
@@ -218,7 +225,7 @@ def _check_artifact(storage: LocalStorage, manifest: Manifest) -> None:
                 "it is truncated or was altered"
             )
         with storage.open_read(name) as handle:
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+            sha256 = sha256_of(handle)
     except FileNotFoundError:
         raise RestoreError(f"artifact {name} is missing from storage") from None
     if sha256 != manifest.sha256:
@@ -228,26 +235,35 @@ def _check_artifact(storage: LocalStorage, manifest: Manifest) -> None:
         )
 
 
-@contextmanager
-def _artifact_stream(storage: LocalStorage, manifest: Manifest) -> Iterator[Readable]:
-    """The custom-format archive itself: the artifact, decompressed on the fly if need be."""
-    with storage.open_read(manifest.artifact) as raw:
+@dataclass(frozen=True)
+class _Archive:
+    """Where a restore reads its archive from, each pass anew."""
+
+    storage: Storage
+    manifest: Manifest
+    identities: Sequence[Identity] | None
+
+    @contextmanager
+    def open(self) -> Iterator[Readable]:
+        """The custom-format archive itself: the artifact, decrypted and decompressed on the
+        fly if need be."""
         try:
-            with archive_reader(raw, manifest.compression) as reader:
+            with open_archive(self.storage, self.manifest, self.identities) as reader:
                 yield reader
         except zstandard.ZstdError as exc:
-            raise RestoreError(f"cannot decompress {manifest.artifact}: {exc}") from None
+            raise RestoreError(f"cannot decompress {self.manifest.artifact}: {exc}") from None
+        except DecryptionError as exc:
+            raise RestoreError(str(exc)) from None
 
 
 def _count_items(
-    args: list[str], env: Mapping[str, str], storage: LocalStorage, manifest: Manifest,
-    target: ConnectionInfo,
+    args: list[str], env: Mapping[str, str], archive: _Archive, target: ConnectionInfo
 ) -> int:
     """The number of items pg_restore will restore: the lines of ``pg_restore --list``
     (which reads only the archive's table of contents) that are not comments."""
     with tempfile.TemporaryFile() as listing:
         with _running(args, env, stdout=listing) as (process, log):
-            with _artifact_stream(storage, manifest) as source:
+            with archive.open() as source:
                 _feed(source, process)
             _check_exit(process, log, target, "pg_restore --list")
         listing.seek(0)
@@ -255,14 +271,14 @@ def _count_items(
 
 
 def _restore(
-    args: list[str], env: Mapping[str, str], storage: LocalStorage, manifest: Manifest,
-    target: ConnectionInfo, progress: ProgressCallback | None, items_total: int,
+    args: list[str], env: Mapping[str, str], archive: _Archive, target: ConnectionInfo,
+    progress: ProgressCallback | None, items_total: int,
 ) -> list[str]:
     """Run the restore proper; returns its warnings."""
     with _running(args, env) as (process, log):
         reporter = _ProgressReporter(progress, log, items_total)
         reporter.tick()
-        with _artifact_stream(storage, manifest) as source:
+        with archive.open() as source:
             _feed(source, process, reporter.tick)
         while not _exited_within(process, PROGRESS_INTERVAL):
             reporter.tick()  # indexes and constraints come after the last byte is read

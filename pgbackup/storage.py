@@ -1,8 +1,9 @@
-"""Local filesystem storage for backup artifacts and manifests.
+"""Where backup artifacts and manifests are stored: the Storage protocol, and the local
+filesystem's implementation.
 
-Every write goes through :meth:`LocalStorage.atomic_writer`: data lands in a hidden
-``.<name>.partial`` file and is renamed into place only after it is complete and on disk,
-so a file under its final name is always whole.
+Every write goes through ``atomic_writer``: an object appears under its final name only
+once it is complete (locally: a hidden ``.<name>.partial`` file renamed into place after it
+is on disk), so whatever is listed under a final name is whole.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
+
+from pgbackup.streams import Readable, Writable
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MAX_NAME_LENGTH = 200
@@ -38,6 +41,26 @@ def validate_name(name: str) -> str:
         if failed:
             raise ValueError(f"invalid storage name {name!r}: {reason}")
     return name
+
+
+class Storage(Protocol):
+    """A flat namespace of named objects (a directory, a bucket prefix)."""
+
+    def atomic_writer(self, name: str) -> AbstractContextManager[Writable]:
+        """A writer whose data appears as ``name`` only if the block succeeds."""
+        ...
+
+    def open_read(self, name: str) -> AbstractContextManager[Readable]:
+        """A reader of ``name``'s bytes, streamed."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def size(self, name: str) -> int: ...
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; a missing object is not an error."""
+        ...
 
 
 class LocalStorage:
@@ -97,6 +120,21 @@ class LocalStorage:
     def delete(self, name: str) -> None:
         """Remove ``name``; a missing file is not an error."""
         self.path(name).unlink(missing_ok=True)
+
+    def list_names(self) -> list[str]:
+        """Sorted names of the stored files (not the hidden ``.partial`` files)."""
+        return sorted(
+            entry.name for entry in self.root.iterdir()
+            if _is_valid(entry.name) and entry.is_file()
+        )
+
+    def location(self, name: str) -> str:
+        """Where ``name`` is stored, for messages: its absolute path."""
+        return str(self.path(name))
+
+    def describe(self) -> str:
+        """One line for the operator: where the files go."""
+        return f"local directory {self.root}"
 
     def list_partials(self) -> list[str]:
         """Names (final names, not the hidden files) that have an unfinished write."""

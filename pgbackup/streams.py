@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -34,6 +34,24 @@ class HashingWriter:
         self._sha256.update(data)
         self.bytes_written += len(data)
         return len(data)
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+
+class HashingReader:
+    """Pass-through reader that counts bytes and computes the sha256 of what it yields."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._sha256.update(data)
+        self.bytes_read += len(data)
+        return data
 
     def hexdigest(self) -> str:
         return self._sha256.hexdigest()
@@ -71,12 +89,22 @@ def copy_stream(
     return total
 
 
+def sha256_of(src: Readable) -> str:
+    """The sha256 of everything ``src`` yields, read in pieces of CHUNK_SIZE."""
+    digest = hashlib.sha256()
+    while chunk := src.read(CHUNK_SIZE):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 @contextmanager
-def archive_reader(raw: BinaryIO, compression: str) -> Iterator[Readable]:
+def archive_reader(raw: Readable, compression: str) -> Iterator[Readable]:
     """The custom-format archive inside an artifact, decompressed on the fly when zstd."""
     if compression == "none":
         yield raw
         return
     decompressor = zstandard.ZstdDecompressor()
-    with decompressor.stream_reader(raw, read_across_frames=True, closefd=False) as reader:
+    # zstandard's stub wants IO[bytes]; the library only calls read() (documented).
+    source = cast(BinaryIO, raw)
+    with decompressor.stream_reader(source, read_across_frames=True, closefd=False) as reader:
         yield reader

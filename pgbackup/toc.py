@@ -1,8 +1,8 @@
 """An archive's table of contents, read with pg_restore and no database connection.
 
-The artifact is streamed from storage (zstd-decompressed on the fly) into pg_restore's
-stdin. Two passes are made; each ends as soon as pg_restore has read the TOC, which sits at
-the start of a custom-format archive, so the table data is never read:
+The artifact is streamed from storage (decrypted and zstd-decompressed on the fly) into
+pg_restore's stdin. Two passes are made; each ends as soon as pg_restore has read the TOC,
+which sits at the start of a custom-format archive, so the table data is never read:
 
 * ``pg_restore --schema-only -f -`` prints a header per entry, ``-- Name: <name>; Type:
   <desc>; Schema: <schema>; Owner: <owner>``. It gives the exact schema and owner names, and
@@ -28,12 +28,15 @@ from typing import IO
 
 import zstandard
 
+from pgbackup.archive import missing_identities, open_archive
 from pgbackup.connection import tool_env
+from pgbackup.encryption import Identity
+from pgbackup.errors import DecryptionError
 from pgbackup.manifest import Manifest
 from pgbackup.pgdump import StderrCollector
 from pgbackup.processes import die_with_parent
-from pgbackup.storage import LocalStorage
-from pgbackup.streams import Readable, archive_reader, copy_stream
+from pgbackup.storage import Storage
+from pgbackup.streams import Readable, copy_stream
 
 # Every entry description pg_dump 15 to 18 writes; several have spaces.
 DESCS = frozenset({
@@ -123,13 +126,18 @@ class _ScriptFacts:
     grantors: set[str] = field(default_factory=set)
 
 
-def read_toc(storage: LocalStorage, manifest: Manifest, pg_restore: str = "pg_restore") -> Toc:
-    """The table of contents of ``manifest``'s artifact; TocError if it cannot be read."""
-    facts = _scan_script(
-        _pg_restore_lines(storage, manifest, pg_restore, ["--schema-only", "--file=-"])
-    )
+def read_toc(
+    storage: Storage, manifest: Manifest, pg_restore: str = "pg_restore",
+    identities: Sequence[Identity] | None = None,
+) -> Toc:
+    """The table of contents of ``manifest``'s artifact; TocError if it cannot be read (an
+    encrypted backup needs ``identities`` holding one of its keys)."""
+    if problem := missing_identities(manifest, identities):
+        raise TocError(problem)
+    source = _Source(storage, manifest, identities)
+    facts = _scan_script(_pg_restore_lines(source, pg_restore, ["--schema-only", "--file=-"]))
     schemas, owners = _longest_first(facts.schemas | {_NONE}), _longest_first(facts.owners)
-    listing = _pg_restore_lines(storage, manifest, pg_restore, ["--list"])
+    listing = _pg_restore_lines(source, pg_restore, ["--list"])
     entries = tuple(
         entry for line in listing
         if (entry := _parse_list_line(line, schemas, owners)) is not None
@@ -236,36 +244,44 @@ def _split_owner(text: str, owners: Sequence[str]) -> tuple[str, str]:
     return name, owner
 
 
-def _pg_restore_lines(
-    storage: LocalStorage, manifest: Manifest, pg_restore: str, options: list[str]
-) -> Iterator[str]:
+def _pg_restore_lines(source: _Source, pg_restore: str, options: list[str]) -> Iterator[str]:
     """pg_restore's output lines (trailing spaces kept: they mark an empty owner)."""
+    artifact = source.manifest.artifact
     with (
-        _artifact_stream(storage, manifest) as source,
-        _running_pg_restore([pg_restore, *options], source) as (process, feeder, stderr),
+        source.open() as archive,
+        _running_pg_restore([pg_restore, *options], archive) as (process, feeder, stderr),
     ):
         assert process.stdout is not None  # started with stdout=PIPE
         for raw in process.stdout:
             yield raw.decode("utf-8", "replace").rstrip("\r\n")
         returncode = process.wait()
     if feeder.error is not None:
-        raise TocError(f"cannot read {manifest.artifact}: {feeder.error}")
+        raise TocError(f"cannot read {artifact}: {feeder.error}")
     if returncode != 0:
         raise TocError(
-            f"pg_restore {' '.join(options)} failed on {manifest.artifact} with exit status "
+            f"pg_restore {' '.join(options)} failed on {artifact} with exit status "
             f"{returncode}:\n{stderr.failure_text()}"
         )
 
 
-@contextmanager
-def _artifact_stream(storage: LocalStorage, manifest: Manifest) -> Iterator[Readable]:
-    """The artifact's archive bytes: decompressed on the fly when it is zstd."""
-    try:
-        raw = storage.open_read(manifest.artifact)
-    except FileNotFoundError:
-        raise TocError(f"artifact {manifest.artifact} is missing from storage") from None
-    with raw, archive_reader(raw, manifest.compression) as reader:
-        yield reader
+@dataclass(frozen=True)
+class _Source:
+    """Where the archive is read from, each pass anew."""
+
+    storage: Storage
+    manifest: Manifest
+    identities: Sequence[Identity] | None
+
+    @contextmanager
+    def open(self) -> Iterator[Readable]:
+        """The artifact's archive bytes: decrypted and decompressed on the fly as need be."""
+        if not self.storage.exists(self.manifest.artifact):
+            raise TocError(f"artifact {self.manifest.artifact} is missing from storage")
+        try:
+            with open_archive(self.storage, self.manifest, self.identities) as reader:
+                yield reader
+        except DecryptionError as exc:  # raised on exit even if the feeder's read caught it
+            raise TocError(str(exc)) from None
 
 
 class _Feeder:
@@ -273,7 +289,7 @@ class _Feeder:
     the process's stdout meanwhile; stops quietly when the process stops reading."""
 
     def __init__(self, source: Readable, sink: IO[bytes]) -> None:
-        self.error: OSError | zstandard.ZstdError | None = None
+        self.error: OSError | zstandard.ZstdError | DecryptionError | None = None
         self._thread = threading.Thread(target=self._run, args=(source, sink), daemon=True)
         self._thread.start()
 
@@ -282,7 +298,7 @@ class _Feeder:
             copy_stream(source, sink)
         except BrokenPipeError:
             pass  # pg_restore has read what it needs (the TOC) and exited
-        except (OSError, zstandard.ZstdError) as exc:
+        except (OSError, zstandard.ZstdError, DecryptionError) as exc:
             self.error = exc
         finally:
             with suppress(BrokenPipeError):

@@ -1,18 +1,18 @@
 """Verifying backups: the stored files against their manifest, tables against the manifest.
 
 :func:`check_integrity` reads the artifact once, streaming: the same chunks are hashed,
-decompressed (the zstd frame checksum is verified) and piped into ``pg_restore --list``,
-which reads the archive's table of contents without connecting to any database.
+decrypted when encrypted (age authenticates every chunk), decompressed (the zstd frame
+checksum is verified) and piped into ``pg_restore --list``, which reads the archive's table
+of contents without connecting to any database.
 :func:`compare_tables` compares the manifest's tables with those of a restored copy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,12 +20,15 @@ from typing import IO
 
 import zstandard
 
+from pgbackup.archive import decrypted
 from pgbackup.connection import tool_env
+from pgbackup.encryption import Identity
+from pgbackup.errors import DecryptionError
 from pgbackup.ids import artifact_name
 from pgbackup.manifest import Manifest, ManifestError, TableInfo, read_manifest
 from pgbackup.processes import die_with_parent
-from pgbackup.storage import LocalStorage
-from pgbackup.streams import CHUNK_SIZE
+from pgbackup.storage import Storage
+from pgbackup.streams import CHUNK_SIZE, HashingReader, Readable
 
 INTEGRITY = "integrity"
 # Compressed bytes handed to the decompressor at a time: its output for one call is held
@@ -33,6 +36,8 @@ INTEGRITY = "integrity"
 # (<= 128 MiB in the worst case, ~20 KiB for ordinary data) at no measurable cost.
 _ZSTD_SLICE = 4096
 _STDERR_LINES_KEPT = 5
+NOT_DECRYPTED = ("not decrypted: no identity configured; the age layer, compression and "
+                 "archive were not checked")
 
 
 @dataclass(frozen=True)
@@ -57,19 +62,25 @@ class VerifyResult:
 
 
 def check_integrity(
-    storage: LocalStorage, backup_id: str, pg_restore: str = "pg_restore"
+    storage: Storage, backup_id: str, pg_restore: str = "pg_restore",
+    identities: Sequence[Identity] | None = None,
 ) -> VerifyResult:
     """Check a stored backup, in order: ``manifest``, ``artifact-exists``, ``size``, then in
-    one read of the artifact ``sha256``, ``decompress`` and ``toc``. Stops early only when
-    the later checks cannot run (no usable manifest, no artifact)."""
+    one read of the artifact ``sha256``, for an encrypted backup ``decrypt`` and
+    ``content-sha256``, then ``decompress`` and ``toc``. Stops early only when the later
+    checks cannot run (no usable manifest, no artifact, no decryption).
+
+    An encrypted backup without ``identities`` gets the checks up to ``sha256`` and a
+    warning that the rest was not checked: a valid result then vouches for the stored
+    bytes being those written, not for what they decrypt to."""
     manifest, manifest_check = _check_manifest(storage, backup_id)
     checks = [manifest_check]
     if manifest is not None:
         checks.append(_check_exists(storage, manifest))
         if checks[-1].ok:
             checks.append(_check_size(storage, manifest))
-            checks.extend(_check_content(storage, manifest, pg_restore))
-    warnings = _warnings(manifest) if manifest is not None else []
+            checks.extend(_check_content(storage, manifest, pg_restore, identities))
+    warnings = _warnings(manifest, identities) if manifest is not None else []
     return VerifyResult(INTEGRITY, checks, warnings, datetime.now(UTC))
 
 
@@ -107,7 +118,7 @@ def _matched(expected: TableInfo, rows: int) -> str:
     return f"{rows} rows" + (", checksum matches" if expected.checksum is not None else "")
 
 
-def _check_manifest(storage: LocalStorage, backup_id: str) -> tuple[Manifest | None, Check]:
+def _check_manifest(storage: Storage, backup_id: str) -> tuple[Manifest | None, Check]:
     try:
         manifest = read_manifest(storage, backup_id)
     except FileNotFoundError:
@@ -124,42 +135,79 @@ def _mismatch(manifest: Manifest, backup_id: str) -> str | None:
     """Why a well-formed manifest cannot describe ``backup_id``'s files, if it cannot."""
     if manifest.backup_id != backup_id:
         return f"the manifest of {backup_id} describes {manifest.backup_id}"
-    expected = artifact_name(backup_id, manifest.compression == "zstd")
+    expected = artifact_name(
+        backup_id, manifest.compression == "zstd", encrypted=manifest.encryption is not None
+    )
     if manifest.artifact != expected:
         return f"artifact {manifest.artifact} should be named {expected}"
     return None
 
 
-def _check_exists(storage: LocalStorage, manifest: Manifest) -> Check:
+def _check_exists(storage: Storage, manifest: Manifest) -> Check:
     if storage.exists(manifest.artifact):
         return Check("artifact-exists", True, manifest.artifact)
     return Check("artifact-exists", False, f"{manifest.artifact} is missing")
 
 
-def _check_size(storage: LocalStorage, manifest: Manifest) -> Check:
+def _check_size(storage: Storage, manifest: Manifest) -> Check:
     size = storage.size(manifest.artifact)
     if size == manifest.size:
         return Check("size", True, f"{size} bytes")
     return Check("size", False, f"{size} bytes on disk, {manifest.size} in the manifest")
 
 
-def _check_content(storage: LocalStorage, manifest: Manifest, pg_restore: str) -> list[Check]:
-    """``sha256``, ``decompress`` and ``toc``, from one read of the artifact."""
-    sha256 = hashlib.sha256()
+def _check_content(
+    storage: Storage, manifest: Manifest, pg_restore: str,
+    identities: Sequence[Identity] | None,
+) -> list[Check]:
+    """``sha256`` and what follows it, from one read of the artifact."""
+    with storage.open_read(manifest.artifact) as handle:
+        stored = HashingReader(handle)
+        if manifest.encryption is None:
+            inner = _check_archive(stored, manifest, pg_restore)
+        elif identities:
+            inner = _check_encrypted(stored, manifest, pg_restore, identities)
+        else:
+            inner = []
+        while stored.read(CHUNK_SIZE):  # what decryption left unread
+            pass
+    return [_sha256_check("sha256", stored.hexdigest(), manifest.sha256), *inner]
+
+
+def _check_encrypted(
+    stored: Readable, manifest: Manifest, pg_restore: str, identities: Sequence[Identity]
+) -> list[Check]:
+    """``decrypt``, ``content-sha256``, then the archive's checks; only ``decrypt`` when
+    decryption fails (what came out before is not the archive)."""
+    assert manifest.content_sha256 is not None  # recorded with the encryption
+    try:
+        with decrypted(stored, manifest, identities) as plain:
+            content = HashingReader(plain)
+            archive = _check_archive(content, manifest, pg_restore)
+    except DecryptionError as exc:
+        return [Check("decrypt", False, str(exc))]
+    return [
+        Check("decrypt", True, f"{content.bytes_read} bytes decrypted, age authentication "
+              "verified"),
+        _sha256_check("content-sha256", content.hexdigest(), manifest.content_sha256),
+        *archive,
+    ]
+
+
+def _check_archive(source: Readable, manifest: Manifest, pg_restore: str) -> list[Check]:
+    """``decompress`` and ``toc``, from one read of ``source`` (the stored archive)."""
     unpack = _Zstd() if manifest.compression == "zstd" else _Uncompressed()
-    with _toc_lister(pg_restore) as toc, storage.open_read(manifest.artifact) as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            sha256.update(chunk)
+    with _toc_lister(pg_restore) as toc:
+        while chunk := source.read(CHUNK_SIZE):
             for piece in unpack.feed(chunk):
                 toc.write(piece)
-    return [_sha256_check(sha256.hexdigest(), manifest.sha256), unpack.check(),
-            toc.check(empty_database=not manifest.tables)]
+    return [unpack.check(), toc.check(empty_database=not manifest.tables)]
 
 
-def _sha256_check(actual: str, expected: str) -> Check:
+def _sha256_check(name: str, actual: str, expected: str) -> Check:
     if actual == expected:
-        return Check("sha256", True, actual)
-    return Check("sha256", False, f"{actual} does not match the manifest's {expected}")
+        return Check(name, True, actual)
+    return Check(name, False, f"{actual} does not match the manifest's {expected}")
 
 
 class _Uncompressed:
@@ -329,7 +377,10 @@ def _toc_lister(pg_restore: str) -> Iterator[_TocLister | _NoLister]:
     lister.finish()
 
 
-def _warnings(manifest: Manifest) -> list[str]:
+def _warnings(manifest: Manifest, identities: Sequence[Identity] | None) -> list[str]:
+    warnings = [NOT_DECRYPTED] if manifest.encryption is not None and not identities else []
     if manifest.type == "full" and any(t.checksum is None for t in manifest.tables):
-        return ["no table checksums were recorded: a test restore can compare row counts only"]
-    return []
+        warnings.append(
+            "no table checksums were recorded: a test restore can compare row counts only"
+        )
+    return warnings

@@ -1,4 +1,5 @@
-"""Real services for the whole suite: a private PostgreSQL 15 and a private Redis."""
+"""Real services for the whole suite: a private PostgreSQL 15, a private Redis and a private
+S3 endpoint (moto in server mode)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tools.localservices import PostgresServer, RedisServer
+from tools.localservices import PostgresServer, RedisServer, S3Server
 
 # The fixtures below import tests/support in their bodies: tests/support/web.py imports this
 # module (ADMIN_PASSWORD), and the engine's tests need neither Flask nor RQ.
@@ -33,6 +34,15 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 in a subprocess; clients get test credentials from ``s3_server.client()``
+    and ``s3_server.storage_settings()``, never from the environment."""
+    server = S3Server().start()
     yield server
     server.stop()
 

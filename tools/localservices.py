@@ -1,4 +1,4 @@
-"""Private PostgreSQL and Redis servers for the test suite and the one-command demo.
+"""Private PostgreSQL, Redis and S3 (moto) servers for the test suite and the demo.
 
 Tests get throwaway servers in temporary directories; the demo keeps its servers' data
 under .demo/ between runs. PostgreSQL refuses to run as root, so when started by root
@@ -8,14 +8,18 @@ clear message, never a skip.
 
 from __future__ import annotations
 
+import http.client
+import importlib.util
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -175,3 +179,98 @@ class RedisServer:
             self.process.wait(10)
         if not self.keep:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+class S3Server:
+    """A private S3 endpoint: moto in server mode (``python -m moto.server``), a subprocess
+    on a free loopback port, so a test can stop it mid-upload. State is in memory only (a
+    restart starts empty); moto accepts any credentials unless ``env`` turns its IAM checks on
+    (``INITIAL_NO_AUTH_ACTION_COUNT``)."""
+
+    ACCESS_KEY_ID = "testing-access-key-id"
+    SECRET_ACCESS_KEY = "testing-secret-access-key"
+    REGION = "us-east-1"
+
+    def __init__(self, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        for module, package in (("moto", "moto[server]"), ("flask_cors", "moto[server]")):
+            if importlib.util.find_spec(module) is None:
+                raise MissingTool(
+                    f"{module} not found: install {package} (it is in the dev extras, "
+                    "requirements.lock)"
+                )
+        self.port = port or free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.base = Path(tempfile.mkdtemp(prefix="s3test-"))
+        self.log_path = self.base / "moto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        self.base.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+            )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"moto S3 server did not start on port {self.port}:\n{self._log_tail()}"
+                )
+            time.sleep(0.05)
+        return self
+
+    def _answers(self) -> bool:
+        """True once the server answers HTTP (moto's own API: not counted as an S3 action)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", "/moto-api/")
+            connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+        return True
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def storage_settings(self) -> dict[str, Any]:
+        """Keyword arguments of pgbackup's S3Storage for this server (test credentials)."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region": self.REGION,
+            "access_key_id": self.ACCESS_KEY_ID,
+            "secret_access_key": self.SECRET_ACCESS_KEY,
+            "force_path_style": True,
+        }
+
+    def client(self, service: str = "s3") -> Any:
+        """A boto3 client for this server with the test credentials (never the process's
+        environment)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service, endpoint_url=self.endpoint_url, region_name=self.REGION,
+            aws_access_key_id=self.ACCESS_KEY_ID, aws_secret_access_key=self.SECRET_ACCESS_KEY,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )

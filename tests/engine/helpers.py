@@ -12,6 +12,7 @@ import pytest
 import zstandard
 from psycopg import sql
 
+from pgbackup import LocalStorage, Manifest, manifest_name, new_backup_id
 from tests.support.dbcompare import table_fingerprints
 
 
@@ -20,22 +21,31 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if not path:
         pytest.fail(
-            f"{name} not found on PATH: install it (apt-get install -y zstd postgresql-client)",
+            f"{name} not found on PATH: install it (apt-get install -y age zstd "
+            "postgresql-client)",
             pytrace=False,
         )
     return path
 
 
-def restore_with_stock_tools(artifact: Path, target_url: str) -> None:
-    """Restore an artifact the way an operator would, with only zstd and pg_restore.
+def restore_with_stock_tools(
+    artifact: Path, target_url: str, identity_file: Path | None = None
+) -> None:
+    """Restore an artifact the way an operator would, with only age (``identity_file``, for
+    a ``.age`` artifact), zstd and pg_restore.
 
-    ``--exit-on-error`` plus ``pipefail`` make any error in either tool fail the restore:
+    ``--exit-on-error`` plus ``pipefail`` make any error in any tool fail the restore:
     a pg_dump 15 archive of Pagila restores into a fresh database without a single error
     (pg_dump >= 15 does not emit CREATE SCHEMA public), so no error is tolerated.
     """
     pg_restore = require_tool("pg_restore")
     restore = f"{pg_restore} --no-owner --exit-on-error --dbname={shlex.quote(target_url)}"
-    if artifact.name.endswith(".zst"):
+    if artifact.name.endswith(".age"):
+        assert identity_file is not None, "an encrypted artifact needs an identity file"
+        age = f"{require_tool('age')} -d -i {shlex.quote(str(identity_file))}"
+        unzstd = f" | {require_tool('zstd')} -d" if artifact.name.endswith(".zst.age") else ""
+        command = f"{age} {shlex.quote(str(artifact))}{unzstd} | {restore}"
+    elif artifact.name.endswith(".zst"):
         command = f"{require_tool('zstd')} -d -c {shlex.quote(str(artifact))} | {restore}"
     else:
         command = f"{restore} {shlex.quote(str(artifact))}"
@@ -76,3 +86,18 @@ def copy_public_schema_owner(source_url: str, target_url: str) -> None:
         target.execute(
             sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner))
         )
+
+
+def unique_backup_id(storage: LocalStorage) -> str:
+    """A new id (ids have millisecond resolution: wait for the next one if taken)."""
+    while storage.exists(manifest_name(backup_id := new_backup_id())):
+        pass
+    return backup_id
+
+
+def copy_backup(source: LocalStorage, manifest: Manifest, root: Path) -> LocalStorage:
+    """A new storage directory holding a copy of the backup's two files."""
+    target = LocalStorage(root)
+    for name in (manifest.artifact, manifest_name(manifest.backup_id)):
+        shutil.copyfile(source.path(name), target.path(name))
+    return target

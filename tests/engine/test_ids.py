@@ -43,3 +43,9 @@ def test_storage_names() -> None:
     assert artifact_name(backup_id, compressed=True) == f"{backup_id}.dump.zst"
     assert artifact_name(backup_id, compressed=False) == f"{backup_id}.dump"
     assert manifest_name(backup_id) == f"{backup_id}.manifest.json"
+
+
+def test_encrypted_artifact_names() -> None:
+    backup_id = "backup-2024-01-15T10-30-00-000Z"
+    assert artifact_name(backup_id, True, encrypted=True) == f"{backup_id}.dump.zst.age"
+    assert artifact_name(backup_id, False, encrypted=True) == f"{backup_id}.dump.age"

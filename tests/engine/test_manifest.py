@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from pgbackup import LocalStorage, Manifest, TableInfo, read_manifest, write_manifest
+from pgbackup import Encryption, LocalStorage, Manifest, TableInfo, read_manifest, write_manifest
 from pgbackup.manifest import ManifestError
 
 BACKUP_ID = "backup-2024-01-15T10-30-00-000Z"
@@ -112,3 +112,55 @@ def test_invalid_manifests_are_rejected(overrides: dict[str, object]) -> None:
 def test_missing_manifest(storage: LocalStorage) -> None:
     with pytest.raises(FileNotFoundError):
         read_manifest(storage, BACKUP_ID)
+
+
+RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+
+
+def make_encrypted(**overrides: object) -> Manifest:
+    return make_manifest(**({
+        "artifact": f"{BACKUP_ID}.dump.zst.age", "encryption": Encryption(recipients=[RECIPIENT]),
+        "content_sha256": "b" * 64,
+    } | overrides))
+
+
+def test_a_manifest_written_before_encryption_existed_still_reads(
+    storage: LocalStorage,
+) -> None:
+    """Such a file has neither ``encryption`` nor ``content_sha256``, and its self-checksum
+    covers the other fields only."""
+    data = make_manifest().model_dump(mode="json")
+    del data["encryption"], data["content_sha256"]
+    canonical = json.dumps(data, sort_keys=True, indent=2) + "\n"
+    data["manifest_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
+    manifest_path(storage).write_text(json.dumps(data, sort_keys=True, indent=2) + "\n")
+
+    manifest = read_manifest(storage, BACKUP_ID)
+
+    assert manifest == make_manifest()
+    assert (manifest.encryption, manifest.content_sha256) == (None, None)
+    write_manifest(storage, manifest)  # and is written back byte for byte
+    assert json.loads(manifest_path(storage).read_text()) == data
+
+
+def test_encrypted_manifest_round_trip(storage: LocalStorage) -> None:
+    manifest = make_encrypted()
+    write_manifest(storage, manifest)
+    data = json.loads(manifest_path(storage).read_text())
+    assert data["encryption"] == {"format": "age", "recipients": [RECIPIENT]}
+    assert data["content_sha256"] == "b" * 64
+    assert read_manifest(storage, BACKUP_ID) == manifest
+
+
+@pytest.mark.parametrize("overrides", [
+    {"content_sha256": None},
+    {"encryption": None},
+    {"content_sha256": "XYZ"},
+    {"encryption": {"format": "age", "recipients": []}},
+    {"encryption": {"format": "gpg", "recipients": [RECIPIENT]}},
+    {"encryption": {"format": "age", "recipients": ["AGE-SECRET-KEY-1QQQQ"]}},
+    {"encryption": {"format": "age", "recipients": [RECIPIENT], "identity": "x"}},
+])
+def test_invalid_encryption_fields_are_rejected(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        make_encrypted(**overrides)

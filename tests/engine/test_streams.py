@@ -4,7 +4,7 @@ import os
 
 import zstandard
 
-from pgbackup import CHUNK_SIZE, HashingWriter, copy_stream, zstd_writer
+from pgbackup import CHUNK_SIZE, HashingReader, HashingWriter, copy_stream, zstd_writer
 
 
 def test_hashing_writer_counts_and_hashes() -> None:
@@ -38,3 +38,12 @@ def test_zstd_pipeline_round_trips_and_hashes_stored_bytes() -> None:
     assert stored.hexdigest() == hashlib.sha256(compressed).hexdigest()
     reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(compressed))
     assert reader.read() == data
+
+
+def test_hashing_reader_counts_and_hashes() -> None:
+    reader = HashingReader(io.BytesIO(b"abcdef"))
+    assert reader.read(4) == b"abcd"
+    assert reader.read() == b"ef"
+    assert reader.read(4) == b""
+    assert reader.bytes_read == 6
+    assert reader.hexdigest() == hashlib.sha256(b"abcdef").hexdigest()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,12 @@ from pgbackup import (
 )
 from pgbackup.tablestats import table_stats
 from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
-from tests.engine.helpers import require_tool, restore_with_stock_tools
+from tests.engine.helpers import (
+    copy_backup,
+    require_tool,
+    restore_with_stock_tools,
+    unique_backup_id,
+)
 from tools.localservices import PostgresServer
 
 ALL_CHECKS = ["manifest", "artifact-exists", "size", "sha256", "decompress", "toc"]
@@ -63,21 +67,6 @@ def backups(
                       backup(checksums=False))
     finally:
         pg_server.drop_database("verify_source")
-
-
-def unique_backup_id(storage: LocalStorage) -> str:
-    """A new id (ids have millisecond resolution: wait for the next one if taken)."""
-    while storage.exists(manifest_name(backup_id := new_backup_id())):
-        pass
-    return backup_id
-
-
-def copy_backup(source: LocalStorage, manifest: Manifest, root: Path) -> LocalStorage:
-    """A new storage directory holding a copy of the backup's two files."""
-    target = LocalStorage(root)
-    for name in (manifest.artifact, manifest_name(manifest.backup_id)):
-        shutil.copyfile(source.path(name), target.path(name))
-    return target
 
 
 def flip_byte(path: Path, offset: int, rng: random.Random) -> None:
