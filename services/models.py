@@ -71,6 +71,8 @@ class Backup(Model):
     tables: Mapped[list | None] = mapped_column(JSON)
 
     parent: Mapped[Backup | None] = relationship(remote_side=[id])
+    copies: Mapped[list[BackupCopy]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="BackupCopy.id")
 
     @property
     def is_active(self) -> bool:
@@ -332,3 +334,48 @@ class Delivery(Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     sent_at: Mapped[datetime | None]
+
+
+class Destination(Model):
+    """Where backups are copied, besides the built-in ``local`` (BACKUP_DIR): see
+    services/destinations.py. ``secret`` is the S3 secret access key, encrypted."""
+
+    __tablename__ = "destinations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    type: Mapped[str] = mapped_column(String(16))  # local, s3
+    # local: path; s3: bucket, prefix, endpointUrl, region, accessKeyId, forcePathStyle
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    secret: Mapped[str | None] = mapped_column(Text)
+    encrypt_to: Mapped[list] = mapped_column(JSON, default=list)  # age recipients
+    required: Mapped[bool] = mapped_column(default=True)
+    retention_days: Mapped[int | None]
+    keep_at_least: Mapped[int | None]
+    lock_mode: Mapped[str | None] = mapped_column(String(16))  # GOVERNANCE, COMPLIANCE
+    lock_days: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BackupCopy(Model):
+    """One backup stored at one destination, checked there by its SHA-256."""
+
+    __tablename__ = "backup_copies"
+    __table_args__ = (UniqueConstraint("backup_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backup_id: Mapped[str] = mapped_column(
+        ForeignKey("backups.id", ondelete="CASCADE"), index=True)
+    destination: Mapped[str] = mapped_column(String(80), index=True)  # its name
+    required: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    artifact: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(1024))
+    encrypted: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[datetime | None]

@@ -43,6 +43,8 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         ),
         "BACKUP_DIR": str(Path(environ.get("BACKUP_DIR") or "./backups").resolve()),
         "TABLE_CHECKSUMS": _flag(environ, "TABLE_CHECKSUMS", default=True),
+        "DEFAULT_DESTINATIONS": _names(environ, "DEFAULT_DESTINATIONS") or ["local"],
+        "BACKUP_AGE_IDENTITIES": environ.get("BACKUP_AGE_IDENTITIES") or None,
         "MANUAL_RETENTION_DAYS": _positive_int(environ, "MANUAL_RETENTION_DAYS"),
         "MANUAL_KEEP_AT_LEAST": _positive_int(environ, "MANUAL_KEEP_AT_LEAST") or 1,
         "DISK_WARNING_PERCENT": _positive_int(environ, "DISK_WARNING_PERCENT") or 80,
@@ -67,6 +69,11 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be true or false (got {value!r})")
+
+
+def _names(environ: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated list of destination names (checked against the catalog at use)."""
+    return [part.strip() for part in environ.get(name, "").split(",") if part.strip()]
 
 
 def _positive_int(environ: Mapping[str, str], name: str) -> int | None:

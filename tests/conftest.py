@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,14 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on the session's S3 server; returns its name."""
+    name = f"test-{secrets.token_hex(8)}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

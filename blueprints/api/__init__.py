@@ -10,6 +10,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 from blueprints.api import (  # noqa: E402  (the modules add their routes to bp)
     activity,
     backups,
+    destinations,
     health,
     jobs,
     notifications,
@@ -18,5 +19,5 @@ from blueprints.api import (  # noqa: E402  (the modules add their routes to bp)
     schedules,
 )
 
-__all__ = ["activity", "backups", "bp", "health", "jobs", "notifications", "openapi",
-           "restores", "schedules"]
+__all__ = ["activity", "backups", "bp", "destinations", "health", "jobs", "notifications",
+           "openapi", "restores", "schedules"]

@@ -17,20 +17,12 @@ from psycopg import sql
 
 from pgbackup import LocalStorage
 from tests.engine.helpers import require_tool
-from tools.localservices import PostgresServer, S3Server
+from tools.localservices import PostgresServer
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "backups")
-
-
-@pytest.fixture
-def bucket(s3_server: S3Server) -> str:
-    """A fresh, empty bucket on the session's S3 server; returns its name."""
-    name = f"test-{secrets.token_hex(8)}"
-    s3_server.client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -20,13 +20,17 @@ from services.extensions import db
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "k" * 40
-HEAD = "0005_activity_times"
+HEAD = "0006_destinations_and_copies"
 # A catalog of release 0.1.0, as its create_all made it: no alembic_version.
 RELEASE_ROWS = [
     "INSERT INTO users (id, username, password_hash, role, created_at, failed_logins, "
     "session_version) VALUES (1, 'admin', 'scrypt:hash', 'admin', '2026-11-01 10:00:00', 0, 1)",
     "INSERT INTO activity (at, actor, action, outcome) "
     "VALUES ('2026-11-01 10:00:00', 'admin', 'login', 'ok')",
+    "INSERT INTO backups (id, target, database, type, status, compress, filename, size, sha256, "
+    "origin, verification, created_at, finished_at) VALUES ('backup-2026-11-01T10-00-00-000Z', "
+    "'default', 'shop', 'full', 'completed', true, 'backup-2026-11-01T10-00-00-000Z.dump.zst', "
+    "1234, 'ab', 'manual', 'valid', '2026-11-01 10:00:00', '2026-11-01 10:00:05')",
 ]
 
 
@@ -107,6 +111,9 @@ def test_a_postgresql_catalog_of_release_010_is_upgraded(pg_server):
     app = start(url, pg_server.url("postgres"))
     with app.app_context():
         assert db.session.get(models.User, 1).username == "admin"
+        [copy] = db.session.get(models.Backup, "backup-2026-11-01T10-00-00-000Z").copies
+        assert (copy.destination, copy.status, copy.size, copy.sha256) == (
+            "local", "stored", 1234, "ab")
         db.engine.dispose()
     assert schema_differences(url) == []
     with psycopg.connect(pg_server.url("release_catalog")) as conn:
