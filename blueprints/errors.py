@@ -7,7 +7,7 @@ from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from services.backups import CatalogError
+from services.errors import CatalogError
 
 
 def json_error(status: int, code: str, message: str) -> tuple[Response, int]:

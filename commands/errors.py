@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from services.backups import CatalogError
+from services.errors import CatalogError
 
 
 def fail_on_catalog_error(func: Callable[..., Any]) -> Callable[..., Any]:

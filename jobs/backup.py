@@ -12,7 +12,8 @@ from jobs.progress import save_progress
 from jobs.reconcile import settle
 from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
 from services import activity, retention
-from services.backups import CatalogError, mark, remove_files, storage, target_connection
+from services.backups import mark, remove_files, storage, target_connection
+from services.errors import CatalogError
 from services.extensions import db
 from services.failure_messages import describe_failure, estimated_backup_size
 from services.models import Backup, Schedule

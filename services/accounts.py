@@ -26,7 +26,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services import activity, totp
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.extensions import db
 from services.models import ActivityEvent, ApiToken, User, utcnow
 from services.permissions import ADMIN, ROLES

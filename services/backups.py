@@ -28,7 +28,6 @@ from jobs.queues import (
     RESULT_TTL,
     VERIFY_QUEUE,
     queue,
-    queue_unavailable_message,
     redis_connection,
 )
 from pgbackup import (
@@ -41,30 +40,11 @@ from pgbackup import (
 )
 from services import activity, artifact_presence
 from services.artifact_presence import check_files
+from services.errors import CatalogError
 from services.extensions import db
 from services.models import ACTIVE_STATUSES, UNRESTORABLE, Backup, Deletion, Restore, utcnow
 
 log = logging.getLogger(__name__)
-
-
-class CatalogError(Exception):
-    """An operation refused for a reason the caller can show as is."""
-
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status or self.status
-        self.code = code or self.code
-
-    @classmethod
-    def queue_unavailable(cls, exc: RedisError, consequence: str = "") -> CatalogError:
-        """503 for an unreachable Redis, worded as everywhere else; ``consequence`` is
-        added after it ("nothing was created")."""
-        message = queue_unavailable_message(exc) + (f"; {consequence}" if consequence else "")
-        return cls(message, status=503, code="queue_unavailable")
 
 
 ADMISSION_LOCK = "pgbackup:admission"

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from pgbackup import LocalStorage, ObjectStoreError, S3Storage, Storage
 from pgbackup.encryption import parse_recipients
 from services import activity, secretbox
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.extensions import db
 from services.models import Destination
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from jobs.queues import NOTIFY_QUEUE, RESULT_TTL, queue
 from pgbackup import TOOL_NAME, __version__
 from services import activity, secretbox
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.extensions import db
 from services.json_shapes import iso
 from services.models import Alert, Delivery, NotificationChannel, utcnow

@@ -27,13 +27,13 @@ from pgbackup import (
 )
 from services import activity, artifact_presence
 from services.backups import (
-    CatalogError,
     admitted,
     completed_backup,
     enqueue,
     storage,
     target_connection,
 )
+from services.errors import CatalogError
 from services.extensions import db
 from services.models import ACTIVE_STATUSES, Backup, Restore
 from services.permissions import ADMIN, at_least

@@ -32,7 +32,8 @@ from jobs.queues import (
     redis_connection,
 )
 from services import activity
-from services.backups import CatalogError, admitted, create_backup
+from services.backups import admitted, create_backup
+from services.errors import CatalogError
 from services.extensions import db
 from services.json_shapes import iso
 from services.models import ACTIVE_STATUSES, Backup, Schedule, ScheduleRun, utcnow

@@ -6,7 +6,8 @@ import secrets
 
 from jobs.queues import VERIFY_QUEUE
 from services import activity
-from services.backups import CatalogError, completed_backup, enqueue
+from services.backups import completed_backup, enqueue
+from services.errors import CatalogError
 from services.models import VERIFY_LEVELS
 
 

@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services import activity
-from services.backups import CatalogError
+from services.errors import CatalogError
 
 BackupType = Literal["full", "schema-only"]
 BackupStatus = Literal["queued", "running", "completed", "failed"]

@@ -18,7 +18,7 @@ from blueprints.dashboard.events import REFRESH_EVENT
 from blueprints.dashboard.labels import LEVEL_LABELS
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
 from services import backups
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.models import ACTIVE_STATUSES, BACKUP_TYPES, VERIFY_LEVELS, Backup, utcnow
 from services.verification import start_verification
 

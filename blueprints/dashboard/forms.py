@@ -26,7 +26,7 @@ from pydantic import (
 
 from services import accounts
 from services.accounts import AccountError
-from services.backups import CatalogError
+from services.errors import CatalogError
 
 F = TypeVar("F", bound="Form")
 

@@ -28,7 +28,7 @@ from blueprints.api.notifications import CHANNEL_REQUEST
 from blueprints.auth import can
 from blueprints.errors import describe_validation_error
 from services import activity, alerts, charts, health, notifications
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
 
 bp = Blueprint("monitoring", __name__, url_prefix="/system/backup/monitoring")

@@ -11,7 +11,8 @@ from blueprints.dashboard import bp
 from blueprints.dashboard.backups import job_or_problem
 from blueprints.dashboard.events import REFRESH_EVENT, RESTORES_EVENT
 from services import restores
-from services.backups import CatalogError, get_backup
+from services.backups import get_backup
+from services.errors import CatalogError
 
 
 @bp.get("/system/backup/<backup_id:backup_id>/restore")

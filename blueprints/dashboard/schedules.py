@@ -23,7 +23,7 @@ from blueprints.api.schemas import CreateScheduleRequest
 from blueprints.api.serializers import iso
 from blueprints.errors import describe_validation_error
 from services import retention, schedules
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.models import ACTIVE_STATUSES, Schedule, ScheduleRun
 
 bp = Blueprint("schedules", __name__, url_prefix="/system/backup/schedules")

@@ -29,7 +29,7 @@ from blueprints.dashboard.forms import (
     parse,
 )
 from services import accounts
-from services.backups import CatalogError
+from services.errors import CatalogError
 from services.models import ApiToken, User
 
 bp = Blueprint("users", __name__, url_prefix="/system/backup/users")
