@@ -10,8 +10,9 @@ from flask import current_app
 from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
-from pgbackup import DumpProgress, Manifest, backup_lock, run_dump
-from services import activity, retention
+from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
+from pgbackup.dump import run_dump_to
+from services import activity, copies, retention
 from services.backups import mark, remove_files, storage, target_connection
 from services.errors import CatalogError
 from services.extensions import db
@@ -43,11 +44,19 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
     """Run the dump for a catalog row, moving it running -> completed or failed."""
     mark(backup, "running")
     try:
-        manifest = run_dump(
-            target_connection(), storage(), backup.id, backup.type,
+        planned = copies.targets(backup)
+        results = run_dump_to(
+            target_connection(), [target for _, target in planned], backup.id, backup.type,
             compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],
             progress=lambda progress: report_dump_progress(progress, phase),
         )
+        for (copy, _), result in zip(planned, results, strict=True):
+            copies.record(copy, result)
+        stored = [result.manifest for result in results if result.manifest is not None]
+        if not stored:
+            raise BackupError("no destination stored the backup: " + "; ".join(
+                f"{result.target.name}: {result.error}" for result in results))
+        manifest = stored[0]
         mark(
             backup, "completed", size=manifest.size, sha256=manifest.sha256,
             filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],

@@ -26,6 +26,7 @@ from pgbackup import (
     Manifest,
     RecoveryReport,
     RestoreError,
+    Storage,
     drop_database,
     read_manifest,
     rename_database,
@@ -38,7 +39,7 @@ from pgbackup import (
     swap_databases,
     working_name,
 )
-from services import activity
+from services import activity, copies
 from services.artifact_presence import check_stored
 from services.backups import mark, new_backup_row, storage, target_connection
 from services.claims import claim_database, drop_claimed
@@ -87,7 +88,14 @@ def _checked_manifest(backup_id: str) -> Manifest:
     if not integrity.is_valid:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok)
         raise RestoreError(f"backup {backup_id} failed its integrity check ({failed})")
-    return read_manifest(storage(), backup_id)
+    return read_manifest(copies.source(backup)[0], backup_id)
+
+
+def _source(restore: Restore) -> Storage:
+    """The storage holding the copy the restore reads (as _checked_manifest chose it)."""
+    backup = db.session.get(Backup, restore.backup_id)
+    assert backup is not None  # _checked_manifest refused a backup that is gone
+    return copies.source(backup)[0]
 
 
 def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
@@ -95,9 +103,10 @@ def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     never holds a half-restored database, and an existing one is never touched."""
     server, target = target_connection(), restore.target_database
     working = claim_database(restore.job_id, working_name(target))
-    report = restore_checked(server, working, storage(), manifest,
+    report = restore_checked(server, working, _source(restore), manifest,
                              like=current_app.config["TARGET_DATABASE"],
-                             progress=report_restore_progress)
+                             progress=report_restore_progress,
+                             identities=copies.identities())
     _require_match(report, server)
     set_database_comment(server, working, restored_mark(restore))  # see jobs.reconcile
     try:
@@ -110,8 +119,9 @@ def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
 
 def _rehearsal(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     name = claim_database(restore.job_id, scratch_name("rehearsal"))
-    with scratch_restore(target_connection(), storage(), manifest, name,
-                         progress=report_restore_progress) as report:
+    with scratch_restore(target_connection(), _source(restore), manifest, name,
+                         progress=report_restore_progress,
+                         identities=copies.identities()) as report:
         return _result(report)
 
 
@@ -124,8 +134,9 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     dump_into(safety, phase="safety-backup")
     follow_up(safety)
     replacement = claim_database(restore.job_id, working_name(live))
-    report = restore_checked(server, replacement, storage(), manifest, like=live,
-                             progress=report_restore_progress)
+    report = restore_checked(server, replacement, _source(restore), manifest, like=live,
+                             progress=report_restore_progress,
+                             identities=copies.identities())
     _require_match(report, server)
     restore.replacement_database, restore.retired_database = replacement, retired_name(live)
     db.session.commit()  # before the swap: see jobs.reconcile._swap_state

@@ -16,9 +16,9 @@ from pgbackup import (
     scratch_name,
     scratch_restore,
 )
-from services import activity
+from services import activity, copies
 from services.artifact_presence import check_stored, failed_check, state_of
-from services.backups import storage, target_connection
+from services.backups import target_connection
 from services.claims import claim_database, drop_claimed
 from services.extensions import db
 from services.json_shapes import verification_record
@@ -56,10 +56,12 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
 
 def _with_test_restore(backup: Backup, integrity: VerifyResult, job_id: str) -> VerifyResult:
     """Restore into a scratch database (always dropped) and compare with the manifest."""
-    manifest = read_manifest(storage(), backup.id)
+    store, _copy = copies.source(backup)
+    manifest = read_manifest(store, backup.id)
     name = claim_database(job_id, scratch_name("verify"))
-    with scratch_restore(target_connection(), storage(), manifest, name,
-                         progress=report_restore_progress) as report:
+    with scratch_restore(target_connection(), store, manifest, name,
+                         progress=report_restore_progress,
+                         identities=copies.identities()) as report:
         return VerifyResult(
             level="restore",
             checks=[*integrity.checks, report.restore_check, *report.checks],

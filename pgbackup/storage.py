@@ -62,6 +62,10 @@ class Storage(Protocol):
         """Remove ``name``; a missing object is not an error."""
         ...
 
+    def location(self, name: str) -> str:
+        """Where ``name`` lives, for people: a path or an s3:// URL (no secret)."""
+        ...
+
 
 class LocalStorage:
     """A flat directory of backup files, private to the owner (0700 dir, 0600 files)."""

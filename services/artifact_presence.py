@@ -18,16 +18,15 @@ from flask import current_app
 
 from pgbackup import (
     Check,
-    LocalStorage,
     Manifest,
     VerifyResult,
     check_integrity,
     manifest_name,
     read_manifest,
 )
-from services import activity
+from services import activity, copies
 from services.json_shapes import verification_record
-from services.models import Backup
+from services.models import Backup, BackupCopy
 
 MISSING = "missing"
 CLAIMED_WHOLE = ("unverified", "valid")  # the verifications this check can contradict
@@ -74,22 +73,31 @@ def state_of(failed: Check) -> str:
 
 
 def check_stored(backup: Backup) -> VerifyResult:
-    """The integrity check of ``backup``'s files, then a ``catalog`` check of its row."""
-    store = LocalStorage(current_app.config["BACKUP_DIR"])  # catalog.storage(), which imports us
-    result = check_integrity(store, backup.id)
+    """The integrity check of the copy ``backup`` is read from (a local one first), then a
+    ``catalog`` check of what the catalog recorded for that copy. Encrypted copies are
+    decrypted with BACKUP_AGE_IDENTITIES when it is set."""
+    store, copy = copies.source(backup)
+    result = check_integrity(store, backup.id, identities=copies.identities())
     if result.checks[0].ok:  # the manifest is readable and names this backup
-        result.checks.append(_row_check(backup, read_manifest(store, backup.id)))
+        result.checks.append(_row_check(backup, copy, read_manifest(store, backup.id)))
     return result
 
 
-def _row_check(backup: Backup, manifest: Manifest) -> Check:
-    recorded = {"filename": backup.filename, "size": backup.size, "sha256": backup.sha256}
-    stored = {"filename": manifest.artifact, "size": manifest.size, "sha256": manifest.sha256}
-    wrong = [f"{key} {recorded[key]} (the manifest says {stored[key]})"
-             for key in recorded if recorded[key] != stored[key]]
+def _row_check(backup: Backup, copy: BackupCopy | None, manifest: Manifest) -> Check:
+    """The catalog's record of the copy read, and the backup row when that copy is the one
+    the row describes (the first one stored), against the copy's manifest."""
+    rows = [(backup.filename, backup.size, backup.sha256)]
+    if copy is not None:
+        primary = next((c for c in copies.of(backup) if c.status == "stored"), None)
+        rows = [(copy.artifact, copy.size, copy.sha256), *(rows if copy is primary else [])]
+    stored = (manifest.artifact, manifest.size, manifest.sha256)
+    wrong = [f"{key} {recorded} (the manifest says {actual})"
+             for row in rows for key, recorded, actual in zip(
+                 ("filename", "size", "sha256"), row, stored, strict=True)
+             if recorded != actual]
     if wrong:
         return Check("catalog", False, "the catalog row does not describe the stored backup: "
-                     + "; ".join(wrong))
+                     + "; ".join(dict.fromkeys(wrong)))
     return Check("catalog", True, "the catalog row matches the manifest")
 
 
@@ -100,17 +108,24 @@ def problem(backup: Backup) -> str:
 
 
 def failed_check(backup: Backup) -> Check | None:
-    """The first of the integrity checks' cheap parts that fails, named as they are."""
-    assert backup.filename is not None  # a completed backup has its artifact's name
+    """The first of the integrity checks' cheap parts that fails, named as they are, for
+    the copy in BACKUP_DIR (a backup without one is not checked here: its destinations
+    are checked by verification)."""
+    local = [copy for copy in backup.copies if copy.destination == "local"]
+    if backup.copies and not local:
+        return None
+    filename = local[0].artifact if local and local[0].artifact else backup.filename
+    assert filename is not None  # a completed backup has its artifact's name
     directory = Path(current_app.config["BACKUP_DIR"])
-    artifact = directory / backup.filename
+    artifact = directory / filename
+    recorded = local[0].size if local else backup.size
     if not artifact.is_file():
         return Check("artifact-exists", False,
-                     f"the artifact {backup.filename} is missing from BACKUP_DIR")
+                     f"the artifact {filename} is missing from BACKUP_DIR")
     size = artifact.stat().st_size
-    if backup.size is not None and size != backup.size:
-        return Check("size", False, f"the artifact {backup.filename} is {size} bytes, the "
-                     f"backup recorded {backup.size}")
+    if recorded is not None and size != recorded:
+        return Check("size", False, f"the artifact {filename} is {size} bytes, the "
+                     f"backup recorded {recorded}")
     manifest = manifest_name(backup.id)
     if not (directory / manifest).is_file():
         return Check("manifest", False, f"the manifest {manifest} is missing from BACKUP_DIR")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,13 +33,15 @@ from jobs.queues import (
 from pgbackup import (
     ConnectionInfo,
     LocalStorage,
+    Storage,
     artifact_name,
     is_backup_id,
     manifest_name,
     new_backup_id,
 )
-from services import activity, artifact_presence
+from services import activity, artifact_presence, copies
 from services.artifact_presence import check_files
+from services.destinations import resolve as resolve_destinations
 from services.errors import CatalogError
 from services.extensions import db
 from services.models import ACTIVE_STATUSES, UNRESTORABLE, Backup, Deletion, Restore, utcnow
@@ -61,13 +63,17 @@ def target_connection() -> ConnectionInfo:
 
 
 def create_backup(
-    kind: str, compress: bool = True, origin: str = "manual", schedule_id: int | None = None
+    kind: str, compress: bool = True, origin: str = "manual", schedule_id: int | None = None,
+    destinations: Sequence[str] | None = None,
 ) -> Backup:
-    """Record a queued backup and enqueue its job; neither exists if enqueueing fails."""
+    """Record a queued backup with a pending copy per destination (``destinations``, or
+    DEFAULT_DESTINATIONS) and enqueue its job; none of it exists if enqueueing fails."""
+    chosen = resolve_destinations(list(destinations) if destinations else None)
     with admitted("nothing was created"):
         _refuse_during_restore(current_app.config["TARGET_DATABASE"])
         backup = new_backup_row(kind, compress, origin)
         backup.schedule_id = schedule_id
+        copies.plan(backup, chosen)
         assert backup.job_id is not None  # new_backup_row names the job: the backup's id
         enqueue(BACKUP_QUEUE, "jobs.backup.run_backup", backup.job_id,
                 f"{kind} backup of {backup.database} ({backup.id})", backup.id,
@@ -231,24 +237,50 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
     if child is not None:
         raise CatalogError(f"backup {child.id} depends on {backup_id}; delete it first",
                            status=409, code="backup_has_dependents")
+    files = stored_files(backup)
     db.session.delete(backup)
     db.session.add(Deletion(backup_id=backup.id, actor=actor, reason=reason))
     db.session.commit()
     # Files go after the catalog row: never a catalog row without its file.
-    remove_files(backup)
-    activity.record("backup.delete", backup.id, detail=reason, actor=actor)
+    problems = remove_stored(files, backup.id)
+    activity.record("backup.delete", backup.id, actor=actor, outcome="failed" if problems
+                    else "ok", detail="; ".join([reason, *problems]))
     log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
 
 
-def remove_files(backup: Backup) -> None:
-    """Delete a backup's artifact, any unfinished write of it, and its manifest, in that
-    order: an interruption leaves at worst an artifact that its manifest still explains.
-    A deleted backup, and one that is not completed, owns no file."""
-    store = storage()
-    if backup.filename:
-        store.delete(backup.filename)
-        store.remove_partial_for(backup.filename)
-    store.delete(manifest_name(backup.id))
+def remove_files(backup: Backup) -> list[str]:
+    """Delete a backup's artifact, any unfinished write of it, and its manifest at every
+    destination, in that order: an interruption leaves at worst an artifact that its
+    manifest still explains. A deleted backup, and one that is not completed, owns no file.
+    Returns what could not be deleted (a destination unreachable, a copy still locked)."""
+    return remove_stored(stored_files(backup), backup.id)
+
+
+def stored_files(backup: Backup) -> list[tuple[str, Storage, str | None]]:
+    """(destination, storage, artifact) of each of ``backup``'s copies; read before the
+    catalog row goes, since its copies go with it."""
+    if not backup.copies:
+        return [("local", storage(), backup.filename)]
+    return [(copy.destination, copies.storage_of(copy), copy.artifact or backup.filename)
+            for copy in backup.copies]
+
+
+def remove_stored(files: list[tuple[str, Storage, str | None]], backup_id: str) -> list[str]:
+    problems = []
+    for destination, store, artifact in files:
+        try:
+            _remove_from(store, artifact, backup_id)
+        except Exception as exc:  # one destination's trouble must not keep the others
+            problems.append(f"{destination}: {exc}")
+    return problems
+
+
+def _remove_from(store: Storage, artifact: str | None, backup_id: str) -> None:
+    if artifact:
+        store.delete(artifact)
+        if isinstance(store, LocalStorage):
+            store.remove_partial_for(artifact)
+    store.delete(manifest_name(backup_id))
 
 
 def artifact_path(backup_id: str) -> Any:

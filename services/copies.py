@@ -11,23 +11,69 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
-from pgbackup import Manifest, Storage
+from flask import current_app
+
+from pgbackup import LocalStorage, Manifest, S3Storage, Storage
+from pgbackup.dump import Copy, Target
+from pgbackup.encryption import Identity, load_identities
 from services import destinations
-from services.extensions import db
+from services.errors import CatalogError
 from services.models import Backup, BackupCopy, Destination, utcnow
 
 STATUSES = ("pending", "stored", "failed", "deleted")
 
 
-def plan(backup: Backup, names: Sequence[str] | None) -> list[BackupCopy]:
-    """Add a pending copy per destination (``names``, or the default ones) to the session;
-    the caller commits them together with the backup."""
-    planned = [BackupCopy(backup_id=backup.id, destination=destination.name,
-                          required=destination.required, encrypted=bool(destination.encrypt_to))
-               for destination in destinations.resolve(list(names) if names else None)]
-    db.session.add_all(planned)
+def plan(backup: Backup, chosen: Sequence[Destination]) -> list[BackupCopy]:
+    """A pending copy per destination, added to the backup; the caller commits them
+    together with the backup."""
+    planned = [BackupCopy(destination=destination.name, required=destination.required,
+                          encrypted=bool(destination.encrypt_to), status="pending", attempts=0)
+               for destination in chosen]
+    backup.copies.extend(planned)
     return planned
+
+
+def targets(backup: Backup) -> list[tuple[BackupCopy, Target]]:
+    """The engine's targets for a backup's pending copies (planned with the default
+    destinations when the backup has none yet: a safety backup, say)."""
+    if not backup.copies:
+        plan(backup, destinations.resolve(None))
+    pairs = []
+    for copy in of(backup):
+        destination = destination_of(copy)
+        pairs.append((copy, Target(destination.name, destinations.storage_for(destination),
+                                   tuple(destination.encrypt_to or ()), copy.required)))
+    return pairs
+
+
+def record(copy: BackupCopy, result: Copy) -> None:
+    """What the dump did at ``copy``'s destination."""
+    if result.manifest is None:
+        record_failed(copy, result.error or "not stored")
+        return
+    storage, artifact = result.target.storage, result.manifest.artifact
+    locked = storage.locked_until(artifact) if isinstance(storage, S3Storage) else None
+    record_stored(copy, result.manifest, storage.location(artifact),
+                  locked.replace(tzinfo=None) if locked else None)
+
+
+def source(backup: Backup) -> tuple[Storage, BackupCopy | None]:
+    """Where to read ``backup`` from: its first stored copy, local ones first. A backup
+    without copy records is read from BACKUP_DIR."""
+    if not backup.copies:
+        return LocalStorage(current_app.config["BACKUP_DIR"]), None
+    for copy in readable(backup):
+        return storage_of(copy), copy
+    raise CatalogError(f"backup {backup.id} has no stored copy to read from",
+                       status=409, code="backup_missing")
+
+
+def identities() -> list[Identity] | None:
+    """The age identities of BACKUP_AGE_IDENTITIES, to decrypt encrypted copies."""
+    path = current_app.config.get("BACKUP_AGE_IDENTITIES")
+    return load_identities(Path(path)) if path else None
 
 
 def of(backup: Backup) -> list[BackupCopy]:

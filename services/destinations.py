@@ -12,6 +12,7 @@ its credentials from the environment or the standard AWS chain (an instance role
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,7 +67,7 @@ def by_name(name: str) -> Destination:
     destination = db.session.scalars(select(Destination).where(Destination.name == name)).first()
     if destination is None:
         raise CatalogError(f"no destination named {name!r}; GET /api/system/destinations "
-                           "lists them", status=404, code="unknown_destination")
+                           "lists them", code="unknown_destination")
     return destination
 
 
@@ -86,8 +87,10 @@ def check_recipients(values: list[str]) -> None:
 
 def _check_path(fields: dict[str, Any]) -> None:
     """A local destination is an existing directory (a mounted disk): never created here,
-    so a typo or an unmounted disk is an error, not a new directory on the root disk."""
-    if fields["type"] == "local" and not Path(fields["settings"]["path"]).is_dir():
+    so a typo or an unmounted disk is an error, not a new directory on the root disk.
+    os.path.isdir, not Path.is_dir: a name too long or an unreadable parent is "not a
+    directory" too, not an OSError."""
+    if fields["type"] == "local" and not os.path.isdir(fields["settings"]["path"]):
         raise CatalogError(f"path {fields['settings']['path']} is not an existing directory: "
                            "create it (or mount its disk) first", code="invalid_destination")
 
@@ -176,6 +179,6 @@ def probe(destination: Destination) -> ProbeResult:
                                           "written")
         step = "deleting the probe object"
         storage.delete(name)
-    except (ObjectStoreError, OSError, ValueError) as exc:
+    except (ObjectStoreError, OSError, ValueError, secretbox.SecretBoxError) as exc:
         return ProbeResult(False, f"{step} failed: {exc}")
     return ProbeResult(True, f"wrote, read back and deleted {PROBE_BYTES} bytes")

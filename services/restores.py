@@ -25,7 +25,7 @@ from pgbackup import (
     read_manifest,
     validate_database_name,
 )
-from services import activity, artifact_presence
+from services import activity, artifact_presence, copies
 from services.backups import (
     admitted,
     completed_backup,
@@ -73,13 +73,14 @@ def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
     integrity = artifact_presence.check_stored(backup)
     if not integrity.is_valid:
         return DryRun(integrity, None)  # the integrity failures are the whole answer
+    store, _copy = copies.source(backup)
     try:
         report = analyze_restore(
-            target_connection(), storage(), read_manifest(storage(), backup.id),
+            target_connection(), store, read_manifest(store, backup.id),
             mode="new-database" if target_database else "overwrite",
             new_database=target_database,
             backup_dir_free_bytes=shutil.disk_usage(storage().root).free,
-            past_restore_rate=past_restore_rate(),
+            past_restore_rate=past_restore_rate(), identities=copies.identities(),
         )
     except DryRunError as exc:
         raise CatalogError(f"cannot analyse the target: {exc}", status=503,

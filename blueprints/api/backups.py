@@ -15,7 +15,8 @@ from services.verification import start_verification
 @bp.post("/system/backup")
 def create_backup():
     params = CreateBackupRequest.model_validate(json_body())
-    backup = backups.create_backup(params.type, compress=params.compress)
+    backup = backups.create_backup(params.type, compress=params.compress,
+                                   destinations=params.destinations)
     return jsonify(backupId=backup.id, jobId=backup.job_id, status=backup.status), 202
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import jsonify
 
 from blueprints.api import bp
+from blueprints.api.destinations import DESTINATION_REQUEST
 from blueprints.api.notifications import CHANNEL_REQUEST
 from blueprints.api.schemas import (
     CreateBackupRequest,
@@ -52,6 +53,26 @@ BACKUP = {
         "startedAt": NULLABLE_STRING,
         "finishedAt": NULLABLE_STRING,
         "tables": {"type": "array", "items": {"type": "object"}},
+        "copies": {"type": "array", "items": {"$ref": "#/components/schemas/BackupCopy"}},
+    },
+}
+
+BACKUP_COPY = {
+    "type": "object",
+    "description": "The backup at one destination, checked there by its SHA-256.",
+    "required": ["destination", "status", "required", "encrypted", "size", "sha256",
+                 "location", "error", "lockedUntil", "storedAt"],
+    "properties": {
+        "destination": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "stored", "failed"]},
+        "required": {"type": "boolean"},
+        "encrypted": {"type": "boolean"},
+        "size": NULLABLE_INT,
+        "sha256": NULLABLE_STRING,
+        "location": NULLABLE_STRING,
+        "error": NULLABLE_STRING,
+        "lockedUntil": NULLABLE_STRING,
+        "storedAt": NULLABLE_STRING,
     },
 }
 
@@ -236,6 +257,85 @@ def _notification_paths() -> dict[str, Any]:
             "get": {"summary": "Open alerts, then those cleared in the last 7 days",
                     "responses": {"200": _list_of("alerts", "Alert", "Alerts"),
                                   **_errors(401)}},
+        },
+    }
+
+
+
+# What destination_json answers: the fields common to both types, then the type's settings
+# (flat, as stored); the S3 secret access key is write-only and reads "set" or null.
+_DESTINATION_COMMON = {
+    "id": {"type": ["integer", "null"], "description": "null for the built-in local"},
+    "name": {"type": "string"},
+    "builtin": {"type": "boolean", "description": "the built-in local (BACKUP_DIR)"},
+    "encryptTo": {"type": "array", "items": {"type": "string"},
+                  "description": "age recipients (age1...) what it stores is encrypted to"},
+    "required": {"type": "boolean"},
+    "retention": {"type": "object", "required": ["days", "keepAtLeast"],
+                  "properties": {"days": NULLABLE_INT, "keepAtLeast": NULLABLE_INT}},
+    "objectLock": {"type": ["object", "null"], "required": ["mode", "days"],
+                   "properties": {"mode": {"type": "string",
+                                           "enum": ["GOVERNANCE", "COMPLIANCE"]},
+                                  "days": {"type": "integer"}}},
+    "createdAt": {"type": ["string", "null"], "format": "date-time",
+                  "description": "null for the built-in local"},
+}
+_DESTINATION_REQUIRED = ["id", "name", "type", "builtin", "encryptTo", "required",
+                         "retention", "objectLock", "createdAt"]
+DESTINATION = {"oneOf": [
+    {"type": "object", "additionalProperties": False,
+     "required": [*_DESTINATION_REQUIRED, "path"],
+     "properties": {**_DESTINATION_COMMON, "type": {"const": "local"},
+                    "path": {"type": "string"}}},
+    {"type": "object", "additionalProperties": False,
+     "required": [*_DESTINATION_REQUIRED, "bucket", "prefix", "endpointUrl", "region",
+                  "accessKeyId", "forcePathStyle", "secretAccessKey"],
+     "properties": {**_DESTINATION_COMMON, "type": {"const": "s3"},
+                    "bucket": {"type": "string"}, "prefix": {"type": "string"},
+                    "endpointUrl": NULLABLE_STRING, "region": NULLABLE_STRING,
+                    "accessKeyId": NULLABLE_STRING, "forcePathStyle": {"type": "boolean"},
+                    "secretAccessKey": {"enum": ["set", None],
+                                        "description": "write-only: \"set\" or null"}}},
+]}
+
+
+def _destination_paths() -> dict[str, Any]:
+    destination_id = [_id_param("destinationId", DB_ID)]
+    body = {"required": True, "content": {"application/json": {
+        "schema": _ref("DestinationRequest")}}}
+    probe = {"type": "object", "required": ["ok", "message"],
+             "properties": {"ok": {"type": "boolean"}, "message": {"type": "string"}}}
+    deleted = {"type": "object", "required": ["deleted"],
+               "properties": {"deleted": {"type": "integer"}}}
+    return {
+        "/api/system/destinations": {
+            "get": {"summary": "Destinations, the built-in local first (secrets read \"set\" "
+                               "or null)",
+                    "responses": {"200": _list_of("destinations", "Destination",
+                                                  "Destinations"), **_errors(401)}},
+            "post": {"summary": "Add a local directory (it must exist) or an S3 bucket",
+                     "requestBody": body,
+                     "responses": {"201": _json(_ref("Destination"), "Created"),
+                                   **_errors(400, 401, 409)}},
+        },
+        "/api/system/destinations/{destinationId}": {
+            "get": {"summary": "One destination", "parameters": destination_id,
+                    "responses": {"200": _json(_ref("Destination"), "The destination"),
+                                  **_errors(401, 404)}},
+            "put": {"summary": "Replace a destination; a secretAccessKey left out is kept",
+                    "parameters": destination_id, "requestBody": body,
+                    "responses": {"200": _json(_ref("Destination"), "The destination"),
+                                  **_errors(400, 401, 404, 409)}},
+            "delete": {"summary": "Forget a destination (its copies stay where they are)",
+                       "parameters": destination_id,
+                       "responses": {"200": _json(deleted, "Deleted"),
+                                     **_errors(401, 404)}},
+        },
+        "/api/system/destinations/{destinationId}/test": {
+            "post": {"summary": "Write, read back and delete a probe object; say how it went",
+                     "parameters": destination_id,
+                     "responses": {"200": _json(probe, "Probed, or which step failed"),
+                                   **_errors(401, 404)}},
         },
     }
 
@@ -447,11 +547,16 @@ def openapi_document() -> dict[str, Any]:
     channel_schemas = {**channel_request.pop("$defs"), "NotificationChannelRequest":
                        channel_request, "NotificationChannel": CHANNEL, "Alert": ALERT,
                        "Delivery": DELIVERY}
+    destination_request = DESTINATION_REQUEST.json_schema(
+        ref_template="#/components/schemas/{model}")
+    destination_schemas = {**destination_request.pop("$defs"),
+                           "DestinationRequest": destination_request,
+                           "Destination": DESTINATION}
     return {
         "openapi": "3.1.0",
         "info": {"title": "PostgreSQL backup manager", "version": __version__},
         "security": [{"bearer": []}, {"session": []}],
-        "paths": _paths() | _notification_paths(),
+        "paths": _paths() | _notification_paths() | _destination_paths(),
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
@@ -459,6 +564,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "schemas": {
                 "CreateBackupRequest": CreateBackupRequest.model_json_schema(),
+                "BackupCopy": BACKUP_COPY,
                 "VerifyRequest": VerifyRequest.model_json_schema(),
                 "RestoreRequest": RestoreRequest.model_json_schema(),
                 "Restore": RESTORE,
@@ -466,6 +572,7 @@ def openapi_document() -> dict[str, Any]:
                 "CreateScheduleRequest": CreateScheduleRequest.model_json_schema(),
                 "ScheduleFields": ScheduleFields.model_json_schema(),
                 **channel_schemas,
+                **destination_schemas,
                 "Backup": BACKUP,
                 "Job": JOB,
                 "Error": ERROR,

@@ -93,6 +93,7 @@ class CreateBackupRequest(Strict):
     type: BackupType = "full"
     includeData: StrictBool | None = None
     compress: StrictBool = True
+    destinations: list[Name] | None = Field(default=None, min_length=1, max_length=20)
 
     @model_validator(mode="after")
     def include_data_matches_type(self) -> CreateBackupRequest:

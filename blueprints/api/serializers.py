@@ -16,7 +16,7 @@ from typing import Any
 from pgbackup import DryRunReport, VerifyResult
 from services.backups import JobStatus
 from services.json_shapes import iso, verification_record
-from services.models import Backup, Restore
+from services.models import Backup, BackupCopy, Restore
 from services.restores import DryRun
 
 __all__ = [
@@ -47,6 +47,7 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
         "jobId": backup.job_id,
         "parentId": backup.parent_id,
         "error": backup.error,
+        "copies": [copy_json(copy) for copy in backup.copies],
     }
     if detail:
         data |= {
@@ -58,6 +59,13 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
             "verificationResult": backup.verification_result,
         }
     return data
+
+
+def copy_json(copy: BackupCopy) -> dict[str, Any]:
+    return {"destination": copy.destination, "status": copy.status, "required": copy.required,
+            "encrypted": copy.encrypted, "size": copy.size, "sha256": copy.sha256,
+            "location": copy.location, "error": copy.error,
+            "lockedUntil": iso(copy.locked_until), "storedAt": iso(copy.stored_at)}
 
 
 def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:

@@ -11,20 +11,26 @@ the bearer token. Three checks run on every response, none weakened:
 Each operation runs against its own app, catalog, Redis database and Pagila copy. The state
 it needs to get past "no such id" is seeded first, through the API and a real worker
 (completed manual and scheduled backups, a failed backup, a verification, a completed
-rehearsal restore, a schedule, a webhook channel that sends to a local sink). Every other
-generated case then gets one of those real ids in place of the generated one, so success
-paths and conflicts are fuzzed too. A few hand-written cases per operation (``EXPLICIT``)
-reach states that generated data practically never does (a valid restore request, a valid
-channel, a backup asked for while a restore is queued); they go through the same checks.
+rehearsal restore, a schedule, a webhook channel that sends to a local sink, a local
+destination in a fresh temporary directory and an S3 one on the session's moto server). Every
+other generated case then gets one of those real ids in place of the generated one, so
+success paths and conflicts are fuzzed too. A few hand-written cases per operation
+(``EXPLICIT``) reach states that generated data practically never does (a valid restore
+request, a valid channel or destination, a backup asked for while a restore is queued); they
+go through the same checks, and some say what their answer must hold besides.
 Last, an operator token and a viewer token make one call each, so what the other roles are
 answered (403 where the role may not) is held to the document too.
 
 Nothing is excluded. The destructive operations are safe to fuzz here: no worker runs while
 fuzzing, so a restore over the protected database (which needs ``confirmDataLoss: true``)
 or a backup is only validated and queued, never run, and the Pagila copy belongs to this
-test alone. ``DELETE`` removes test-local backups, schedules and channels only. A channel
-test sends to the local sink, never to a generated URL: a generated ``PUT`` may store one,
-but that operation's test never sends.
+test alone. ``DELETE`` removes test-local backups, schedules, channels and destinations only.
+A channel test sends to the local sink, never to a generated URL: a generated ``PUT`` may
+store one, but that operation's test never sends. Likewise a destination probe only ever
+probes the two seeded destinations (this test's temporary directory, the moto server on
+loopback): a generated ``POST`` or ``PUT`` may store another path or endpoint, but saving
+one only checks that a local path is an existing directory (a stat, nothing written, no
+network), and the probe's own test creates no destination.
 
 Bounded and reproducible: schemathesis' examples, coverage and fuzzing phases with
 ``MAX_EXAMPLES`` per operation, a fixed seed, derandomized Hypothesis, no example database,
@@ -39,6 +45,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,6 +63,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from blueprints.api.openapi import openapi_document
+from tools.localservices import S3Server
 
 MAX_EXAMPLES = 25
 SEED = 20261126
@@ -73,6 +81,8 @@ BACKUP = "/api/system/backup"
 RESTORE = f"{BACKUP}/restore"
 SCHEDULE = f"{BACKUP}/schedule"
 CHANNELS = "/api/system/notifications/channels"
+DESTINATIONS = "/api/system/destinations"
+RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
 
 def _id(operation: tuple[str, str]) -> str:
@@ -122,11 +132,23 @@ def _needs(path: str, method: str) -> set[str]:
     if "{channelId}" in path or path.startswith("/api/system/notifications") \
             or path == "/api/system/alerts":
         needs.add("channel")
+    if path.startswith(DESTINATIONS):
+        needs.add("destination")
     return needs
 
 
-def _seed(app, api, run_worker, needs: set[str], sink: str) -> dict[str, list[Any]]:
-    """Create what ``needs`` names through the API and a real worker; returns real ids."""
+def _s3_destination(name: str = "offsite", **changes: Any) -> dict[str, Any]:
+    """An S3 destination on the session's moto server ("$s3Endpoint", "$bucket")."""
+    return {"name": name, "type": "s3", "bucket": "$bucket", "prefix": "shop/db",
+            "endpointUrl": "$s3Endpoint", "region": S3Server.REGION,
+            "accessKeyId": S3Server.ACCESS_KEY_ID,
+            "secretAccessKey": S3Server.SECRET_ACCESS_KEY, "forcePathStyle": True, **changes}
+
+
+def _seed(app, api, run_worker, needs: set[str], sink: str, request,
+          tmp_path: Path) -> dict[str, list[Any]]:
+    """Create what ``needs`` names through the API and a real worker; returns real ids
+    (and, for destinations, the places the seeded ones use)."""
     real: dict[str, list[Any]] = {}
     if "backups" in needs or "schedule" in needs:
         schedule = _ok(api.post(SCHEDULE, json={
@@ -157,6 +179,21 @@ def _seed(app, api, run_worker, needs: set[str], sink: str) -> dict[str, list[An
             201)
         real["channelId"] = [channel["id"]]
         _ok(api.post(f"{CHANNELS}/{channel['id']}/test"), 200)
+    if "destination" in needs:
+        nas = tmp_path / "destination"  # fresh: the only directory a probe here writes to
+        nas.mkdir()
+        s3_server = request.getfixturevalue("s3_server")
+        real["localPath"] = [str(nas)]
+        real["s3Endpoint"] = [s3_server.endpoint_url]
+        real["bucket"] = [request.getfixturevalue("bucket")]
+        local = _ok(api.post(DESTINATIONS, json={"name": "nas", "type": "local",
+                                                 "path": str(nas)}), 201)
+        s3 = _ok(api.post(DESTINATIONS, json=_resolve(_s3_destination(), real)), 201)
+        real["destinationId"] = [local["id"], s3["id"]]
+        real["s3DestinationId"] = [s3["id"]]
+        for destination in (local, s3):
+            probe = _ok(api.post(f"{DESTINATIONS}/{destination['id']}/test"), 200)
+            assert probe["ok"], probe
     return real
 
 
@@ -166,8 +203,11 @@ def _queue_overwrite_restore(api, real: dict[str, list[Any]]) -> None:
 
 
 # Hand-written cases, run before the generated ones: (prepare, case fields), where "$name"
-# stands for the first real id of that name.
-EXPLICIT: dict[tuple[str, str], list[tuple[Callable | None, dict[str, Any]]]] = {
+# stands for the first real id (or seeded place) of that name, and optionally what the
+# answer must hold besides the checks: a 2xx whose JSON body has these items.
+Explicit = (tuple[Callable | None, dict[str, Any]]
+            | tuple[Callable | None, dict[str, Any], dict[str, Any]])
+EXPLICIT: dict[tuple[str, str], list[Explicit]] = {
     (BACKUP, "POST"): [
         (None, {"body": {"type": "full", "includeData": True, "compress": False}}),
         # while a restore over the protected database (this test's own Pagila copy) is
@@ -211,6 +251,36 @@ EXPLICIT: dict[tuple[str, str], list[tuple[Callable | None, dict[str, Any]]]] = 
         (None, {"path_parameters": {"channelId": "$channelId"},
                 "body": {"name": "renamed", "kind": "slack",
                          "config": {"url": "https://hooks.example.invalid/T2"}}}),
+    ],
+    (DESTINATIONS, "POST"): [
+        (None, {"body": {"name": "second-nas", "type": "local", "path": "$localPath",
+                         "required": False, "encryptTo": [RECIPIENT],
+                         "retention": {"days": 30, "keepAtLeast": 2}}},
+         {"type": "local", "path": "$localPath", "builtin": False}),
+        (None, {"body": _s3_destination("second-offsite", objectLock={
+            "mode": "GOVERNANCE", "days": 7}, retention={"days": 90})},
+         {"type": "s3", "secretAccessKey": "set",
+          "objectLock": {"mode": "GOVERNANCE", "days": 7}}),
+        (None, {"body": _s3_destination("no-keys", accessKeyId=None, secretAccessKey=None,
+                                        forcePathStyle=False, prefix="")},
+         {"secretAccessKey": None, "accessKeyId": None}),
+        # a part longer than a file name may be (ENAMETOOLONG when checked): a 400
+        (None, {"body": {"name": "long", "type": "local", "path": "/" + "a" * 300}}),
+    ],
+    (f"{DESTINATIONS}/{{destinationId}}", "PUT"): [
+        # no secretAccessKey: the stored one is kept
+        (None, {"path_parameters": {"destinationId": "$s3DestinationId"},
+                "body": {k: v for k, v in _s3_destination(prefix="elsewhere").items()
+                         if k != "secretAccessKey"}},
+         {"prefix": "elsewhere", "secretAccessKey": "set"}),
+        (None, {"path_parameters": {"destinationId": "$destinationId"},
+                "body": {"name": "nas", "type": "local", "path": "$localPath",
+                         "required": False}},
+         {"required": False}),
+    ],
+    (f"{DESTINATIONS}/{{destinationId}}/test", "POST"): [
+        (None, {"path_parameters": {"destinationId": "$destinationId"}}, {"ok": True}),
+        (None, {"path_parameters": {"destinationId": "$s3DestinationId"}}, {"ok": True}),
     ],
 }
 
@@ -276,10 +346,11 @@ def test_the_served_document_has_exactly_the_fuzzed_operations(client, api_token
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=_id)
 def test_operation_conforms_to_the_document(
-    app, api, api_token, run_worker, webhook_sink, operation: tuple[str, str]
+    app, api, api_token, run_worker, webhook_sink, request, tmp_path,
+    operation: tuple[str, str],
 ):
     path, method = operation
-    real = _seed(app, api, run_worker, _needs(path, method), webhook_sink)
+    real = _seed(app, api, run_worker, _needs(path, method), webhook_sink, request, tmp_path)
     auth = {"Authorization": f"Bearer {api_token}"}
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app, headers=auth,
                                             config=_config())
@@ -288,7 +359,7 @@ def test_operation_conforms_to_the_document(
     statuses: Counter[int] = Counter()
     calls = count()
 
-    def call_and_check(case: schemathesis.Case, headers: dict[str, str] = auth) -> None:
+    def call_and_check(case: schemathesis.Case, headers: dict[str, str] = auth) -> Any:
         response = case.call(headers=headers)
         statuses[response.status_code] += 1
         try:
@@ -296,6 +367,7 @@ def test_operation_conforms_to_the_document(
         except FailureGroup as group:
             titles = sorted({failure.title for failure in group.exceptions})
             failures.setdefault(f"{response.status_code} {titles}", str(group))
+        return response
 
     def generated(case: schemathesis.Case) -> None:
         n = next(calls)
@@ -304,11 +376,17 @@ def test_operation_conforms_to_the_document(
         call_and_check(case)
 
     explicit = EXPLICIT.get(operation, [])
-    for prepare, fields in sorted(explicit, key=lambda item: item[0] is None):  # prepared first
-        if prepare is not None:
+    for prepare, fields, *expected in sorted(explicit, key=lambda item: item[0] is None):
+        if prepare is not None:  # prepared ones first
             prepare(api, real)
-        call_and_check(api_operation.Case(media_type="application/json",
-                                          **_resolve(fields, real)))
+        response = call_and_check(api_operation.Case(media_type="application/json",
+                                                     **_resolve(fields, real)))
+        for want in (_resolve(item, real) for item in expected):
+            body = response.json() if 200 <= response.status_code < 300 else None
+            if not isinstance(body, dict) or any(key not in body or body[key] != value
+                                                 for key, value in want.items()):
+                failures.setdefault(f"explicit {fields}", f"{_resolve(fields, real)} answered "
+                                    f"{response.status_code} {response.text}, not {want}")
         if prepare is not None:
             run_worker()  # what it queued runs, so later cases start from a settled state
     build_operation_test(config=schema.config, operation=api_operation, test_func=generated,

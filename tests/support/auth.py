@@ -8,6 +8,7 @@ from services.models import ApiToken
 PUBLIC = {"auth.login", "auth.login_totp", "static", "healthz"}
 SAMPLE_VALUES = {"backup_id": "backup-2024-01-15T10-30-00-000Z", "job_id": "somejob",
                  "schedule_id": 1, "channel_id": 1, "user_id": 1, "token_id": 1,
+                 "destination_id": 1,
                  "restore_id": "restore-2024-01-15T10-30-00-000Z", "filename": "htmx.min.js"}
 
 

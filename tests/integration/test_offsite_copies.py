@@ -1,0 +1,143 @@
+"""Backups copied to several destinations at once: BACKUP_DIR and an age-encrypted S3 bucket
+(moto on loopback), each copy checked where it is stored, restored from the off-site copy
+alone, deleted everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyrage import x25519
+
+from tests.support.dbcompare import schema_dump, table_fingerprints
+from tools.localservices import S3Server
+
+BACKUP = "/api/system/backup"
+DESTINATIONS = "/api/system/destinations"
+
+
+@pytest.fixture
+def identity(app, tmp_path: Path) -> x25519.Identity:
+    """An age key pair: the destination encrypts to its public half, the app decrypts with
+    the identity file named by BACKUP_AGE_IDENTITIES."""
+    key = x25519.Identity.generate()
+    key_file = tmp_path / "identities.txt"
+    key_file.write_text(f"# offsite key\n{key}\n")
+    app.config["BACKUP_AGE_IDENTITIES"] = str(key_file)
+    return key
+
+
+@pytest.fixture
+def offsite(api, s3_server: S3Server, bucket: str, identity) -> dict:
+    body = {"name": "offsite", "type": "s3", "bucket": bucket, "prefix": "shop",
+            "endpointUrl": s3_server.endpoint_url, "region": "us-east-1",
+            "accessKeyId": S3Server.ACCESS_KEY_ID,
+            "secretAccessKey": S3Server.SECRET_ACCESS_KEY, "forcePathStyle": True,
+            "encryptTo": [str(identity.to_public())], "required": False}
+    created = api.post(DESTINATIONS, json=body)
+    assert created.status_code == 201, created.get_json()
+    return created.get_json()
+
+
+@pytest.fixture(autouse=True)
+def drop_restored(pg_server):
+    yield
+    pg_server.drop_database("from_offsite")
+
+
+def backed_up(api, run_worker, **body) -> dict:
+    backup_id = api.post(BACKUP, json={"type": "full", **body}).get_json()["backupId"]
+    run_worker()
+    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
+    assert backup["status"] == "completed", backup["error"]
+    return backup
+
+
+def keys(s3_server: S3Server, bucket: str) -> list[str]:
+    listing = s3_server.client().list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_one_backup_two_destinations_each_copy_checked(
+        api, app, run_worker, offsite, s3_server, bucket):
+    backup = backed_up(api, run_worker, destinations=["local", "offsite"])
+
+    local, remote = backup["copies"]
+    assert [local["destination"], remote["destination"]] == ["local", "offsite"]
+    assert local["status"] == remote["status"] == "stored"
+    assert (local["encrypted"], remote["encrypted"]) == (False, True)
+    artifact = f"{backup['id']}.dump.zst"
+    assert local["location"] == str(Path(app.config["BACKUP_DIR"]) / artifact)
+    assert remote["location"] == f"s3://{bucket}/shop/{artifact}.age"
+    manifest = f"shop/{backup['id']}.manifest.json"
+    assert keys(s3_server, bucket) == [f"shop/{artifact}.age", manifest]
+    body = s3_server.client().get_object(Bucket=bucket, Key=f"shop/{artifact}.age")["Body"]
+    assert body.read(21) == b"age-encryption.org/v1"  # the standard format, by its header
+    assert remote["sha256"] != local["sha256"] == backup["sha256"]
+    assert backup["verification"] == "valid"  # the automatic integrity check, local copy
+
+    deleted = api.delete(f"{BACKUP}/{backup['id']}")
+    assert deleted.status_code == 200
+    assert keys(s3_server, bucket) == []
+    assert not (Path(app.config["BACKUP_DIR"]) / artifact).exists()
+
+
+def test_a_backup_kept_only_off_site_is_verified_and_restored_from_there(
+        api, app, run_worker, offsite, pagila, pg_server, s3_server, bucket):
+    backup = backed_up(api, run_worker, destinations=["offsite"])
+    assert [copy["destination"] for copy in backup["copies"]] == ["offsite"]
+    assert list(Path(app.config["BACKUP_DIR"]).glob("backup-*")) == []
+
+    verify = api.post(f"{BACKUP}/verify", json={"backupId": backup["id"], "level": "restore"})
+    assert verify.status_code == 202
+    run_worker()
+    verified = api.get(f"{BACKUP}/{backup['id']}").get_json()
+    assert verified["verification"] == "valid", verified["verificationResult"]
+    checks = {c["name"] for c in verified["verificationResult"]["checks"]}
+    assert {"decrypt", "content-sha256", "toc", "test-restore", "table public.rental"} <= checks
+
+    started = api.post(f"{BACKUP}/restore", json={"backupId": backup["id"],
+                                                   "targetDatabase": "from_offsite"})
+    assert started.status_code == 202, started.get_json()
+    run_worker()
+    restore_id = started.get_json()["restoreId"]
+    done = api.get(f"{BACKUP}/restore/{restore_id}").get_json()
+    assert done["status"] == "completed", done["error"]
+    restored = pg_server.url("from_offsite")
+    assert schema_dump(restored) == schema_dump(pagila)
+    assert table_fingerprints(restored) == table_fingerprints(pagila)
+
+
+def test_an_optional_destination_that_fails_is_shown_not_stored(api, run_worker, s3_server,
+                                                                bucket, identity):
+    unreachable = {"name": "offsite", "type": "s3", "bucket": bucket,
+                   "endpointUrl": "http://127.0.0.1:9", "forcePathStyle": True,
+                   "accessKeyId": S3Server.ACCESS_KEY_ID,
+                   "secretAccessKey": S3Server.SECRET_ACCESS_KEY, "required": False}
+    assert api.post(DESTINATIONS, json=unreachable).status_code == 201
+    backup = backed_up(api, run_worker, destinations=["local", "offsite"])
+    local, remote = backup["copies"]
+    assert local["status"] == "stored"
+    assert remote["status"] == "failed" and remote["size"] is None
+    assert "127.0.0.1:9" in remote["error"]
+    assert S3Server.SECRET_ACCESS_KEY not in str(backup)
+
+
+def test_a_required_destination_that_fails_fails_the_backup(api, run_worker, bucket, app):
+    unreachable = {"name": "offsite", "type": "s3", "bucket": bucket,
+                   "endpointUrl": "http://127.0.0.1:9", "forcePathStyle": True}
+    assert api.post(DESTINATIONS, json=unreachable).status_code == 201
+    backup_id = api.post(BACKUP, json={"destinations": ["local", "offsite"]}).get_json()[
+        "backupId"]
+    run_worker()
+    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
+    assert backup["status"] == "failed"
+    assert "writing to offsite failed" in backup["error"]
+    assert list(Path(app.config["BACKUP_DIR"]).glob("backup-*")) == []
+
+
+def test_an_unknown_destination_is_refused_before_anything_is_recorded(api):
+    refused = api.post(BACKUP, json={"destinations": ["nowhere"]})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["code"] == "unknown_destination"
+    assert api.get(BACKUP).get_json()["total"] == 0
