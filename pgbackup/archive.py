@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+import zstandard
 
 from pgbackup.encryption import IDENTITIES_SETTING, Identity, decrypting_reader
 from pgbackup.errors import DecryptionError
@@ -54,3 +57,27 @@ def open_archive(
         archive_reader(plain, manifest.compression) as reader,
     ):
         yield reader
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    """A backup's archive, opened anew for each pass (pg_restore reads it more than once);
+    what goes wrong is raised as ``error`` (RestoreError, TocError) with its sentence."""
+
+    storage: Storage
+    manifest: Manifest
+    identities: Sequence[Identity] | None
+    error: type[Exception]
+
+    @contextmanager
+    def open(self) -> Iterator[Readable]:
+        artifact = self.manifest.artifact
+        if not self.storage.exists(artifact):
+            raise self.error(f"artifact {artifact} is missing from storage")
+        try:
+            with open_archive(self.storage, self.manifest, self.identities) as reader:
+                yield reader
+        except zstandard.ZstdError as exc:
+            raise self.error(f"cannot decompress {artifact}: {exc}") from None
+        except DecryptionError as exc:  # raised on exit even if a reader thread caught it
+            raise self.error(str(exc)) from None

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import psycopg
-import zstandard
 
-from pgbackup.archive import missing_identities, open_archive
+from pgbackup.archive import ArchiveSource, missing_identities
 from pgbackup.connection import ConnectionInfo
 from pgbackup.dbadmin import (
     create_database,
@@ -40,7 +39,6 @@ from pgbackup.dbadmin import (
     validate_database_name,
 )
 from pgbackup.encryption import Identity
-from pgbackup.errors import DecryptionError
 from pgbackup.manifest import Manifest
 from pgbackup.processes import die_with_parent
 from pgbackup.storage import Storage
@@ -164,7 +162,7 @@ def restore_archive(
     if problem := missing_identities(manifest, identities):
         raise RestoreError(problem)
     _check_artifact(storage, manifest)
-    archive = _Archive(storage, manifest, identities)
+    archive = ArchiveSource(storage, manifest, identities, RestoreError)
     options = [*(["--no-owner"] if no_owner else []), *(["--no-privileges"] if no_acl else [])]
     with target.subprocess_env() as (env, dsn):
         listing = [pg_restore, "--list", "--format=custom", *options]
@@ -235,29 +233,8 @@ def _check_artifact(storage: Storage, manifest: Manifest) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Archive:
-    """Where a restore reads its archive from, each pass anew."""
-
-    storage: Storage
-    manifest: Manifest
-    identities: Sequence[Identity] | None
-
-    @contextmanager
-    def open(self) -> Iterator[Readable]:
-        """The custom-format archive itself: the artifact, decrypted and decompressed on the
-        fly if need be."""
-        try:
-            with open_archive(self.storage, self.manifest, self.identities) as reader:
-                yield reader
-        except zstandard.ZstdError as exc:
-            raise RestoreError(f"cannot decompress {self.manifest.artifact}: {exc}") from None
-        except DecryptionError as exc:
-            raise RestoreError(str(exc)) from None
-
-
 def _count_items(
-    args: list[str], env: Mapping[str, str], archive: _Archive, target: ConnectionInfo
+    args: list[str], env: Mapping[str, str], archive: ArchiveSource, target: ConnectionInfo
 ) -> int:
     """The number of items pg_restore will restore: the lines of ``pg_restore --list``
     (which reads only the archive's table of contents) that are not comments."""
@@ -271,7 +248,7 @@ def _count_items(
 
 
 def _restore(
-    args: list[str], env: Mapping[str, str], archive: _Archive, target: ConnectionInfo,
+    args: list[str], env: Mapping[str, str], archive: ArchiveSource, target: ConnectionInfo,
     progress: ProgressCallback | None, items_total: int,
 ) -> list[str]:
     """Run the restore proper; returns its warnings."""

@@ -28,7 +28,7 @@ from typing import IO
 
 import zstandard
 
-from pgbackup.archive import missing_identities, open_archive
+from pgbackup.archive import ArchiveSource, missing_identities
 from pgbackup.connection import tool_env
 from pgbackup.encryption import Identity
 from pgbackup.errors import DecryptionError
@@ -134,7 +134,7 @@ def read_toc(
     encrypted backup needs ``identities`` holding one of its keys)."""
     if problem := missing_identities(manifest, identities):
         raise TocError(problem)
-    source = _Source(storage, manifest, identities)
+    source = ArchiveSource(storage, manifest, identities, TocError)
     facts = _scan_script(_pg_restore_lines(source, pg_restore, ["--schema-only", "--file=-"]))
     schemas, owners = _longest_first(facts.schemas | {_NONE}), _longest_first(facts.owners)
     listing = _pg_restore_lines(source, pg_restore, ["--list"])
@@ -244,7 +244,9 @@ def _split_owner(text: str, owners: Sequence[str]) -> tuple[str, str]:
     return name, owner
 
 
-def _pg_restore_lines(source: _Source, pg_restore: str, options: list[str]) -> Iterator[str]:
+def _pg_restore_lines(
+    source: ArchiveSource, pg_restore: str, options: list[str]
+) -> Iterator[str]:
     """pg_restore's output lines (trailing spaces kept: they mark an empty owner)."""
     artifact = source.manifest.artifact
     with (
@@ -262,26 +264,6 @@ def _pg_restore_lines(source: _Source, pg_restore: str, options: list[str]) -> I
             f"pg_restore {' '.join(options)} failed on {artifact} with exit status "
             f"{returncode}:\n{stderr.failure_text()}"
         )
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where the archive is read from, each pass anew."""
-
-    storage: Storage
-    manifest: Manifest
-    identities: Sequence[Identity] | None
-
-    @contextmanager
-    def open(self) -> Iterator[Readable]:
-        """The artifact's archive bytes: decrypted and decompressed on the fly as need be."""
-        if not self.storage.exists(self.manifest.artifact):
-            raise TocError(f"artifact {self.manifest.artifact} is missing from storage")
-        try:
-            with open_archive(self.storage, self.manifest, self.identities) as reader:
-                yield reader
-        except DecryptionError as exc:  # raised on exit even if the feeder's read caught it
-            raise TocError(str(exc)) from None
 
 
 class _Feeder:

@@ -212,18 +212,6 @@ def completed_backup(backup_id: str, restoring: bool = True) -> Backup:
     return backup
 
 
-def _enqueue(queue_name: str, func: str, job_id: str, description: str, *args: Any) -> None:
-    try:
-        queue(queue_name).enqueue(
-            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
-            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
-        )
-    except RedisError as exc:
-        db.session.rollback()
-        raise CatalogError.queue_unavailable(exc, "nothing was started") from exc
-
-
 def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -> None:
     """Remove artifact, manifest and catalog row, and log why; refused while a job works
     on the backup or another backup depends on it."""
