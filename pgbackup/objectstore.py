@@ -41,7 +41,7 @@ from botocore.exceptions import (
 )
 
 from pgbackup.errors import ConfigError, ObjectStoreError
-from pgbackup.storage import validate_name
+from pgbackup.storage import is_valid_name, validate_name
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB  # S3's minimum for every part but the last
@@ -123,14 +123,6 @@ def normalize_prefix(prefix: str) -> str:
 
 def _sha256_b64(digest: Any) -> str:
     return base64.b64encode(digest.digest()).decode("ascii")
-
-
-def _is_valid(name: str) -> bool:
-    try:
-        validate_name(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _root_cause(exc: BaseException | None) -> list[BaseException]:
@@ -414,7 +406,7 @@ class S3Storage:
             for page in pages:
                 for item in page.get("Contents", []):
                     name = str(item["Key"])[len(self._key_prefix):]
-                    if _is_valid(name):
+                    if is_valid_name(name):
                         names.append(name)
         return sorted(names)
 
@@ -434,7 +426,7 @@ class S3Storage:
     def abandoned_uploads(self) -> list[str]:
         """Names with an unfinished multipart upload (a running write, or a killed one)."""
         names = {str(upload["Key"])[len(self._key_prefix):] for upload in self._uploads()}
-        return sorted(name for name in names if _is_valid(name))
+        return sorted(name for name in names if is_valid_name(name))
 
     def abort_abandoned_uploads(self, older_than: timedelta) -> int:
         """Abort the unfinished uploads under the prefix started more than ``older_than``

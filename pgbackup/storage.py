@@ -129,7 +129,7 @@ class LocalStorage:
         """Sorted names of the stored files (not the hidden ``.partial`` files)."""
         return sorted(
             entry.name for entry in self.root.iterdir()
-            if _is_valid(entry.name) and entry.is_file()
+            if is_valid_name(entry.name) and entry.is_file()
         )
 
     def location(self, name: str) -> str:
@@ -145,7 +145,7 @@ class LocalStorage:
         names = []
         for entry in self.root.iterdir():
             match = _PARTIAL_RE.fullmatch(entry.name)
-            if match and _is_valid(match["name"]):
+            if match and is_valid_name(match["name"]):
                 names.append(match["name"])
         return sorted(names)
 
@@ -158,7 +158,8 @@ class LocalStorage:
         return True
 
 
-def _is_valid(name: str) -> bool:
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` passes :func:`validate_name`."""
     try:
         validate_name(name)
     except ValueError:
