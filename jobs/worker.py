@@ -37,7 +37,21 @@ class WorkerStopped(Exception):
     """Raised in a work horse to interrupt its job: its worker stopped or died."""
 
 
-class ReconcilingMixin(BaseWorker):
+class PromptStopMixin(BaseWorker):
+    """A worker whose pubsub thread notices within PUBSUB_WAIT that it should stop."""
+
+    def subscribe(self) -> None:
+        """rq's, with a short wait instead of 60 s: rq unsubscribes before it stops the
+        thread, which can take the reply and then wait out its whole sleep_time before it
+        notices it should stop, while stopping joins it (see rq issue #1613)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAIT, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+
+class ReconcilingMixin(PromptStopMixin):
     """Reconciles the catalog at birth and on maintenance passes; stops promptly."""
 
     def register_birth(self) -> None:
@@ -51,17 +65,6 @@ class ReconcilingMixin(BaseWorker):
     def _reconcile(self) -> None:
         with app_context():
             reconcile_backups(self.connection)
-
-    def subscribe(self) -> None:
-        """rq's, with a short wait instead of 60 s: rq unsubscribes before it stops the
-        thread, which can take the reply and then wait out its whole sleep_time before it
-        notices it should stop, while stopping joins it (see rq issue #1613)."""
-        self.pubsub = self.connection.pubsub()
-        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
-            sleep_time=PUBSUB_WAIT, daemon=True, exception_handler=self._pubsub_exception_handler
-        )
-
 
 class BackupWorker(ReconcilingMixin, Worker):
     """The production worker: forks a work horse per job."""

@@ -22,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from rq import SimpleWorker
 
 from jobs.queues import NOTIFY_QUEUE, redis_connection
+from jobs.worker import PromptStopMixin
 from tools.localservices import free_port
 
 SECRET = "whsec-7f3a9c-never-shown"
@@ -131,10 +132,15 @@ def smtp_receiver(password: str | None = None) -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
+class NotificationsWorker(PromptStopMixin, SimpleWorker):
+    """A real RQ SimpleWorker that stops at once: rq's own waits up to 60 s for its pubsub
+    thread when it stops (jobs/worker.py)."""
+
+
 def run_notifications(app) -> None:
     """Run the notifications queue now in a real RQ SimpleWorker (burst)."""
     with app.app_context():
-        SimpleWorker([NOTIFY_QUEUE], connection=redis_connection()).work(burst=True)
+        NotificationsWorker([NOTIFY_QUEUE], connection=redis_connection()).work(burst=True)
 
 
 def verify_signature(request: Received, secret: str) -> None:
