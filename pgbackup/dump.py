@@ -221,7 +221,11 @@ class _Plan:
         return Copy(self.target, manifest)
 
     def discard(self) -> None:
-        """Both names were free when the dump started: whatever is there now is ours."""
+        """Delete what this dump wrote here. Only a target whose writer was opened (so both
+        names were free at the start) is touched: a target planned as failed may hold
+        another run's files under these names, or be unreachable."""
+        if self.stored is None:
+            return
         for name in (manifest_name(self.backup_id), self.artifact):
             with suppress(Exception):  # a target that is gone keeps nothing to delete
                 self.target.storage.delete(name)

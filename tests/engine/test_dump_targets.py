@@ -98,3 +98,22 @@ def test_a_required_destination_that_fails_leaves_nothing_anywhere(
                     new_backup_id(), "schema-only")
 
     assert local.list_names() == [] and local.list_partials() == []
+
+
+def test_a_failed_dump_leaves_another_run_s_files_alone(source, tmp_path: Path) -> None:
+    """An optional target that already holds files under the backup's names is planned as
+    failed; when the dump then fails, those files are not ours to delete."""
+    backup_id = new_backup_id()
+    other_run = LocalStorage(tmp_path / "other")
+    for name in (f"{backup_id}.dump.zst", f"{backup_id}.manifest.json"):
+        other_run.path(name).write_bytes(b"another run's file")
+    local = LocalStorage(tmp_path / "local")
+    gone = ConnectionInfo.from_url(source.rsplit("/", 1)[0] + "/no_such_database")
+
+    with pytest.raises(Exception, match="no_such_database"):
+        run_dump_to(gone, [Target("local", local), Target("nas", other_run, required=False)],
+                    backup_id, "full")
+
+    assert other_run.list_names() == sorted([f"{backup_id}.dump.zst",
+                                             f"{backup_id}.manifest.json"])
+    assert local.list_names() == [] and local.list_partials() == []
