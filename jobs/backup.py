@@ -1,4 +1,4 @@
-"""RQ entry point for one backup: catalog bookkeeping around ``pgbackup.run_dump``."""
+"""RQ entry point for one backup: catalog bookkeeping around ``pgbackup.run_dump_to``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from services.verification import start_verification
 
 
 def run_backup(backup_id: str) -> dict[str, Any]:
-    """Dump the target database into BACKUP_DIR; the job's only argument is the id."""
+    """Dump the target database to the backup's destinations; the job's only argument is
+    the id."""
     with app_context():
         backup = db.session.get(Backup, backup_id)
         if backup is None or backup.status != "queued":
@@ -42,9 +43,9 @@ def run_backup(backup_id: str) -> dict[str, Any]:
 
 def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
     """Run the dump for a catalog row, moving it running -> completed or failed."""
+    planned = copies.targets(backup)  # committed with "running": what to clean up after
     mark(backup, "running")
     try:
-        planned = copies.targets(backup)
         results = run_dump_to(
             target_connection(), [target for _, target in planned], backup.id, backup.type,
             compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],

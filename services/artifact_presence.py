@@ -111,7 +111,8 @@ def failed_check(backup: Backup) -> Check | None:
     """The first of the integrity checks' cheap parts that fails, named as they are, for
     the copy in BACKUP_DIR (a backup without one is not checked here: its destinations
     are checked by verification)."""
-    local = [copy for copy in backup.copies if copy.destination == "local"]
+    local = [copy for copy in backup.copies
+             if copy.destination == "local" and copy.status == "stored"]
     if backup.copies and not local:
         return None
     filename = local[0].artifact if local and local[0].artifact else backup.filename

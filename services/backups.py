@@ -20,6 +20,7 @@ from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from jobs.queues import (
     BACKUP_QUEUE,
@@ -249,7 +250,7 @@ def stored_files(backup: Backup) -> list[tuple[str, Storage, str | None]]:
     catalog row goes, since its copies go with it."""
     if not backup.copies:
         return [("local", storage(), backup.filename)]
-    return [(copy.destination, copies.storage_of(copy), copy.artifact or backup.filename)
+    return [(copy.destination, copies.storage_of(copy), copies.artifact_of(backup, copy))
             for copy in backup.copies]
 
 
@@ -304,7 +305,8 @@ def list_backups(
         select(func.count(), func.coalesce(func.sum(counted.c.size), 0)).select_from(counted)
     ).one()
     rows = db.session.scalars(
-        query.order_by(Backup.created_at.desc(), Backup.id.desc())
+        query.options(selectinload(Backup.copies))  # one query for the page's copies
+        .order_by(Backup.created_at.desc(), Backup.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()

@@ -4,7 +4,8 @@ The copies are recorded with the backup (``pending``), filled in by the backup j
 destination is written (``stored`` with its size and SHA-256 at the destination, or
 ``failed`` with the error), and read from by verification and restore: a local copy
 first, then the others in the order they were named. A backup is ``completed`` once its
-required copies are stored; an optional copy that failed is retried by a copy job.
+required copies are stored; an optional copy that failed stays ``failed`` (not retried
+yet: see docs/destinations.md).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from pathlib import Path
 
 from flask import current_app
 
-from pgbackup import LocalStorage, Manifest, S3Storage, Storage
+from pgbackup import LocalStorage, Manifest, S3Storage, Storage, artifact_name
 from pgbackup.dump import Copy, Target
 from pgbackup.encryption import Identity, load_identities
 from services import destinations
 from services.errors import CatalogError
 from services.models import Backup, BackupCopy, Destination, utcnow
-
-STATUSES = ("pending", "stored", "failed", "deleted")
 
 
 def plan(backup: Backup, chosen: Sequence[Destination]) -> list[BackupCopy]:
@@ -74,6 +73,12 @@ def identities() -> list[Identity] | None:
     """The age identities of BACKUP_AGE_IDENTITIES, to decrypt encrypted copies."""
     path = current_app.config.get("BACKUP_AGE_IDENTITIES")
     return load_identities(Path(path)) if path else None
+
+
+def artifact_of(backup: Backup, copy: BackupCopy) -> str:
+    """The artifact's name at ``copy``'s destination, recorded or not yet: an encrypted
+    copy's ends in ``.age``."""
+    return copy.artifact or artifact_name(backup.id, backup.compress, encrypted=copy.encrypted)
 
 
 def of(backup: Backup) -> list[BackupCopy]:

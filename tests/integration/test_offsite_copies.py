@@ -141,3 +141,26 @@ def test_an_unknown_destination_is_refused_before_anything_is_recorded(api):
     assert refused.status_code == 400
     assert refused.get_json()["error"]["code"] == "unknown_destination"
     assert api.get(BACKUP).get_json()["total"] == 0
+
+
+def test_a_backup_failing_after_its_copies_were_written_leaves_none(
+        api, app, run_worker, offsite, s3_server, bucket, monkeypatch):
+    """The catalog refuses the completed row (say): every copy is deleted, the encrypted
+    one under its own name (``.age``) too, so nothing is left that looks like a backup."""
+    import jobs.backup
+
+    real_mark = jobs.backup.mark
+
+    def refuse_completion(row, status, **fields):
+        if status == "completed":
+            raise RuntimeError("database is locked")
+        return real_mark(row, status, **fields)
+
+    monkeypatch.setattr(jobs.backup, "mark", refuse_completion)
+    backup_id = api.post(BACKUP, json={"destinations": ["local", "offsite"]}).get_json()[
+        "backupId"]
+    run_worker()
+    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
+    assert backup["status"] == "failed" and "database is locked" in backup["error"]
+    assert keys(s3_server, bucket) == []
+    assert list(Path(app.config["BACKUP_DIR"]).iterdir()) == []
