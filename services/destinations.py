@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from pgbackup import LocalStorage, ObjectStoreError, S3Storage, Storage
@@ -28,7 +28,7 @@ from pgbackup.encryption import parse_recipients
 from services import activity, secretbox
 from services.errors import CatalogError
 from services.extensions import db
-from services.models import Destination
+from services.models import BackupCopy, Destination
 
 BUILTIN = "local"
 TYPES = ("local", "s3")
@@ -101,8 +101,10 @@ def save(destination: Destination, fields: dict[str, Any], actor: str | None = N
         raise CatalogError(f"{BUILTIN!r} is the built-in destination (BACKUP_DIR); pick "
                            "another name", status=409, code="conflict")
     _check_path(fields)
-    secret = fields.pop(SECRET_FIELD, None)
     creating = destination.id is None
+    if not creating:
+        _keep_where_copies_are(destination, fields)
+    secret = fields.pop(SECRET_FIELD, None)
     destination.name = fields["name"]
     destination.type = fields["type"]
     destination.settings = fields["settings"]
@@ -129,9 +131,39 @@ def save(destination: Destination, fields: dict[str, Any], actor: str | None = N
     return destination
 
 
+# What finds a destination's stored copies: changing one would lose them.
+WHERE = ("type", "path", "bucket", "prefix")
+
+
+def _stored_copies(name: str) -> int:
+    return db.session.scalar(select(func.count()).select_from(BackupCopy).where(
+        BackupCopy.destination == name, BackupCopy.status == "stored")) or 0
+
+
+def _keep_where_copies_are(destination: Destination, fields: dict[str, Any]) -> None:
+    """Refuse to rename or move a destination that holds backups: its copies are found by
+    its name and where it points (keys and endpoint may change, to rotate a key say)."""
+    before = {"type": destination.type, **(destination.settings or {})}
+    after = {"type": fields["type"], **fields["settings"]}
+    moved = [key for key in WHERE if before.get(key) != after.get(key)]
+    if fields["name"] != destination.name:
+        moved.insert(0, "name")
+    if moved and (held := _stored_copies(destination.name)):
+        raise CatalogError(
+            f"destination {destination.name!r} holds {held} backup copies, which would be "
+            f"lost by changing its {', '.join(moved)}: add a new destination instead",
+            status=409, code="destination_in_use")
+
+
 def delete(destination_id: int, actor: str | None = None) -> None:
-    """Forget a destination; its copies stay where they are (rescan finds them again)."""
+    """Forget a destination that holds no backup (deleting them first deletes their
+    copies); one that does is refused, or its backups could no longer be restored."""
     destination = get_destination(destination_id)
+    if held := _stored_copies(destination.name):
+        raise CatalogError(
+            f"destination {destination.name!r} holds {held} backup copies: delete those "
+            "backups first, or they could no longer be restored", status=409,
+            code="destination_in_use")
     name = destination.name
     db.session.delete(destination)
     db.session.commit()

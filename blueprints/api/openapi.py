@@ -326,10 +326,10 @@ def _destination_paths() -> dict[str, Any]:
                     "parameters": destination_id, "requestBody": body,
                     "responses": {"200": _json(_ref("Destination"), "The destination"),
                                   **_errors(400, 401, 404, 409)}},
-            "delete": {"summary": "Forget a destination (its copies stay where they are)",
+            "delete": {"summary": "Forget a destination that holds no backup copy",
                        "parameters": destination_id,
                        "responses": {"200": _json(deleted, "Deleted"),
-                                     **_errors(401, 404)}},
+                                     **_errors(401, 404, 409)}},
         },
         "/api/system/destinations/{destinationId}/test": {
             "post": {"summary": "Write, read back and delete a probe object; say how it went",

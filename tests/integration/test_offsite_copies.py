@@ -164,3 +164,25 @@ def test_a_backup_failing_after_its_copies_were_written_leaves_none(
     assert backup["status"] == "failed" and "database is locked" in backup["error"]
     assert keys(s3_server, bucket) == []
     assert list(Path(app.config["BACKUP_DIR"]).iterdir()) == []
+
+
+def test_a_destination_holding_backups_is_neither_moved_nor_deleted(
+        api, run_worker, offsite, s3_server, bucket):
+    """Copies are found by their destination's name and where it points: changing either,
+    or deleting it, would leave backups that can no longer be restored."""
+    backed_up(api, run_worker, destinations=["offsite"])
+    where = f"{DESTINATIONS}/{offsite['id']}"
+    body = {key: offsite[key] for key in ("name", "type", "bucket", "prefix", "endpointUrl",
+                                          "region", "accessKeyId", "forcePathStyle",
+                                          "encryptTo", "required")}
+    for change in ({"prefix": "elsewhere"}, {"name": "renamed"}):
+        moved = api.put(where, json={**body, **change})
+        assert moved.status_code == 409, moved.get_json()
+        assert moved.get_json()["error"]["code"] == "destination_in_use"
+        assert "holds 1 backup copies" in moved.get_json()["error"]["message"]
+    deleted = api.delete(where)
+    assert deleted.status_code == 409 and "delete those backups first" in deleted.get_json()[
+        "error"]["message"]
+    kept = api.put(where, json={**body, "required": True})  # not where the copies are
+    assert kept.status_code == 200 and kept.get_json()["secretAccessKey"] == "set"
+    assert api.post(f"{DESTINATIONS}/{offsite['id']}/test").get_json()["ok"] is True
