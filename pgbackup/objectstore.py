@@ -428,18 +428,27 @@ class S3Storage:
         names = {str(upload["Key"])[len(self._key_prefix):] for upload in self._uploads()}
         return sorted(name for name in names if is_valid_name(name))
 
+    def remove_partial_for(self, name: str) -> bool:
+        """Abort the unfinished uploads of ``name``: a writer killed mid-upload leaves its
+        parts, invisible and billed. True if there was one."""
+        return self._abort([upload for upload in self._uploads()
+                            if upload["Key"] == self.key(name)]) > 0
+
     def abort_abandoned_uploads(self, older_than: timedelta) -> int:
         """Abort the unfinished uploads under the prefix started more than ``older_than``
         ago (pick it longer than any write takes: a running write would fail); the count."""
         cutoff = datetime.now(UTC) - older_than
-        stale = [upload for upload in self._uploads() if upload["Initiated"] <= cutoff]
-        for upload in stale:
+        return self._abort([upload for upload in self._uploads()
+                            if upload["Initiated"] <= cutoff])
+
+    def _abort(self, uploads: list[dict[str, Any]]) -> int:
+        for upload in uploads:
             key = str(upload["Key"])
             with self._translated(f"aborting the unfinished upload of s3://{self.bucket}/{key}"):
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
                 )
-        return len(stale)
+        return len(uploads)
 
     def check(self) -> None:
         """Raise ObjectStoreError if the bucket cannot be reached with these settings."""

@@ -66,6 +66,11 @@ class Storage(Protocol):
         """Where ``name`` lives, for people: a path or an s3:// URL (no secret)."""
         ...
 
+    def remove_partial_for(self, name: str) -> bool:
+        """Discard an unfinished write of ``name`` (one whose writer was killed); True if
+        there was one."""
+        ...
+
 
 class LocalStorage:
     """A flat directory of backup files, private to the owner (0700 dir, 0600 files)."""

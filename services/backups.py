@@ -267,8 +267,7 @@ def remove_stored(files: list[tuple[str, Storage, str | None]], backup_id: str) 
 def _remove_from(store: Storage, artifact: str | None, backup_id: str) -> None:
     if artifact:
         store.delete(artifact)
-        if isinstance(store, LocalStorage):
-            store.remove_partial_for(artifact)
+        store.remove_partial_for(artifact)  # a killed writer's .partial or S3 upload
     store.delete(manifest_name(backup_id))
 
 

@@ -31,7 +31,6 @@ from services.extensions import db
 from services.models import BackupCopy, Destination
 
 BUILTIN = "local"
-TYPES = ("local", "s3")
 SECRET_FIELD = "secretAccessKey"
 PROBE_BYTES = 4096
 

@@ -482,3 +482,15 @@ def test_credentials_come_from_the_environment_when_not_given(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3Server.ACCESS_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3Server.SECRET_ACCESS_KEY)
     assert S3Storage(bucket, **settings).list_names() == []
+
+
+def test_a_killed_writer_s_upload_is_removed_by_name(s3_server: S3Server, bucket: str) -> None:
+    """What reconciliation calls for a backup whose worker died mid-upload: only that
+    name's unfinished upload goes, not another write's."""
+    client = s3_server.client()
+    client.create_multipart_upload(Bucket=bucket, Key="backups/killed.dump")
+    client.create_multipart_upload(Bucket=bucket, Key="backups/running.dump")
+    storage = s3(s3_server, bucket)
+    assert storage.remove_partial_for("killed.dump") is True
+    assert storage.remove_partial_for("killed.dump") is False
+    assert storage.abandoned_uploads() == ["running.dump"]
