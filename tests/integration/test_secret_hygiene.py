@@ -53,6 +53,7 @@ import pyotp
 import pytest
 from flask.testing import FlaskClient
 from psycopg import sql
+from pyrage import x25519
 from redis import Redis
 
 from tests.engine.conftest import _reload_config, _wait_until_password_required
@@ -67,7 +68,7 @@ from tests.support.secret_scan import (
     sqlite_dump,
 )
 from tests.support.workers import kill_tree, start_worker, wait_for, worker_env
-from tools.localservices import PostgresServer, RedisServer, free_port
+from tools.localservices import PostgresServer, RedisServer, S3Server, free_port
 
 pytestmark = pytest.mark.empty_target  # none of these reads the shop's data
 
@@ -179,7 +180,7 @@ def test_no_secret_is_written_anywhere(
     pg_server: PostgresServer, redis_server: RedisServer, pagila: str,
     password_role: Secret, receiver: tuple[str, list[str]], tmp_path: Path,
     caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, bucket: str,
 ):
     from app import create_app
     from jobs.queues import NOTIFY_QUEUE, queue
@@ -194,6 +195,12 @@ def test_no_secret_is_written_anywhere(
     smtp_password = _secret("SMTP password", "smtp-")
     receiver_url, received = receiver
     slack_url = _secret("Slack URL", f"{receiver_url}/services/T0/B0/")
+    s3_secret = _secret("S3 secret access key", "s3sk-")
+    age_key = x25519.Identity.generate()
+    age_identity = Secret("age identity", str(age_key), str(age_key)[15:45])
+    identity_file = tmp_path / "keys" / "identities.txt"  # the operator's, not scanned
+    identity_file.parent.mkdir()
+    identity_file.write_text(f"{age_key}\n")
 
     dbname = pagila.rsplit("/", 1)[1]
     server = f"{pg_server.host}:{pg_server.port}"
@@ -229,6 +236,7 @@ def test_no_secret_is_written_anywhere(
         "METADATA_DATABASE_URL": f"sqlite:///{catalog_path}",
         "BACKUP_DIR": str(backup_dir),
         "SECRET_KEY": secret_key.value,
+        "BACKUP_AGE_IDENTITIES": str(identity_file),
         "TESTING": True,
     })
     responses: list[str] = []
@@ -242,7 +250,7 @@ def test_no_secret_is_written_anywhere(
         db.session.commit()
     api_token = Secret("API token", token, token.removeprefix("pbm_"))
     all_secrets = [db_password, api_token, secret_key, admin_password, webhook_secret,
-                   smtp_password, slack_url]
+                   smtp_password, slack_url, s3_secret, age_identity]
 
     api = app.test_client()
     bearer = {"Authorization": f"Bearer {token}"}
@@ -285,11 +293,25 @@ def test_no_secret_is_written_anywhere(
     call("PUT", f"/api/system/notifications/channels/{webhook['id']}", json={
         "name": "hook", "kind": "webhook", "config": {"url": f"{receiver_url}/hook2"}})
 
+    offsite = call("POST", "/api/system/destinations", 201, json={
+        "name": "offsite", "type": "s3", "bucket": bucket, "prefix": "shop",
+        "endpointUrl": s3_server.endpoint_url, "region": "us-east-1", "forcePathStyle": True,
+        "accessKeyId": S3Server.ACCESS_KEY_ID, "secretAccessKey": s3_secret.value,
+        "encryptTo": [str(age_key.to_public())]})
+    assert call("POST", f"/api/system/destinations/{offsite['id']}/test")["ok"]
+    call("PUT", f"/api/system/destinations/{offsite['id']}", json={
+        **{key: offsite[key] for key in ("name", "type", "bucket", "prefix", "endpointUrl",
+                                         "region", "forcePathStyle", "accessKeyId",
+                                         "encryptTo")}, "required": False})
+    off_site = call("POST", "/api/system/backup", 202,
+                    json={"type": "full", "destinations": ["local", "offsite"]})["backupId"]
     full = call("POST", "/api/system/backup", 202, json={"type": "full"})["backupId"]
     schema_only = call("POST", "/api/system/backup", 202,
                        json={"type": "schema-only", "compress": False})["backupId"]
     run_in_process_worker()
     assert call("GET", f"/api/system/backup/{full}")["status"] == "completed"
+    assert [c["status"] for c in call("GET", f"/api/system/backup/{off_site}")["copies"]] == [
+        "stored", "stored"]
 
     app.config["DATABASE_URL"] = database_url.rsplit("/", 1)[0] + "/no_such_database"
     failed = call("POST", "/api/system/backup", 202, json={"type": "full"})["backupId"]
@@ -336,6 +358,19 @@ def test_no_secret_is_written_anywhere(
     try:
         verify = call("POST", "/api/system/backup/verify", 202,
                       json={"backupId": full, "level": "restore"})["jobId"]
+        # the worker process reads the off-site copy alone, decrypting it
+        call("POST", "/api/system/destinations", 201, json={
+            "name": "offsite-only", "type": "s3", "bucket": bucket, "prefix": "only",
+            "endpointUrl": s3_server.endpoint_url, "forcePathStyle": True,
+            "accessKeyId": S3Server.ACCESS_KEY_ID, "secretAccessKey": s3_secret.value,
+            "encryptTo": [str(age_key.to_public())]})
+        only_off_site = call("POST", "/api/system/backup", 202, json={
+            "type": "full", "destinations": ["offsite-only"]})["backupId"]
+        wait_for(lambda: job_done(only_off_site), timeout=120)
+        checked = call("POST", "/api/system/backup/verify", 202,
+                       json={"backupId": only_off_site, "level": "restore"})["jobId"]
+        wait_for(lambda: job_done(checked), timeout=120)
+        assert call("GET", f"/api/system/backup/{only_off_site}")["verification"] == "valid"
         call("POST", "/api/system/backup/restore", json={"backupId": full, "dryRun": True})
         call("POST", "/api/system/backup/restore",
              json={"backupId": full, "dryRun": True, "targetDatabase": copy})
@@ -370,10 +405,11 @@ def test_no_secret_is_written_anywhere(
                for check in unreachable["checks"])
     call("GET", "/api/system/health")
     call("GET", "/metrics")
-    jobs = [verify, restore["jobId"], full, failed]
+    jobs = [verify, restore["jobId"], full, failed, off_site, only_off_site, checked]
     ids = {"backup_id": full, "restore_id": restore["restoreId"], "job_id": verify,
-           "schedule_id": schedule["id"], "channel_id": webhook["id"]}
-    for backup_id in (full, schema_only, failed):
+           "schedule_id": schedule["id"], "channel_id": webhook["id"],
+           "destination_id": offsite["id"]}
+    for backup_id in (full, schema_only, failed, off_site, only_off_site):
         call("GET", f"/api/system/backup/{backup_id}")
     for job_id in jobs:
         call("GET", f"/api/system/jobs/{job_id}")
@@ -411,6 +447,9 @@ def test_no_secret_is_written_anywhere(
     for n, text in enumerate(received):
         haystacks[f"{RECEIVED} {n}: {text.split(chr(10), 1)[0]}"] = text
     haystacks |= files_dump(backup_dir)
+    for item in s3_server.client().list_objects_v2(Bucket=bucket).get("Contents", []):
+        body = s3_server.client().get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        haystacks[f"object s3://{bucket}/{item['Key']}"] = as_text(body)
     haystacks |= sqlite_dump(catalog_path)
     for suffix, name in zip(("", "-wal", "-shm"), SQLITE_FILES, strict=True):
         sqlite_file = Path(f"{catalog_path}{suffix}")
