@@ -151,6 +151,8 @@ class Schedule(Model):
     next_run_at: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
     last_status: Mapped[str | None] = mapped_column(String(16))
+    # The destinations' names; None: DEFAULT_DESTINATIONS at the time it fires.
+    destinations: Mapped[list | None] = mapped_column(JSON)
 
     @property
     def job_id(self) -> str:
@@ -379,3 +381,4 @@ class BackupCopy(Model):
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stored_at: Mapped[datetime | None]
+    attempted_at: Mapped[datetime | None]  # the last write, first or retried
