@@ -33,11 +33,13 @@ from pgbackup.ids import artifact_name, backup_id_time, is_backup_id, manifest_n
 from pgbackup.locks import LockBusy, backup_lock, restore_lock
 from pgbackup.manifest import (
     KINDS,
+    Authenticity,
     BackupKind,
     Encryption,
     Manifest,
     ManifestError,
     TableInfo,
+    authenticate,
     read_manifest,
     write_manifest,
 )
@@ -61,6 +63,7 @@ from pgbackup.storage import LocalStorage, Storage, validate_name
 from pgbackup.streams import CHUNK_SIZE, HashingReader, HashingWriter, copy_stream, zstd_writer
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import Toc, TocEntry, TocError, read_toc
+from pgbackup.transfer import transfer
 from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
 from pgbackup.version import TOOL_NAME, __version__
 
@@ -68,6 +71,7 @@ __all__ = [
     "CHUNK_SIZE",
     "KINDS",
     "TOOL_NAME",
+    "Authenticity",
     "BackupError",
     "BackupKind",
     "Check",
@@ -100,6 +104,7 @@ __all__ = [
     "__version__",
     "analyze_restore",
     "artifact_name",
+    "authenticate",
     "backup_id_time",
     "backup_lock",
     "check_integrity",
@@ -137,6 +142,7 @@ __all__ = [
     "swap_databases",
     "table_stats",
     "terminate_connections",
+    "transfer",
     "validate_database_name",
     "validate_name",
     "working_name",

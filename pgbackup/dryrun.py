@@ -22,6 +22,13 @@ from psycopg.rows import dict_row
 from pgbackup.archive import missing_identities
 from pgbackup.connection import ConnectionInfo
 from pgbackup.encryption import Identity
+from pgbackup.globals import (
+    GlobalsError,
+    SavedGlobals,
+    database_statements,
+    default_grants,
+    read_globals,
+)
 from pgbackup.manifest import Manifest
 from pgbackup.storage import Storage
 from pgbackup.tablestats import table_stats
@@ -116,6 +123,17 @@ class VersionCheck:
 
 
 @dataclass(frozen=True)
+class SavedGlobalsCheck:
+    """What the backup's saved roles and database settings (pgbackup.globals) would do."""
+
+    file: str
+    roles_to_create: list[str]  # missing roles a restore with createRoles creates first
+    roles_not_saved: list[str]  # missing roles the backup did not save either
+    database_settings: list[str]  # applied to the restored database, as SQL
+    settings_skipped: list[str]  # left out, and why (a role missing on the target)
+
+
+@dataclass(frozen=True)
 class Compatibility:
     server_version: VersionCheck
     extensions_required: list[str] | None  # None when the archive's TOC cannot be read
@@ -123,6 +141,8 @@ class Compatibility:
     roles_referenced: list[str] | None
     roles_missing: list[str] | None
     restoring_user: str
+    # None: the backup saved no roles and settings (taken before), or its TOC is unreadable
+    saved_globals: SavedGlobalsCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,7 @@ class _ServerFacts:
     version: str
     version_num: int
     current_user: str
+    owner: str  # of the connected database: a restored database gets the same
     extensions: frozenset[str]
     roles: frozenset[str]
     database_exists: bool
@@ -227,6 +248,8 @@ def analyze_restore(
         raise DryRunError(problem)
     findings = _Findings()
     toc = _toc_or_error(storage, manifest, pg_restore, identities, findings)
+    # an unreadable TOC already says why (the same key, say) and leaves nothing to check
+    saved = _saved_or_error(storage, manifest, identities, findings) if toc is not None else None
     _check_artifact_size(storage, manifest, findings)
     facts = _server_facts(target, dbname, mode)
     if mode == "new-database" and facts.database_exists:
@@ -241,7 +264,9 @@ def analyze_restore(
     )
     changes = _changes(backup, target_summary)
     _warn_about_changes(mode, dbname, manifest, changes, findings)
-    compatibility = _compatibility(manifest, toc, facts, findings)
+    saved_check = (_saved_globals_check(saved, manifest, toc, facts, dbname, mode)
+                   if toc is not None and saved is not None else None)
+    compatibility = _compatibility(manifest, toc, facts, saved_check, findings)
     disk = _disk_check(backup_dir_free_bytes, now.size, dbname, findings)
     _warn_about_connections(dbname, now.connections, findings)
     return DryRunReport(
@@ -271,6 +296,36 @@ def _toc_or_error(
     except TocError as exc:
         findings.errors.append(f"The backup's table of contents cannot be read: {exc}")
         return None
+
+
+def _saved_or_error(
+    storage: Storage, manifest: Manifest, identities: Sequence[Identity] | None,
+    findings: _Findings,
+) -> SavedGlobals | None:
+    if manifest.globals is None:
+        return None
+    try:
+        return read_globals(storage, manifest, identities)
+    except GlobalsError as exc:
+        findings.errors.append(f"The backup's saved roles and settings cannot be read: {exc}")
+        return None
+
+
+def _saved_globals_check(
+    saved: SavedGlobals, manifest: Manifest, toc: Toc, facts: _ServerFacts, dbname: str,
+    mode: RestoreMode,
+) -> SavedGlobalsCheck:
+    """The roles createRoles would create, and the settings the restore applies to a
+    database created like the connected one (its owner, the default privileges)."""
+    missing = sorted((toc.roles() | saved.database.roles()) - facts.roles)
+    creatable = [role for role in missing if saved.role(role)]
+    statements, skipped = database_statements(
+        saved.database, dbname, owner=facts.owner, grants=default_grants(facts.owner),
+        roles=facts.roles, comment=mode == "overwrite")
+    assert manifest.globals is not None  # saved globals come from the file it names
+    return SavedGlobalsCheck(
+        manifest.globals.file, creatable, [role for role in missing if role not in creatable],
+        [statement.as_string(None).strip() for statement in statements], skipped)
 
 
 def _check_artifact_size(storage: Storage, manifest: Manifest, findings: _Findings) -> None:
@@ -309,6 +364,8 @@ def _server_facts(target: ConnectionInfo, dbname: str, mode: RestoreMode) -> _Se
                 version=_scalar(pg, "SHOW server_version").split()[0],
                 version_num=int(_scalar(pg, "SHOW server_version_num")),
                 current_user=_scalar(pg, "SELECT current_user"),
+                owner=_scalar(pg, "SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                  "WHERE datname = current_database()"),
                 extensions=_column(pg, "SELECT name FROM pg_available_extensions"),
                 roles=_column(pg, "SELECT rolname FROM pg_roles"),
                 database_exists=overwrite or _database_exists(pg, dbname),
@@ -417,7 +474,8 @@ def _warn_about_changes(
 
 
 def _compatibility(
-    manifest: Manifest, toc: Toc | None, facts: _ServerFacts, findings: _Findings
+    manifest: Manifest, toc: Toc | None, facts: _ServerFacts,
+    saved: SavedGlobalsCheck | None, findings: _Findings,
 ) -> Compatibility:
     version = _version_check(manifest.server_version, facts.version, facts.version_num, findings)
     if toc is None:
@@ -431,9 +489,12 @@ def _compatibility(
         for name in missing_extensions
     )
     if missing_roles:
-        findings.warnings.append(_missing_roles_warning(missing_roles, facts.current_user))
+        findings.warnings.append(
+            _missing_roles_warning(missing_roles, facts.current_user) + " "
+            + _create_roles_hint(saved))
     return Compatibility(
-        version, required, missing_extensions, referenced, missing_roles, facts.current_user
+        version, required, missing_extensions, referenced, missing_roles, facts.current_user,
+        saved,
     )
 
 
@@ -472,6 +533,18 @@ def _missing_roles_warning(roles: list[str], restoring_user: str) -> str:
         f"restored object will be owned by the restoring user {restoring_user}, and no GRANT "
         "or REVOKE from the backup will be applied (for any role, not only these)."
     )
+
+
+def _create_roles_hint(saved: SavedGlobalsCheck | None) -> str:
+    if saved is None:
+        return ("The backup saved no roles (it was taken before roles were saved): create "
+                "them by hand (CREATE ROLE name NOLOGIN) to keep owners and grants.")
+    if not saved.roles_to_create:
+        return "The backup did not save these roles either."
+    return (f"The backup saved {', '.join(saved.roles_to_create)}: a restore with createRoles "
+            "creates them first (attributes, and memberships among the roles it creates; "
+            "existing roles are never changed), and keeps owners and grants once no role "
+            "is missing.")
 
 
 def _disk_check(

@@ -12,6 +12,7 @@ from pgbackup.connection import ConnectionInfo
 from pgbackup.encryption import Recipient, encrypting_writer, parse_recipients
 from pgbackup.errors import BackupError
 from pgbackup.fanout import Branch, FanOutError, fan_out
+from pgbackup.globals import capture_globals, globals_name, write_globals
 from pgbackup.ids import artifact_name, is_backup_id, manifest_name
 from pgbackup.manifest import KINDS, BackupKind, Encryption, Manifest, write_manifest
 from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
@@ -94,6 +95,8 @@ def run_dump(
     pg_dump: str = "pg_dump",
     tool_version: str = __version__,
     encrypt_to: list[str] | None = None,
+    manifest_key: bytes | None = None,
+    role_passwords: bool = False,
 ) -> Manifest:
     """Back up ``conn``'s database as ``backup_id`` into one storage (see run_dump_to).
     ``encrypt_to`` (age public keys) makes the artifact an age file (``.age``); an empty
@@ -102,7 +105,7 @@ def run_dump(
         parse_recipients(encrypt_to)
     target = Target("storage", storage, tuple(encrypt_to or ()))
     [copy] = run_dump_to(conn, [target], backup_id, kind, compress, progress, checksums,
-                         pg_dump, tool_version)
+                         pg_dump, tool_version, manifest_key, role_passwords)
     assert copy.manifest is not None  # a required target either succeeds or raises
     return copy.manifest
 
@@ -117,6 +120,8 @@ def run_dump_to(
     checksums: bool = True,
     pg_dump: str = "pg_dump",
     tool_version: str = __version__,
+    manifest_key: bytes | None = None,
+    role_passwords: bool = False,
 ) -> list[Copy]:
     """Back up ``conn``'s database as ``backup_id`` into every target at once: one pg_dump,
     compressed once, each target's copy encrypted to its recipients and checksummed as
@@ -129,6 +134,13 @@ def run_dump_to(
     Raises BackupError when the dump or a required target fails, leaving nothing in any
     target (if the process dies: a ``.partial`` or an unfinished upload). An optional
     target that fails has its error in its Copy and nothing stored.
+
+    With ``manifest_key``, every manifest is signed with it (see pgbackup.manifest).
+
+    Every backup also saves the server's roles and the database's own settings and grants
+    (pgbackup.globals), read just before pg_dump starts, in a sidecar beside each artifact,
+    written after it and before the manifest that lists it; with ``role_passwords``, the
+    roles' password hashes too.
     """
     if not is_backup_id(backup_id):
         raise ValueError(f"not a backup id: {backup_id!r}")
@@ -142,6 +154,7 @@ def run_dump_to(
         # The snapshot's transaction ends when this block exits, and may fail then (its
         # backend was terminated, say): the artifacts are not a backup until after that.
         with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
+            saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
                 conn, plans, snapshot, kind, compress, progress, pg_dump)
         base = {"backup_id": backup_id, "type": kind, "created": created,
@@ -150,7 +163,8 @@ def run_dump_to(
                 "compression": "zstd" if compress else "none", "tables": snapshot.tables,
                 "snapshot": snapshot.snapshot_id,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
-        copies = [plan.finish(base, content_sha256) for plan in plans]
+        copies = [plan.finish(base, content_sha256, manifest_key, saved_globals=saved_globals)
+                  for plan in plans]
     except BaseException:
         for plan in plans:
             plan.discard()
@@ -199,26 +213,40 @@ class _Plan:
                   else nullcontext(self.stored)) as sink:
                 yield sink
 
-    def finish(self, base: dict[str, object], content_sha256: str) -> Copy:
-        """Write the manifest of a stored artifact, or report why there is none."""
+    def finish(self, base: dict[str, object], content_sha256: str,
+               manifest_key: bytes | None = None, *, saved_globals: bytes) -> Copy:
+        """Write the globals sidecar and the manifest of a stored artifact, or report why
+        there is none."""
         if self.error is not None:
             return Copy(self.target, None, _sentence(self.error))
         assert self.stored is not None
+        try:
+            sidecar = write_globals(self.target.storage, globals_name(self.artifact),
+                                    saved_globals, base["compression"] == "zstd",
+                                    self.recipients)
+        except Exception as exc:
+            return self._failed(exc)
         encrypted = self.recipients is not None
         manifest = Manifest.model_validate({
             **base, "artifact": self.artifact, "size": self.target.storage.size(self.artifact),
             "sha256": self.stored.hexdigest(),
             "encryption": Encryption(recipients=[str(r) for r in self.recipients or []])
             if encrypted else None,
-            "content_sha256": content_sha256 if encrypted else None})
+            "content_sha256": content_sha256 if encrypted else None, "globals": sidecar})
+        if manifest_key is not None:
+            manifest = manifest.signed(manifest_key)
         try:
             write_manifest(self.target.storage, manifest)
         except Exception as exc:
-            self.discard()
-            if self.target.required:
-                raise
-            return Copy(self.target, None, _sentence(exc))
+            return self._failed(exc)
         return Copy(self.target, manifest)
+
+    def _failed(self, exc: Exception) -> Copy:
+        """A write after the artifact failed: nothing stays; a required target raises."""
+        self.discard()
+        if self.target.required:
+            raise exc
+        return Copy(self.target, None, _sentence(exc))
 
     def discard(self) -> None:
         """Delete what this dump wrote here. Only a target whose writer was opened (so both
@@ -226,7 +254,7 @@ class _Plan:
         another run's files under these names, or be unreachable."""
         if self.stored is None:
             return
-        for name in (manifest_name(self.backup_id), self.artifact):
+        for name in (manifest_name(self.backup_id), globals_name(self.artifact), self.artifact):
             with suppress(Exception):  # a target that is gone keeps nothing to delete
                 self.target.storage.delete(name)
 

@@ -7,13 +7,22 @@ The file checks itself: ``manifest_sha256`` is the SHA-256 of the canonical seri
 of all the other fields, and the file must be exactly the canonical serialization of its
 content, so any changed byte is detected when it is read.
 
-Fields added later (``encryption``, ``content_sha256``) are left out of the file when
-unset, so manifests written before them keep their canonical form and self-checksum.
+Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``) are left
+out of the file when unset, so manifests written before them keep their canonical form and
+self-checksum.
+
+The self-checksum catches damage, not a forger (anyone can recompute it). ``signature``
+authenticates: ``hmac-sha256:<key id>:<hex>``, an HMAC-SHA256 under a key the caller holds
+(the app's manifest key) over the canonical serialization of every field but itself and the
+self-checksum. :func:`authenticate` tells a manifest signed with the given key from one
+signed with another key, an unsigned one and a forged one. The key is never in the file:
+its id is a short HMAC of a fixed label, which names the key without revealing it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -35,8 +44,14 @@ from pgbackup.storage import Storage, validate_name
 BackupKind = Literal["full", "schema-only"]
 KINDS: tuple[BackupKind, ...] = ("full", "schema-only")
 SELF_CHECKSUM_FIELD = "manifest_sha256"
-_OMITTED_WHEN_UNSET = ("encryption", "content_sha256")
+_OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals")
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
+SIGNATURE_FIELD = "signature"
+_SIGNATURE_RE = re.compile(r"^hmac-sha256:(?P<key_id>[0-9a-f]{16}):(?P<mac>[0-9a-f]{64})$")
+# What authenticate() says of a manifest: signed with the given key; not signed; signed
+# with another key (another install, an earlier key); signed with the given key's id but
+# not matching (forged, or changed after signing); not checked (no key given).
+Authenticity = Literal["authenticated", "unsigned", "foreign", "forged", "unchecked"]
 
 
 class ManifestError(ValueError):
@@ -78,6 +93,22 @@ class Encryption(BaseModel):
         return value
 
 
+class GlobalsFile(BaseModel):
+    """The sidecar holding the roles and database settings (see pgbackup.globals): stored
+    compressed and encrypted as the artifact is; ``size`` and ``sha256`` of the stored bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=_SHA256_PATTERN)
+
+    @field_validator("file")
+    @classmethod
+    def _check_file(cls, value: str) -> str:
+        return validate_name(value)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -101,6 +132,8 @@ class Manifest(BaseModel):
     encryption: Encryption | None = None
     # the archive bytes before encryption (after compression); set when encrypted only
     content_sha256: str | None = Field(default=None, pattern=_SHA256_PATTERN)
+    signature: str | None = Field(default=None, pattern=_SIGNATURE_RE.pattern)
+    globals: GlobalsFile | None = None  # the saved roles and database settings
 
     @field_validator("backup_id", "parent_id")
     @classmethod
@@ -142,13 +175,53 @@ class Manifest(BaseModel):
         data = self.model_dump(mode="json")
         return {k: v for k, v in data.items() if v is not None or k not in _OMITTED_WHEN_UNSET}
 
+    def signed(self, key: bytes) -> Manifest:
+        """This manifest with its signature under ``key``."""
+        return self.model_copy(update={SIGNATURE_FIELD: _signature(self, key)})
+
+
+def key_id(key: bytes) -> str:
+    """A short name for ``key`` (16 hex digits) that does not reveal it."""
+    if not key:
+        raise ValueError("the manifest key is empty")
+    return hmac.new(key, b"pgbackup manifest key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _signature(manifest: Manifest, key: bytes) -> str:
+    fields = {k: v for k, v in manifest._fields().items() if k != SIGNATURE_FIELD}
+    mac = hmac.new(key, _canonical(fields), hashlib.sha256).hexdigest()
+    return f"hmac-sha256:{key_id(key)}:{mac}"
+
+
+def authenticate(manifest: Manifest, key: bytes | None) -> Authenticity:
+    """Whether ``manifest`` was signed with ``key`` (see :data:`Authenticity`)."""
+    if manifest.signature is None:
+        return "unsigned"
+    if key is None:
+        return "unchecked"
+    match = _SIGNATURE_RE.fullmatch(manifest.signature)
+    assert match is not None  # the field is validated against the pattern
+    if match["key_id"] != key_id(key):
+        return "foreign"
+    return ("authenticated" if hmac.compare_digest(manifest.signature, _signature(manifest, key))
+            else "forged")
+
+
+def signature_key_id(manifest: Manifest) -> str | None:
+    """The id of the key ``manifest`` says it was signed with."""
+    match = _SIGNATURE_RE.fullmatch(manifest.signature or "")
+    return match["key_id"] if match else None
+
 
 def _canonical(data: dict[str, Any]) -> bytes:
     """Stable JSON: sorted keys, two-space indent, ASCII only, trailing newline."""
     return (json.dumps(data, sort_keys=True, indent=2) + "\n").encode("ascii")
 
 
-def write_manifest(storage: Storage, manifest: Manifest) -> None:
+def write_manifest(storage: Storage, manifest: Manifest, key: bytes | None = None) -> None:
+    """Write ``manifest`` beside its artifact, signed with ``key`` when one is given."""
+    if key is not None:
+        manifest = manifest.signed(key)
     with storage.atomic_writer(manifest_name(manifest.backup_id)) as handle:
         handle.write(manifest.to_json().encode("ascii"))
 

@@ -66,6 +66,10 @@ class Storage(Protocol):
         """Where ``name`` lives, for people: a path or an s3:// URL (no secret)."""
         ...
 
+    def list_names(self) -> list[str]:
+        """Sorted names of the complete objects directly in it (no unfinished writes)."""
+        ...
+
     def remove_partial_for(self, name: str) -> bool:
         """Discard an unfinished write of ``name`` (one whose writer was killed); True if
         there was one."""

@@ -25,7 +25,14 @@ from pgbackup.connection import tool_env
 from pgbackup.encryption import Identity
 from pgbackup.errors import DecryptionError
 from pgbackup.ids import artifact_name
-from pgbackup.manifest import Manifest, ManifestError, TableInfo, read_manifest
+from pgbackup.manifest import (
+    Manifest,
+    ManifestError,
+    TableInfo,
+    authenticate,
+    read_manifest,
+    signature_key_id,
+)
 from pgbackup.processes import die_with_parent
 from pgbackup.storage import Storage
 from pgbackup.streams import CHUNK_SIZE, HashingReader, Readable
@@ -63,9 +70,10 @@ class VerifyResult:
 
 def check_integrity(
     storage: Storage, backup_id: str, pg_restore: str = "pg_restore",
-    identities: Sequence[Identity] | None = None,
+    identities: Sequence[Identity] | None = None, manifest_key: bytes | None = None,
 ) -> VerifyResult:
-    """Check a stored backup, in order: ``manifest``, ``artifact-exists``, ``size``, then in
+    """Check a stored backup, in order: ``manifest``, ``manifest-signature`` (only given a
+    ``manifest_key``; fails only when forged), ``artifact-exists``, ``size``, then in
     one read of the artifact ``sha256``, for an encrypted backup ``decrypt`` and
     ``content-sha256``, then ``decompress`` and ``toc``. Stops early only when the later
     checks cannot run (no usable manifest, no artifact, no decryption).
@@ -76,6 +84,8 @@ def check_integrity(
     manifest, manifest_check = _check_manifest(storage, backup_id)
     checks = [manifest_check]
     if manifest is not None:
+        if manifest_key is not None:
+            checks.append(check_signature(manifest, manifest_key))
         checks.append(_check_exists(storage, manifest))
         if checks[-1].ok:
             checks.append(_check_size(storage, manifest))
@@ -125,13 +135,13 @@ def _check_manifest(storage: Storage, backup_id: str) -> tuple[Manifest | None, 
         return None, Check("manifest", False, "the manifest file is missing")
     except ManifestError as exc:
         return None, Check("manifest", False, str(exc))
-    problem = _mismatch(manifest, backup_id)
+    problem = mismatch(manifest, backup_id)
     if problem:
         return None, Check("manifest", False, problem)
     return manifest, Check("manifest", True, "readable, self-checksum matches")
 
 
-def _mismatch(manifest: Manifest, backup_id: str) -> str | None:
+def mismatch(manifest: Manifest, backup_id: str) -> str | None:
     """Why a well-formed manifest cannot describe ``backup_id``'s files, if it cannot."""
     if manifest.backup_id != backup_id:
         return f"the manifest of {backup_id} describes {manifest.backup_id}"
@@ -141,6 +151,25 @@ def _mismatch(manifest: Manifest, backup_id: str) -> str | None:
     if manifest.artifact != expected:
         return f"artifact {manifest.artifact} should be named {expected}"
     return None
+
+
+def check_signature(manifest: Manifest, key: bytes) -> Check:
+    """``manifest-signature``: failed only for a forged manifest. An unsigned one (written
+    before manifests were signed) or one signed with another key passes, saying so: the
+    other checks still tie the files to what the manifest says."""
+    name = "manifest-signature"
+    verdict = authenticate(manifest, key)
+    if verdict == "authenticated":
+        return Check(name, True, "signed with this install's manifest key")
+    if verdict == "forged":
+        return Check(name, False, "the signature does not match the manifest's content: it "
+                     "was forged or changed after it was written")
+    return Check(name, True, {
+        "unsigned": "not checked: the manifest is not signed (written before manifests "
+                    "were signed)",
+        "foreign": f"not checked: signed with another key (key id "
+                   f"{signature_key_id(manifest)}), not this install's manifest key",
+    }[verdict])
 
 
 def _check_exists(storage: Storage, manifest: Manifest) -> Check:

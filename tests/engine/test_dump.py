@@ -29,6 +29,7 @@ from pgbackup import (
     read_manifest,
     run_dump,
 )
+from pgbackup.globals import globals_name
 from pgbackup.tablestats import table_stats
 from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import (
@@ -81,7 +82,8 @@ def test_manifest_describes_the_stored_backup(pagila: str, storage: LocalStorage
     artifact = storage.path(manifest.artifact)
 
     assert read_manifest(storage, manifest.backup_id) == manifest
-    assert stored_files(storage) == sorted([manifest.artifact, manifest_name(manifest.backup_id)])
+    assert stored_files(storage) == sorted([manifest.artifact, manifest_name(manifest.backup_id),
+                                            globals_name(manifest.artifact)])
     sha256sum = subprocess.run(
         [require_tool("sha256sum"), str(artifact)], capture_output=True, text=True, check=True
     )

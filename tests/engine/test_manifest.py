@@ -5,8 +5,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from pgbackup import Encryption, LocalStorage, Manifest, TableInfo, read_manifest, write_manifest
-from pgbackup.manifest import ManifestError
+from pgbackup import (
+    Encryption,
+    LocalStorage,
+    Manifest,
+    TableInfo,
+    check_integrity,
+    read_manifest,
+    write_manifest,
+)
+from pgbackup.manifest import ManifestError, authenticate, key_id
 
 BACKUP_ID = "backup-2024-01-15T10-30-00-000Z"
 
@@ -129,8 +137,9 @@ def test_a_manifest_written_before_encryption_existed_still_reads(
 ) -> None:
     """Such a file has neither ``encryption`` nor ``content_sha256``, and its self-checksum
     covers the other fields only."""
-    data = make_manifest().model_dump(mode="json")
-    del data["encryption"], data["content_sha256"]
+    data = {key: value for key, value in make_manifest().model_dump(mode="json").items()
+            if value is not None or key == "parent_id"}  # the fields an older version wrote
+    assert {"encryption", "content_sha256", "signature"}.isdisjoint(data)
     canonical = json.dumps(data, sort_keys=True, indent=2) + "\n"
     data["manifest_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
     manifest_path(storage).write_text(json.dumps(data, sort_keys=True, indent=2) + "\n")
@@ -164,3 +173,112 @@ def test_encrypted_manifest_round_trip(storage: LocalStorage) -> None:
 def test_invalid_encryption_fields_are_rejected(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         make_encrypted(**overrides)
+
+
+# -- signatures --------------------------------------------------------------------------
+
+KEY = b"k" * 32
+OTHER_KEY = b"o" * 32
+
+
+def resealed(text: str, edit) -> str:
+    """``text`` (a manifest file) with ``edit`` applied to its fields and its self-checksum
+    recomputed: only a signature can tell it from the original."""
+    data = json.loads(text)
+    del data["manifest_sha256"]
+    edit(data)
+    canonical = json.dumps(data, sort_keys=True, indent=2) + "\n"
+    data["manifest_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
+    return json.dumps(data, sort_keys=True, indent=2) + "\n"
+
+
+def test_a_signed_manifest_round_trips_and_authenticates(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest(), KEY)
+    data = json.loads(manifest_path(storage).read_text())
+    assert data["signature"] == make_manifest().signed(KEY).signature
+    assert data["signature"].startswith(f"hmac-sha256:{key_id(KEY)}:")
+    manifest = read_manifest(storage, BACKUP_ID)
+    assert manifest == make_manifest().signed(KEY)
+    assert authenticate(manifest, KEY) == "authenticated"
+    assert authenticate(manifest, None) == "unchecked"
+    assert KEY.decode() not in manifest_path(storage).read_text()
+
+
+def test_the_signature_is_covered_by_the_self_checksum(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest(), KEY)
+    text = manifest_path(storage).read_text()
+    manifest_path(storage).write_text(text.replace('"signature": "hmac-sha256:',
+                                                   '"signature": "hmac-sha256:0', 1)[:-1])
+    with pytest.raises(ManifestError):
+        read_manifest(storage, BACKUP_ID)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda data: data.update(size=11),
+    lambda data: data.update(sha256="c" * 64),
+    lambda data: data["tables"][0].update(rows=201),
+    lambda data: data.update(database="elsewhere"),
+])
+def test_a_changed_field_with_a_recomputed_self_checksum_is_forged(
+    storage: LocalStorage, edit
+) -> None:
+    write_manifest(storage, make_manifest(), KEY)
+    manifest_path(storage).write_text(resealed(manifest_path(storage).read_text(), edit))
+    manifest = read_manifest(storage, BACKUP_ID)  # the self-checksum is satisfied
+    assert authenticate(manifest, KEY) == "forged"
+
+
+def test_a_manifest_signed_with_another_key_is_foreign(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest(), OTHER_KEY)
+    manifest = read_manifest(storage, BACKUP_ID)
+    assert authenticate(manifest, KEY) == "foreign"
+    assert authenticate(manifest, OTHER_KEY) == "authenticated"
+    assert key_id(KEY) != key_id(OTHER_KEY)
+
+
+def test_an_unsigned_manifest_still_reads_and_says_so(storage: LocalStorage) -> None:
+    write_manifest(storage, make_manifest())
+    assert "signature" not in json.loads(manifest_path(storage).read_text())
+    assert authenticate(read_manifest(storage, BACKUP_ID), KEY) == "unsigned"
+
+
+def test_a_stripped_signature_makes_it_unsigned_not_authenticated(
+    storage: LocalStorage,
+) -> None:
+    write_manifest(storage, make_manifest(), KEY)
+    manifest_path(storage).write_text(
+        resealed(manifest_path(storage).read_text(), lambda data: data.pop("signature")))
+    assert authenticate(read_manifest(storage, BACKUP_ID), KEY) == "unsigned"
+
+
+@pytest.mark.parametrize("signature", ["hmac-sha256:xyz", "sha1:" + "a" * 40,
+                                       f"hmac-sha256:{'a' * 16}:{'b' * 63}"])
+def test_malformed_signatures_are_invalid(signature: str) -> None:
+    with pytest.raises(ValidationError):
+        make_manifest(signature=signature)
+
+
+def test_an_empty_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        make_manifest().signed(b"")
+
+
+def test_verification_checks_the_signature_when_given_a_key(storage: LocalStorage) -> None:
+    """``manifest-signature`` fails for a forged manifest only; without a key it is not
+    among the checks."""
+    def signature_check(key: bytes | None):
+        return [(c.ok, c.detail) for c in check_integrity(storage, BACKUP_ID,
+                                                          manifest_key=key).checks
+                if c.name == "manifest-signature"]
+
+    write_manifest(storage, make_manifest(), KEY)
+    assert signature_check(KEY) == [(True, "signed with this install's manifest key")]
+    assert signature_check(None) == []
+    assert signature_check(OTHER_KEY)[0][0] is True
+    assert "signed with another key" in signature_check(OTHER_KEY)[0][1]
+    manifest_path(storage).write_text(resealed(manifest_path(storage).read_text(),
+                                               lambda data: data.update(size=11)))
+    assert signature_check(KEY)[0][0] is False
+    write_manifest(storage, make_manifest())
+    assert signature_check(KEY) == [(True, "not checked: the manifest is not signed "
+                                           "(written before manifests were signed)")]

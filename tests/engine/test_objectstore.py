@@ -364,6 +364,18 @@ def test_list_names_is_flat_and_valid_only(s3_server: S3Server, bucket: str) -> 
     assert s3(s3_server, bucket, prefix="").list_names() == ["elsewhere.dump"]
 
 
+def test_list_names_reads_every_page(s3_server: S3Server, bucket: str) -> None:
+    """S3 answers at most 1,000 keys a request: a rescan of a bigger prefix must see all."""
+    storage = s3(s3_server, bucket, prefix="many")
+    calls = record_calls(storage, "ListObjectsV2")
+    client = s3_server.client()
+    names = [f"backup-{number:04d}.manifest.json" for number in range(1003)]
+    for name in names:
+        client.put_object(Bucket=bucket, Key=f"many/{name}", Body=b"")
+    assert storage.list_names() == names
+    assert len(calls) == 2
+
+
 def test_abandoned_uploads_are_listed_and_aborted(s3_server: S3Server, bucket: str) -> None:
     client = s3_server.client()
     client.create_multipart_upload(Bucket=bucket, Key="backups/killed.dump")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackup import LocalStorage, validate_name
+from pgbackup import LocalStorage, Storage, validate_name
 
 
 def mode(path: Path) -> int:
@@ -75,3 +75,17 @@ def test_delete_and_partials(storage: LocalStorage) -> None:
     assert storage.remove_partial_for("left.dump") is True
     assert storage.remove_partial_for("left.dump") is False
     assert storage.list_partials() == []
+
+
+def test_list_names_is_the_complete_files_sorted(storage: LocalStorage) -> None:
+    """What a rescan reads: final names only, never an unfinished write, a directory or a
+    name the storage would refuse."""
+    with storage.atomic_writer("b.manifest.json") as handle:
+        handle.write(b"{}")
+        assert storage.list_names() == []  # still a .partial
+    (storage.root / "a.dump.zst").write_bytes(b"a")
+    (storage.root / "RESTORE").write_text("kit")
+    (storage.root / "sub").mkdir()
+    (storage.root / "sp ace").write_bytes(b"x")
+    any_storage: Storage = storage  # list_names is part of the protocol
+    assert any_storage.list_names() == ["RESTORE", "a.dump.zst", "b.manifest.json"]
