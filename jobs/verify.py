@@ -11,6 +11,7 @@ from jobs.context import app_context
 from jobs.progress import save_progress, tag_job
 from pgbackup import (
     RestoreProgress,
+    Storage,
     VerifyResult,
     read_manifest,
     scratch_name,
@@ -35,11 +36,12 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         if backup is None:
             raise RuntimeError(f"backup {backup_id} no longer exists")
         save_progress(phase="integrity")
-        result = check_stored(backup)
+        source = copies.source(backup, decrypting=level == "restore")
+        result = check_stored(backup, source)
         if level == "restore" and result.is_valid:
             job_id = get_current_job().id
             try:
-                result = _with_test_restore(backup, result, job_id)
+                result = _with_test_restore(backup, source.storage, result, job_id)
             finally:
                 for sentence in drop_claimed(job_id):
                     log.warning("verification of %s: %s", backup.id, sentence)
@@ -54,9 +56,10 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         return backup.verification_result
 
 
-def _with_test_restore(backup: Backup, integrity: VerifyResult, job_id: str) -> VerifyResult:
-    """Restore into a scratch database (always dropped) and compare with the manifest."""
-    store, _copy = copies.source(backup)
+def _with_test_restore(backup: Backup, store: Storage, integrity: VerifyResult,
+                       job_id: str) -> VerifyResult:
+    """Restore the copy in ``store`` into a scratch database (always dropped) and compare
+    with the manifest."""
     manifest = read_manifest(store, backup.id)
     name = claim_database(job_id, scratch_name("verify"))
     with scratch_restore(target_connection(), store, manifest, name,

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from flask import current_app
 from sqlalchemy import func, or_, select
 
-from services import health, notifications
+from services import destination_health, destinations, health, notifications
 from services.extensions import db
 from services.models import UNRESTORABLE, Alert, Backup, Restore, Schedule
 from services.schedules import as_utc, now_utc, timing
@@ -50,7 +51,7 @@ def desired_problems(now: datetime | None = None) -> dict[str, Problem]:
     """Every problem that exists at ``now`` (default: now), by key."""
     now = as_utc(now) if now else now_utc()
     found = [*_late_schedules(now), *_failed_backups(now), *_failed_restores(now),
-             *_corrupted_backups(now), *_health_problems(now)]
+             *_corrupted_backups(now), *_health_problems(now), *_failing_destinations()]
     return {problem.key: problem for problem in found}
 
 
@@ -101,6 +102,19 @@ def _corrupted_backups(now: datetime) -> Iterator[Problem]:
         yield Problem(f"backup-invalid:{backup.id}", "critical",
                       f"backup {backup.id} is corrupted: verification failed "
                       f"({failed or 'see its verification result'})")
+
+
+def _failing_destinations() -> Iterator[Problem]:
+    """Destinations whose last COPY_FAILURE_ALERT_AFTER copies or more all failed; the
+    alert clears once one stores a copy again."""
+    threshold = current_app.config["COPY_FAILURE_ALERT_AFTER"]
+    names = [destination.name for destination in destinations.list_destinations()]
+    for name, state in destination_health.health_of(names).items():
+        if state.consecutive_failures >= threshold:
+            yield Problem(f"destination-failing:{name}", "critical",
+                          f"copies to destination {name} keep failing "
+                          f"({state.consecutive_failures} in a row): "
+                          f"{_first_line(state.last_error)}")
 
 
 def _health_problems(now: datetime) -> list[Problem]:

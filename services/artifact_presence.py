@@ -24,7 +24,7 @@ from pgbackup import (
     manifest_name,
     read_manifest,
 )
-from services import activity, copies
+from services import activity, copies, manifest_key
 from services.json_shapes import verification_record
 from services.models import Backup, BackupCopy
 
@@ -72,14 +72,20 @@ def state_of(failed: Check) -> str:
     return MISSING if failed.name in ("artifact-exists", "manifest") else "corrupted"
 
 
-def check_stored(backup: Backup) -> VerifyResult:
-    """The integrity check of the copy ``backup`` is read from (a local one first), then a
-    ``catalog`` check of what the catalog recorded for that copy. Encrypted copies are
-    decrypted with BACKUP_AGE_IDENTITIES when it is set."""
-    store, copy = copies.source(backup)
-    result = check_integrity(store, backup.id, identities=copies.identities())
+def check_stored(backup: Backup, source: copies.Source | None = None) -> VerifyResult:
+    """The integrity check of the copy ``backup`` is read from (``source``, else the first
+    readable one, local first), then a ``catalog`` check of what the catalog recorded for
+    that copy; a warning names the copy when others were skipped. Encrypted copies are
+    decrypted with BACKUP_AGE_IDENTITIES when it is set; the manifest's signature is
+    checked with the app's manifest key."""
+    source = source or copies.source(backup, decrypting=False)
+    store, copy = source.storage, source.copy
+    result = check_integrity(store, backup.id, identities=copies.identities(),
+                             manifest_key=manifest_key.key())
     if result.checks[0].ok:  # the manifest is readable and names this backup
         result.checks.append(_row_check(backup, copy, read_manifest(store, backup.id)))
+    if source.note:
+        result.warnings.append(source.note)
     return result
 
 
@@ -110,7 +116,16 @@ def problem(backup: Backup) -> str:
 def failed_check(backup: Backup) -> Check | None:
     """The first of the integrity checks' cheap parts that fails, named as they are, for
     the copy in BACKUP_DIR (a backup without one is not checked here: its destinations
-    are checked by verification)."""
+    are checked by verification). A local copy that is gone does not make a backup
+    ``missing`` while another copy is stored: verification and restore read that one."""
+    failed = _local_failure(backup)
+    if failed is not None and state_of(failed) == MISSING and any(
+            copy.status == "stored" and copy.destination != "local" for copy in backup.copies):
+        return None
+    return failed
+
+
+def _local_failure(backup: Backup) -> Check | None:
     local = [copy for copy in backup.copies
              if copy.destination == "local" and copy.status == "stored"]
     if backup.copies and not local:

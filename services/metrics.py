@@ -26,6 +26,7 @@ from sqlalchemy.orm import QueryableAttribute
 
 from jobs.queues import QUEUES, queue
 from pgbackup import __version__
+from services import destination_health, destinations
 from services.extensions import db
 from services.models import (
     BACKUP_TYPES,
@@ -34,6 +35,7 @@ from services.models import (
     VERIFICATIONS,
     VERIFY_LEVELS,
     Backup,
+    BackupCopy,
     Restore,
     Schedule,
 )
@@ -42,6 +44,7 @@ DURATION_BUCKETS = (1, 5, 30, 60, 300, 900, 1800, 3600, 7200)  # seconds; +Inf i
 
 VERIFICATION_RESULTS = ("valid", "corrupted")
 QUEUE_STATES = ("queued", "started", "failed", "scheduled")
+COPY_STATUSES = ("pending", "stored", "retrying", "failed")
 
 Values = dict[tuple[str, ...], float]
 
@@ -65,6 +68,7 @@ class CatalogCollector:
         yield from verification_metrics()
         yield from restore_metrics()
         yield from queue_metrics()
+        yield from destination_metrics()
 
 
 # ---- the series ---------------------------------------------------------------------
@@ -158,6 +162,27 @@ def _queue_depths() -> Values:
         for state, registry in zip(QUEUE_STATES[1:], registries, strict=True):
             depths[name, state] = registry.get_job_count(cleanup=False)
     return depths
+
+
+def destination_metrics() -> Iterator[Metric]:
+    """Per destination (the configured ones, and any its copies still name)."""
+    named = {row.name for row in destinations.list_destinations()}
+    named |= set(db.session.scalars(select(BackupCopy.destination).distinct()))
+    health = destination_health.health_of(sorted(named))
+    yield _gauge("pgbackup_destination_copies", "Backup copies at each destination, by "
+                 "status.", ("destination", "status"),
+                 _grouped(_zeros(named, COPY_STATUSES), BackupCopy.destination,
+                          BackupCopy.status))
+    yield _gauge("pgbackup_destination_bytes_stored", "Bytes of the copies stored at each "
+                 "destination.", ("destination",),
+                 {(name,): float(h.bytes_stored) for name, h in health.items()})
+    yield _gauge("pgbackup_destination_last_good_copy_timestamp_seconds",
+                 "When each destination last stored a copy (0 if never).", ("destination",),
+                 {(name,): _timestamp(h.last_good_at) for name, h in health.items()})
+    yield _gauge("pgbackup_destination_consecutive_failures",
+                 "Copies to each destination that failed since it last stored one.",
+                 ("destination",),
+                 {(name,): float(h.consecutive_failures) for name, h in health.items()})
 
 
 # ---- helpers ------------------------------------------------------------------------
