@@ -1,4 +1,5 @@
-"""flask backup create|list|show|delete: the API's backup operations for operators and cron."""
+"""flask backup create|list|show|delete|rescan: the API's backup operations for operators
+and cron."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from blueprints.api.schemas import RestoreRequest
 from blueprints.api.serializers import backup_json, dry_run_json
 from blueprints.errors import describe_validation_error
 from commands.errors import fail_on_catalog_error
+from services import rescan as rescans
 from services import restores, verification
 from services.backups import create_backup, delete_backup, get_backup, job_status, list_backups
 from services.extensions import db
@@ -165,3 +167,33 @@ def delete(backup_id: str, yes: bool) -> None:
         click.confirm(f"Delete {backup_id} and its files for good?", abort=True)
     delete_backup(backup_id, actor="cli")
     click.echo(f"deleted {backup_id}")
+
+
+@backup_cli.command("rescan")
+@click.option("--destination", help="Only this destination (default: local and every "
+              "configured one).")
+@click.option("--accept-foreign", is_flag=True, help="Also import manifests that are "
+              "unsigned or signed with another key, once their artifact's size and SHA-256 "
+              "match.")
+@click.option("--quick", is_flag=True, help="Check the artifacts' sizes only, without "
+              "reading them whole for their SHA-256.")
+@fail_on_catalog_error
+def rescan(destination: str | None, accept_foreign: bool, quick: bool) -> None:
+    """Rebuild the catalog from the manifests found on destinations; exit 1 when a
+    manifest was tampered with or forged."""
+    report = rescans.rescan(destination, accept_foreign, quick, actor="cli")
+    for item in report.skipped:
+        where = f"{item.destination}/{item.file}" if item.file else item.destination
+        click.echo(f"skipped {where} ({item.reason}): {item.detail}")
+    for backup_id in report.imported:
+        click.echo(f"imported {backup_id}")
+    for where in report.copies_added:
+        click.echo(f"copy added {where}")
+    for where in report.accepted_foreign:
+        click.echo(f"accepted without this install's signature: {where}")
+    click.echo(f"{', '.join(report.destinations)}: {report.found} manifests, "
+               f"{len(report.imported)} backups imported, {len(report.copies_added)} copies "
+               f"added, {report.already_known} already known, {len(report.skipped)} skipped")
+    if report.alarming:
+        raise click.ClickException(f"{len(report.alarming)} manifests were tampered with or "
+                                   "forged: they were not imported")

@@ -249,8 +249,12 @@ def test_no_secret_is_written_anywhere(
         db.session.add(row)
         db.session.commit()
     api_token = Secret("API token", token, token.removeprefix("pbm_"))
+    with app.app_context():
+        from services import manifest_key
+        signing_key = manifest_key.key().hex()  # signs the manifests, never in one
+    signing = Secret("manifest key", signing_key, signing_key[8:40])
     all_secrets = [db_password, api_token, secret_key, admin_password, webhook_secret,
-                   smtp_password, slack_url, s3_secret, age_identity]
+                   smtp_password, slack_url, s3_secret, age_identity, signing]
 
     api = app.test_client()
     bearer = {"Authorization": f"Bearer {token}"}
