@@ -13,6 +13,7 @@ databases it created (or names them in its error when it cannot).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import psycopg
@@ -48,16 +49,17 @@ from services.failure_messages import describe_failure, estimated_backup_size
 from services.models import Backup, Restore
 
 
-def run_restore(restore_id: str) -> dict[str, Any]:
+def run_restore(restore_id: str, create_roles: bool = False) -> dict[str, Any]:
     with app_context():
         restore = db.session.get(Restore, restore_id)
         if restore is None or restore.status != "queued":
             raise RuntimeError(f"restore {restore_id} is not queued; refusing to run it twice")
         mark(restore, "running")
         try:
-            manifest = _checked_manifest(restore.backup_id)
+            manifest, source = _checked_source(restore.backup_id)
             with restore_lock(target_connection(), restore.target_database):
-                result = MODES[restore.mode](restore, manifest)
+                result = _read_from(MODES[restore.mode](restore, manifest, source.storage,
+                                                        create_roles), source)
         except Exception as exc:
             db.session.rollback()
             error = describe_failure(exc, storage().root,
@@ -78,35 +80,38 @@ def run_restore(restore_id: str) -> dict[str, Any]:
         return result
 
 
-def _checked_manifest(backup_id: str) -> Manifest:
-    """Never restore from an artifact that fails its integrity check, or that its catalog
-    row no longer describes."""
+def _checked_source(backup_id: str) -> tuple[Manifest, copies.Source]:
+    """The first copy that can be read and decrypted (local first); never one that fails
+    its integrity check, or that its catalog row no longer describes."""
     backup = db.session.get(Backup, backup_id)
     if backup is None:
         raise RestoreError(f"backup {backup_id} no longer exists")
-    integrity = check_stored(backup)
+    source = copies.source(backup)
+    integrity = check_stored(backup, source)
     if not integrity.is_valid:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok)
         raise RestoreError(f"backup {backup_id} failed its integrity check ({failed})")
-    return read_manifest(copies.source(backup)[0], backup_id)
+    return read_manifest(source.storage, backup_id), source
 
 
-def _source(restore: Restore) -> Storage:
-    """The storage holding the copy the restore reads (as _checked_manifest chose it)."""
-    backup = db.session.get(Backup, restore.backup_id)
-    assert backup is not None  # _checked_manifest refused a backup that is gone
-    return copies.source(backup)[0]
+def _read_from(result: dict[str, Any], source: copies.Source) -> dict[str, Any]:
+    """The result says which copy was restored, and why the ones before it were not."""
+    read_from = source.copy.destination if source.copy else "local"
+    notes = [source.note] if source.note else []
+    return {**result, "readFrom": read_from, "warnings": [*result["warnings"], *notes]}
 
 
-def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+def _into_new_database(restore: Restore, manifest: Manifest, store: Storage,
+                       create_roles: bool) -> dict[str, Any]:
     """Restore into a working database, then rename it to the target: the target name
     never holds a half-restored database, and an existing one is never touched."""
     server, target = target_connection(), restore.target_database
     working = claim_database(restore.job_id, working_name(target))
-    report = restore_checked(server, working, _source(restore), manifest,
+    report = restore_checked(server, working, store, manifest,
                              like=current_app.config["TARGET_DATABASE"],
                              progress=report_restore_progress,
-                             identities=copies.identities())
+                             identities=copies.identities(), create_missing_roles=create_roles,
+                             settings_as=target, settings_comment=False)  # comment: the mark
     _require_match(report, server)
     set_database_comment(server, working, restored_mark(restore))  # see jobs.reconcile
     try:
@@ -117,15 +122,17 @@ def _into_new_database(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     return {**_result(report), "database": target}
 
 
-def _rehearsal(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+def _rehearsal(restore: Restore, manifest: Manifest, store: Storage,
+               create_roles: bool) -> dict[str, Any]:
     name = claim_database(restore.job_id, scratch_name("rehearsal"))
-    with scratch_restore(target_connection(), _source(restore), manifest, name,
-                         progress=report_restore_progress,
-                         identities=copies.identities()) as report:
+    with scratch_restore(target_connection(), store, manifest, name,
+                         progress=report_restore_progress, identities=copies.identities(),
+                         create_missing_roles=create_roles) as report:
         return _result(report)
 
 
-def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
+def _overwrite(restore: Restore, manifest: Manifest, store: Storage,
+               create_roles: bool) -> dict[str, Any]:
     server = target_connection()
     live = restore.target_database
     safety = new_backup_row("full", origin="safety", job_id=restore.job_id)
@@ -134,9 +141,10 @@ def _overwrite(restore: Restore, manifest: Manifest) -> dict[str, Any]:
     dump_into(safety, phase="safety-backup")
     follow_up(safety)
     replacement = claim_database(restore.job_id, working_name(live))
-    report = restore_checked(server, replacement, _source(restore), manifest, like=live,
+    report = restore_checked(server, replacement, store, manifest, like=live,
                              progress=report_restore_progress,
-                             identities=copies.identities())
+                             identities=copies.identities(), create_missing_roles=create_roles,
+                             settings_as=live)
     _require_match(report, server)
     restore.replacement_database, restore.retired_database = replacement, retired_name(live)
     db.session.commit()  # before the swap: see jobs.reconcile._swap_state
@@ -169,6 +177,8 @@ def _result(report: RecoveryReport) -> dict[str, Any]:
         "itemsRestored": report.outcome.items_total,
         "restoreMs": report.outcome.duration_ms,
         "skippedRoles": report.skipped_roles,
+        "rolesCreated": report.roles_created.roles if report.roles_created else [],
+        "databaseSettings": asdict(report.settings) if report.settings else None,
         "warnings": report.warnings,
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks],
     }

@@ -40,6 +40,7 @@ from pgbackup import (
     manifest_name,
     new_backup_id,
 )
+from pgbackup.globals import globals_name
 from services import activity, artifact_presence, copies
 from services.artifact_presence import check_files
 from services.destinations import resolve as resolve_destinations
@@ -268,6 +269,9 @@ def _remove_from(store: Storage, artifact: str | None, backup_id: str) -> None:
     if artifact:
         store.delete(artifact)
         store.remove_partial_for(artifact)  # a killed writer's .partial or S3 upload
+        sidecar = globals_name(artifact)  # the saved roles and database settings
+        store.delete(sidecar)
+        store.remove_partial_for(sidecar)
     store.delete(manifest_name(backup_id))
 
 

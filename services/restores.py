@@ -18,6 +18,7 @@ from jobs.queues import RESTORE_QUEUE
 from pgbackup import (
     DryRunError,
     DryRunReport,
+    ObjectStoreError,
     VerifyResult,
     analyze_restore,
     database_exists,
@@ -70,10 +71,11 @@ def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
     backup = completed_backup(backup_id)
     if target_database is not None:
         _checked_name(target_database)
-    integrity = artifact_presence.check_stored(backup)
+    source = copies.source(backup)  # the first copy that can be read and decrypted
+    integrity = artifact_presence.check_stored(backup, source)
     if not integrity.is_valid:
         return DryRun(integrity, None)  # the integrity failures are the whole answer
-    store, _copy = copies.source(backup)
+    store = source.storage
     try:
         report = analyze_restore(
             target_connection(), store, read_manifest(store, backup.id),
@@ -88,19 +90,25 @@ def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
     return DryRun(integrity, report)
 
 
-def start_restore(backup_id: str, mode: str, target_database: str | None = None) -> Restore:
-    """Record and queue a restore after every check that can be made up front."""
+def start_restore(backup_id: str, mode: str, target_database: str | None = None,
+                  create_roles: bool = False) -> Restore:
+    """Record and queue a restore after every check that can be made up front;
+    ``create_roles`` first creates the missing roles from the backup's saved ones."""
     with admitted("nothing was started"):
-        restore = _record_restore(backup_id, mode, target_database)
-    activity.record("restore.start", restore.id,
-                    detail=f"{mode} of {restore.backup_id} into {restore.target_database}")
+        restore = _record_restore(backup_id, mode, target_database, create_roles)
+    creating = ", creating missing roles" if create_roles else ""
+    activity.record("restore.start", restore.id, detail=f"{mode} of {restore.backup_id} "
+                    f"into {restore.target_database}{creating}")
     return restore
 
 
-def _record_restore(backup_id: str, mode: str, target_database: str | None) -> Restore:
+def _record_restore(backup_id: str, mode: str, target_database: str | None,
+                    create_roles: bool) -> Restore:
     backup = completed_backup(backup_id)
     protected = current_app.config["TARGET_DATABASE"]
     _refuse_concurrent_restore()
+    if create_roles:
+        _require_saved_roles(backup)
     if mode == "overwrite":
         _require_admin("restoring over the protected database")
         target_database = protected
@@ -122,10 +130,25 @@ def _record_restore(backup_id: str, mode: str, target_database: str | None) -> R
     restore.job_id = restore.id
     _take_restore_slot(restore)
     enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
-            f"{mode} restore of {backup.id} into {target_database}", restore.id,
+            f"{mode} restore of {backup.id} into {target_database}", restore.id, create_roles,
             consequence="nothing was started")
     db.session.commit()
     return restore
+
+
+def _require_saved_roles(backup: Backup) -> None:
+    """Roles are created server-wide, by admins only, from the roles the backup saved."""
+    _require_admin("creating roles on the server (createRoles)")
+    try:
+        saved = read_manifest(copies.source(backup).storage, backup.id).globals
+    except (OSError, ValueError, ObjectStoreError) as exc:  # ManifestError is a ValueError
+        raise CatalogError(f"cannot read the manifest of backup {backup.id}: {exc}",
+                           status=409, code="backup_missing") from None
+    if saved is None:
+        raise CatalogError(
+            f"backup {backup.id} saved no roles (it was taken before roles were saved), so "
+            "createRoles cannot create them: create them by hand, or restore without "
+            "createRoles (without owners and grants)", status=409, code="no_saved_roles")
 
 
 def _require_admin(action: str) -> None:

@@ -21,7 +21,8 @@ def restore_backup():
             return jsonify(dryRun=True, analysis=analysis)
         rehearsal = restores.start_restore(backup_id, "rehearsal")
         return jsonify(dryRun=True, analysis=analysis, rehearsal=restore_json(rehearsal)), 202
-    restore = restores.start_restore(backup_id, params.mode, params.targetDatabase)
+    restore = restores.start_restore(backup_id, params.mode, params.targetDatabase,
+                                     create_roles=params.createRoles)
     return jsonify(restore_json(restore)), 202
 
 
