@@ -28,7 +28,7 @@ from pgbackup.encryption import parse_recipients
 from services import activity, secretbox
 from services.errors import CatalogError
 from services.extensions import db
-from services.models import BackupCopy, Destination
+from services.models import BackupCopy, Destination, Schedule
 
 BUILTIN = "local"
 SECRET_FIELD = "secretAccessKey"
@@ -42,10 +42,14 @@ class ProbeResult:
 
 
 def builtin() -> Destination:
-    """BACKUP_DIR as a destination (not a row: it follows the setting)."""
+    """BACKUP_DIR as a destination (not a row: it follows the settings, its retention
+    too)."""
+    config = current_app.config
     return Destination(id=0, name=BUILTIN, type="local",
-                       settings={"path": str(current_app.config["BACKUP_DIR"])},
-                       encrypt_to=[], required=True)
+                       settings={"path": str(config["BACKUP_DIR"])}, encrypt_to=[],
+                       required=True, retention_days=config.get("LOCAL_RETENTION_DAYS"),
+                       keep_at_least=config.get("LOCAL_KEEP_AT_LEAST")
+                       if config.get("LOCAL_RETENTION_DAYS") else None)
 
 
 def list_destinations() -> list[Destination]:
@@ -147,6 +151,7 @@ def _keep_where_copies_are(destination: Destination, fields: dict[str, Any]) -> 
     moved = [key for key in WHERE if before.get(key) != after.get(key)]
     if fields["name"] != destination.name:
         moved.insert(0, "name")
+        _refuse_if_scheduled(destination.name, "rename")
     if moved and (held := _stored_copies(destination.name)):
         raise CatalogError(
             f"destination {destination.name!r} holds {held} backup copies, which would be "
@@ -154,10 +159,22 @@ def _keep_where_copies_are(destination: Destination, fields: dict[str, Any]) -> 
             status=409, code="destination_in_use")
 
 
+def _refuse_if_scheduled(name: str, change: str) -> None:
+    """A schedule names its destinations: renaming or deleting one would break it."""
+    naming = [schedule.name for schedule in db.session.scalars(select(Schedule))
+              if name in (schedule.destinations or ())]
+    if naming:
+        raise CatalogError(
+            f"destination {name!r} is named by schedule {', '.join(sorted(naming))}: change "
+            f"{'it' if len(naming) == 1 else 'them'} first, then {change} it", status=409,
+            code="destination_in_use")
+
+
 def delete(destination_id: int, actor: str | None = None) -> None:
     """Forget a destination that holds no backup (deleting them first deletes their
     copies); one that does is refused, or its backups could no longer be restored."""
     destination = get_destination(destination_id)
+    _refuse_if_scheduled(destination.name, "delete")
     if held := _stored_copies(destination.name):
         raise CatalogError(
             f"destination {destination.name!r} holds {held} backup copies: delete those "

@@ -13,8 +13,15 @@ group of their own when a ``manual_policy`` is given):
   but they stay within the retention as evidence of what went wrong.
 - Backups of a schedule missing from ``policies`` (the schedule was deleted), and manual
   and safety backups without a ``manual_policy``, are kept until deleted by hand.
+- A backup that would be deleted while one of its copies is locked (S3 Object Lock) is
+  held until the lock ends: that is not a failure, and its unlocked copies go now
+  (``Decision.trim``).
 - Finally, a backup is never deleted while a kept backup depends on it through
   ``parent_id``: a kept incremental keeps its full and every incremental in between.
+
+Per destination (:func:`plan_copy_trims`), a destination's own retention removes its
+copies earlier than the backup goes, but never a backup's last stored copy, never a
+locked one, and never one of the destination's ``keep_at_least`` newest good copies.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class BackupFacts:
     parent_id: str | None
     schedule_id: int | None
     origin: str  # manual | safety | schedule
+    locked_until: datetime | None = None  # the latest lock among its stored copies
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class Decision:
     backup_id: str
     delete: bool
     reason: str
+    trim: bool = False  # kept for its locked copies only: delete the unlocked ones
 
 
 @dataclass(frozen=True)
@@ -160,9 +169,12 @@ def _decide(backup: BackupFacts, group: _Group, protected: bool, now: datetime) 
     if protected:
         newest = _newest(policy.keep_at_least, group)
         return Decision(backup.id, False, f"kept: {newest}, although expired ({ages})")
-    if flaw:
-        return Decision(backup.id, True, f"deleted: {flaw} and past retention ({ages})")
-    return Decision(backup.id, True, f"expired: {ages}")
+    reason = f"deleted: {flaw} and past retention ({ages})" if flaw else f"expired: {ages}"
+    if backup.locked_until is not None and backup.locked_until > now:
+        until = backup.locked_until.strftime("%Y-%m-%d %H:%M UTC")
+        return Decision(backup.id, False, f"held: {reason}, but a copy is locked until "
+                                          f"{until}; its unlocked copies are deleted", True)
+    return Decision(backup.id, True, reason)
 
 
 def _flaw(backup: BackupFacts) -> str:
@@ -211,3 +223,63 @@ def _age(age: timedelta) -> str:
 
 def _plural(count: int, unit: str) -> str:
     return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class CopyFacts:
+    """One stored copy, for its destination's retention; datetimes are aware."""
+
+    backup_id: str
+    destination: str
+    created: datetime  # the backup's
+    good: bool  # its backup is restorable (see plan_retention)
+    copies_stored: int  # how many stored copies its backup has, this one included
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CopyDecision:
+    backup_id: str
+    destination: str
+    delete: bool
+    reason: str
+
+
+def plan_copy_trims(copies: Iterable[CopyFacts], policies: Mapping[str, Policy],
+                    now: datetime) -> list[CopyDecision]:
+    """A decision per stored copy at a destination that has a policy, newest first per
+    destination. Two expired copies of one backup never both go: the second is its last."""
+    by_destination: dict[str, list[CopyFacts]] = {}
+    remaining: dict[str, int] = {}
+    for copy in sorted(copies, key=lambda c: (c.created, c.backup_id), reverse=True):
+        remaining[copy.backup_id] = copy.copies_stored
+        if copy.destination in policies:
+            by_destination.setdefault(copy.destination, []).append(copy)
+    decisions = []
+    for destination, newest_first in sorted(by_destination.items()):
+        policy = policies[destination]
+        protected = [c.backup_id for c in newest_first if c.good][: policy.keep_at_least]
+        for copy in newest_first:
+            decision = _decide_copy(copy, policy, copy.backup_id in protected,
+                                    remaining[copy.backup_id], now)
+            remaining[copy.backup_id] -= decision.delete
+            decisions.append(decision)
+    return decisions
+
+
+def _decide_copy(copy: CopyFacts, policy: Policy, protected: bool, remaining: int,
+                 now: datetime) -> CopyDecision:
+    ages = (f"{_age(max(now - copy.created, timedelta(0)))} old, retention "
+            f"{_plural(policy.retention_days, 'day')} at {copy.destination}")
+    keep = None
+    if copy.created >= now - timedelta(days=policy.retention_days):
+        keep = "within retention"
+    elif protected:
+        keep = f"one of the {policy.keep_at_least} newest good copies here (keepAtLeast)"
+    elif remaining <= 1:
+        keep = "its backup's last stored copy: the backup's own retention decides"
+    elif copy.locked_until is not None and copy.locked_until > now:
+        keep = f"locked until {copy.locked_until.strftime('%Y-%m-%d %H:%M UTC')}"
+    if keep:
+        return CopyDecision(copy.backup_id, copy.destination, False, f"kept: {keep} ({ages})")
+    return CopyDecision(copy.backup_id, copy.destination, True, f"expired: {ages}")

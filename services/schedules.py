@@ -33,6 +33,7 @@ from jobs.queues import (
 )
 from services import activity
 from services.backups import admitted, create_backup
+from services.destinations import resolve as resolve_destinations
 from services.errors import CatalogError
 from services.extensions import db
 from services.json_shapes import iso
@@ -43,7 +44,7 @@ FIELDS = {  # API name -> column
     "name": "name", "type": "type", "frequency": "frequency", "time": "time",
     "dayOfWeek": "day_of_week", "dayOfMonth": "day_of_month", "cron": "cron",
     "timezone": "timezone", "retention": "retention_days", "keepAtLeast": "keep_at_least",
-    "verify": "verify", "enabled": "enabled",
+    "verify": "verify", "enabled": "enabled", "destinations": "destinations",
 }
 API_NAMES = {column: api for api, column in FIELDS.items()}
 PER_FREQUENCY = {"weekly": "day_of_week", "monthly": "day_of_month", "cron": "cron"}
@@ -104,6 +105,8 @@ def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
     if schedule.type == "incremental":
         raise CatalogError("type: incremental backups are not available yet; use full or "
                            "schema-only", code="invalid_schedule")
+    if schedule.destinations:
+        resolve_destinations(schedule.destinations)  # each name exists, none twice
     try:
         when = timing(schedule)  # validates, enabled or not
         schedule.next_run_at = (
@@ -232,7 +235,7 @@ def _fire(schedule_id: int, slot: str, manual: bool) -> ScheduleRun | None:
     else:
         try:
             backup = create_backup(schedule.type, origin="schedule",
-                                           schedule_id=schedule.id)
+                                   schedule_id=schedule.id, destinations=schedule.destinations)
         except CatalogError as exc:
             if exc.code != "restore_running":
                 db.session.rollback()  # the run's row goes too: nothing of it is kept

@@ -8,11 +8,11 @@ with their own URL prefix are nested blueprints: endpoints ``dashboard.<panel>.<
 
 from flask import Blueprint
 
-from blueprints.dashboard import account, labels, monitoring, schedules, users
+from blueprints.dashboard import account, destinations, labels, monitoring, schedules, users
 
 bp = Blueprint("dashboard", __name__)
 labels.register(bp)
-for panel in (schedules, monitoring, users, account):
+for panel in (schedules, monitoring, users, account, destinations):
     bp.register_blueprint(panel.bp)
 
 from blueprints.dashboard import backups, page, restores  # noqa: E402  (routes on bp)

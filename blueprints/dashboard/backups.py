@@ -17,7 +17,7 @@ from blueprints.dashboard import bp
 from blueprints.dashboard.events import REFRESH_EVENT
 from blueprints.dashboard.labels import LEVEL_LABELS
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
-from services import backups
+from services import backups, copies
 from services.errors import CatalogError
 from services.models import ACTIVE_STATUSES, BACKUP_TYPES, VERIFY_LEVELS, Backup, utcnow
 from services.verification import start_verification
@@ -74,13 +74,21 @@ def create() -> str:
     kind = request.form.get("type", "")
     if kind not in BACKUP_TYPES:
         raise CatalogError(f"unknown backup type {kind!r}; use one of {BACKUP_TYPES}")
-    backups.create_backup(kind, compress="compress" in request.form)
+    backups.create_backup(kind, compress="compress" in request.form,
+                          destinations=request.form.getlist("destinations") or None)
     return render_template("partials/backups/list.html", clear_alerts=True, **page_context())
 
 
 @bp.delete("/system/backup/<backup_id:backup_id>")
 def delete(backup_id: str) -> str:
     backups.delete_backup(backup_id, actor=current_user.display_name)
+    return render_template("partials/backups/list.html", clear_alerts=True, **page_context())
+
+
+@bp.post("/system/backup/<backup_id:backup_id>/copies/<destination>/retry")
+def retry_copy(backup_id: str, destination: str) -> str:
+    """Queue another attempt at a failed copy; the card shows it ``retrying``."""
+    copies.retry(backup_id, destination, actor=current_user.display_name)
     return render_template("partials/backups/list.html", clear_alerts=True, **page_context())
 
 

@@ -40,8 +40,9 @@ USED_BY = {"time": ("hourly", "daily", "weekly", "monthly"), "dayOfWeek": ("week
            "dayOfMonth": ("monthly",), "cron": ("cron",)}
 NEW_FORM = {"name": "", "type": "full", "frequency": "daily", "time": "02:00",
             "dayOfWeek": "0", "dayOfMonth": "1", "cron": "", "timezone": "UTC",
-            "retention": "7", "keepAtLeast": "1", "verify": "integrity", "enabled": True}
-TEXT_FIELDS = tuple(name for name in NEW_FORM if name != "enabled")
+            "retention": "7", "keepAtLeast": "1", "verify": "integrity", "enabled": True,
+            "destinations": []}
+TEXT_FIELDS = tuple(name for name in NEW_FORM if name not in ("enabled", "destinations"))
 # The form's choices, for the macros in partials/schedules_macros.html (imported without
 # the template's context).
 bp.add_app_template_global({"type": TYPE_LABELS, "frequency": FREQUENCY_LABELS,
@@ -255,6 +256,7 @@ def _form_values(form: MultiDict[str, str]) -> dict[str, Any]:
     """The form as sent, stripped; shown again as is when it is refused."""
     values: dict[str, Any] = {name: form.get(name, "").strip() for name in TEXT_FIELDS}
     values["enabled"] = form.get("enabled") == "on"
+    values["destinations"] = form.getlist("destinations")
     return values
 
 
@@ -265,6 +267,7 @@ def _values_of(schedule: Schedule) -> dict[str, Any]:
     for name in ("time", "dayOfWeek", "dayOfMonth"):
         values[name] = values[name] or NEW_FORM[name]
     values["enabled"] = schedule.enabled
+    values["destinations"] = list(schedule.destinations or [])
     return values
 
 
@@ -278,6 +281,7 @@ def _fields(values: dict[str, Any]) -> dict[str, Any]:
         "enabled": values["enabled"],
         "retention": _whole_number("retention", values["retention"]),
         "keepAtLeast": _whole_number("keepAtLeast", values["keepAtLeast"]),
+        "destinations": values["destinations"] or None,  # none ticked: the default
     }
     for name, frequencies in USED_BY.items():
         used = frequency in frequencies

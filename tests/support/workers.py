@@ -41,13 +41,16 @@ def worker_env(app, bindir: Path) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen:
+ALL_QUEUES = ("notifications", "restores", "backups", "verifications")
+
+
+def start_worker(env: dict[str, str], *extra: str,
+                 queues: tuple[str, ...] = ALL_QUEUES) -> subprocess.Popen:
     rq = Path(sys.executable).with_name("rq")
     log = open(os.environ.get("WORKER_LOG", os.devnull), "ab")  # noqa: SIM115
     return subprocess.Popen(
         [str(rq), "worker", "--url", env["REDIS_URL"], "--worker-class",
-         "jobs.worker.BackupWorker", "--with-scheduler", *extra, "notifications", "restores",
-         "backups", "verifications"],
+         "jobs.worker.BackupWorker", "--with-scheduler", *extra, *queues],
         cwd=ROOT, env=env, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT,
     )

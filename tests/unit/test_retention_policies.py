@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.retention_policies import BackupFacts, Decision, Policy, plan_retention
+from services.retention_policies import (
+    BackupFacts,
+    CopyDecision,
+    CopyFacts,
+    Decision,
+    Policy,
+    plan_copy_trims,
+    plan_retention,
+)
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -238,6 +246,67 @@ def test_order_does_not_depend_on_input_order(seed: int) -> None:
     ]
     shuffled = random.Random(seed).sample(backups, len(backups))
     assert plan_retention(shuffled, WEEK, NOW) == plan_retention(backups, WEEK, NOW)
+
+
+def test_a_locked_copy_holds_an_expired_backup_and_its_chain() -> None:
+    locked = NOW + timedelta(days=20)
+    backups = [
+        backup("full", 30),
+        backup("inc", 20, parent="full"),
+        BackupFacts("locked", NOW - timedelta(days=10), "completed", "valid", "incremental",
+                    "inc", 3, "schedule", locked_until=locked),
+        backup("unlocked", 9, verification="corrupted"),
+        BackupFacts("lock-over", NOW - timedelta(days=9), "failed", "unverified", "full",
+                    None, 3, "schedule", locked_until=NOW - timedelta(hours=1)),
+        backup("new", 1),
+    ]
+    plan = {decision.backup_id: decision for decision in plan_retention(backups, WEEK, NOW)}
+    assert plan["locked"] == Decision(
+        "locked", False, "held: expired: 10 days old, retention 7 days, but a copy is locked "
+                         "until 2024-06-21 12:00 UTC; its unlocked copies are deleted", True)
+    assert plan["inc"] == Decision("inc", False, "kept: backup locked (kept) depends on it")
+    assert not plan["full"].delete
+    assert plan["unlocked"].delete and not plan["unlocked"].trim
+    assert plan["lock-over"].delete  # a lock that has ended holds nothing
+
+
+def copy(backup_id: str, age: float, destination: str = "local", stored: int = 2,
+         good: bool = True, locked_days: float | None = None) -> CopyFacts:
+    locked = NOW + timedelta(days=locked_days) if locked_days is not None else None
+    return CopyFacts(backup_id, destination, NOW - timedelta(days=age), good, stored, locked)
+
+
+def test_a_destinations_retention_trims_its_copies_but_never_a_last_one() -> None:
+    copies = [
+        copy("a", 40), copy("a", 40, "offsite"),
+        copy("b", 30, stored=1),
+        copy("c", 20, locked_days=3), copy("c", 20, "offsite"),
+        copy("d", 10, good=False),
+        copy("e", 9), copy("e", 9, "offsite"),
+        copy("f", 2),
+    ]
+    plan = plan_copy_trims(copies, {"local": Policy(7, keep_at_least=2)}, NOW)
+    assert [(d.backup_id, d.delete) for d in plan] == [
+        ("f", False), ("e", False), ("d", True), ("c", False), ("b", False), ("a", True)]
+    reasons = {d.backup_id: d.reason for d in plan}
+    assert reasons["f"] == "kept: within retention (2 days old, retention 7 days at local)"
+    assert reasons["e"].startswith("kept: one of the 2 newest good copies here")
+    assert reasons["d"] == "expired: 10 days old, retention 7 days at local"
+    assert reasons["c"].startswith("kept: locked until 2024-06-04 12:00 UTC")
+    assert reasons["b"].startswith("kept: its backup's last stored copy")
+    assert all(d.destination == "local" for d in plan)  # offsite has no policy
+
+
+def test_two_expired_copies_of_one_backup_do_not_both_go() -> None:
+    copies = [copy("a", 40, "nas"), copy("a", 40, "offsite"), copy("b", 1, "nas"),
+              copy("b", 1, "offsite")]
+    week = Policy(7, keep_at_least=0)
+    plan = plan_copy_trims(copies, {"nas": week, "offsite": week}, NOW)
+    assert [d for d in plan if d.backup_id == "a"] == [
+        CopyDecision("a", "nas", True, "expired: 40 days old, retention 7 days at nas"),
+        CopyDecision("a", "offsite", False, "kept: its backup's last stored copy: the "
+                     "backup's own retention decides (40 days old, retention 7 days at offsite)"),
+    ]
 
 
 def test_bad_input_is_refused() -> None:
