@@ -11,8 +11,9 @@ from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
 from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
-from pgbackup.dump import run_dump_to
-from services import activity, copies, retention
+from pgbackup.dump import Copy, run_dump_to
+from pgbackup.recoverykit import write_restore_file
+from services import activity, copies, manifest_key, retention
 from services.backups import mark, remove_files, storage, target_connection
 from services.errors import CatalogError
 from services.extensions import db
@@ -50,6 +51,8 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
             target_connection(), [target for _, target in planned], backup.id, backup.type,
             compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],
             progress=lambda progress: report_dump_progress(progress, phase),
+            manifest_key=manifest_key.key(),
+            role_passwords=current_app.config["BACKUP_ROLE_PASSWORDS"],
         )
         for (copy, _), result in zip(planned, results, strict=True):
             copies.record(copy, result)
@@ -62,6 +65,7 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
             backup, "completed", size=manifest.size, sha256=manifest.sha256,
             filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],
         )
+        leave_restore_files(results)
     except Exception as exc:
         db.session.rollback()
         error = describe_failure(exc, storage().root, estimated_backup_size(backup.database))
@@ -74,6 +78,19 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
     return manifest
 
 
+def leave_restore_files(results: list[Copy]) -> None:
+    """The recovery kit's RESTORE file at each destination that stored the completed
+    backup; one that cannot be written is logged, never fails the backup."""
+    for result in results:
+        if result.manifest is None:
+            continue
+        try:
+            write_restore_file(result.target.storage)
+        except Exception as exc:
+            current_app.logger.warning("could not write the RESTORE file at %s: %s",
+                                       result.target.name, exc)
+
+
 def _record_on_schedule(backup: Backup) -> None:
     schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
     if schedule is not None:
@@ -83,11 +100,12 @@ def _record_on_schedule(backup: Backup) -> None:
 
 def follow_up(backup: Backup) -> None:
     """Verify a new backup as its schedule says (integrity for manual and safety backups),
-    then apply its schedule's retention. Neither may turn a completed backup into a failed
-    job."""
+    then apply its schedule's retention; queue the retries of its failed copies. None may
+    turn a completed backup into a failed job."""
     schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
     level = schedule.verify if schedule else "integrity"
     try:
+        copies.retry_failed(backup)
         if level != "none":
             start_verification(backup.id, level, actor="worker")
         if schedule is not None:

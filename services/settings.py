@@ -43,14 +43,21 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         ),
         "BACKUP_DIR": str(Path(environ.get("BACKUP_DIR") or "./backups").resolve()),
         "TABLE_CHECKSUMS": _flag(environ, "TABLE_CHECKSUMS", default=True),
+        # Role password hashes in the saved globals (pgbackup.globals): only if asked.
+        "BACKUP_ROLE_PASSWORDS": _flag(environ, "BACKUP_ROLE_PASSWORDS", default=False),
         "DEFAULT_DESTINATIONS": _names(environ, "DEFAULT_DESTINATIONS") or ["local"],
         "BACKUP_AGE_IDENTITIES": environ.get("BACKUP_AGE_IDENTITIES") or None,
+        "COPY_RETRY_INTERVALS": _intervals(environ, "COPY_RETRY_INTERVALS", (60, 300, 900)),
+        "COPY_FAILURE_ALERT_AFTER": _positive_int(environ, "COPY_FAILURE_ALERT_AFTER") or 3,
         "MANUAL_RETENTION_DAYS": _positive_int(environ, "MANUAL_RETENTION_DAYS"),
         "MANUAL_KEEP_AT_LEAST": _positive_int(environ, "MANUAL_KEEP_AT_LEAST") or 1,
+        "LOCAL_RETENTION_DAYS": _positive_int(environ, "LOCAL_RETENTION_DAYS"),
+        "LOCAL_KEEP_AT_LEAST": _positive_int(environ, "LOCAL_KEEP_AT_LEAST") or 1,
         "DISK_WARNING_PERCENT": _positive_int(environ, "DISK_WARNING_PERCENT") or 80,
         "DISK_CRITICAL_PERCENT": _positive_int(environ, "DISK_CRITICAL_PERCENT") or 90,
         "DISK_WARNING_DAYS": _positive_int(environ, "DISK_WARNING_DAYS") or 7,
         "SECRET_KEY": _secret_key(environ.get("SECRET_KEY", ""), production, instance_path),
+        "MANIFEST_KEY": _manifest_key(environ.get("MANIFEST_KEY", "")),
         "APP_ENV": "production" if production else "development",
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
@@ -74,6 +81,21 @@ def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
 def _names(environ: Mapping[str, str], name: str) -> list[str]:
     """A comma-separated list of destination names (checked against the catalog at use)."""
     return [part.strip() for part in environ.get(name, "").split(",") if part.strip()]
+
+
+def _intervals(environ: Mapping[str, str], name: str, default: tuple[int, ...]
+               ) -> tuple[int, ...]:
+    """Seconds before each retry, comma-separated (``none``: no automatic retry)."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() == "none":
+        return ()
+    parts = [part.strip() for part in value.split(",")]
+    if not all(part.isdigit() for part in parts) or len(parts) > 20:
+        raise ConfigError(f"{name} must be up to 20 comma-separated whole numbers of seconds, "
+                          f"e.g. 60,300,900, or none (got {value!r})")
+    return tuple(int(part) for part in parts)
 
 
 def _positive_int(environ: Mapping[str, str], name: str) -> int | None:
@@ -170,6 +192,14 @@ def _server(host: str | None, port: Any) -> tuple[str, int]:
     if not host or host in ("127.0.0.1", "::1") or host.startswith("/"):
         host = "localhost"
     return host, int(port or 5432)
+
+
+def _manifest_key(value: str) -> str | None:
+    """The secret that signs manifests, when it is not derived from SECRET_KEY."""
+    if value and len(value) < 32:
+        raise ConfigError("MANIFEST_KEY must be at least 32 characters (or unset, to derive "
+                          "the manifest key from SECRET_KEY)")
+    return value or None
 
 
 def _secret_key(value: str, production: bool, instance_path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Backups: create, list, show, delete, download and verify."""
+"""Backups: create, list, show, delete, download, verify, and retry a failed copy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask_login import current_user
 from blueprints.api import bp
 from blueprints.api.schemas import CreateBackupRequest, ListBackupsQuery, VerifyRequest, json_body
 from blueprints.api.serializers import backup_json
-from services import activity, backups
+from services import activity, backups, copies
 from services.verification import start_verification
 
 
@@ -50,6 +50,13 @@ def download_backup(backup_id: str):
     activity.record("backup.download", backup_id)
     return send_file(path, as_attachment=True, download_name=path.name,
                      mimetype="application/octet-stream")
+
+
+@bp.post("/system/backup/<backup_id:backup_id>/copies/<destination>/retry")
+def retry_copy(backup_id: str, destination: str):
+    job_id = copies.retry(backup_id, destination, actor=current_user.display_name)
+    return jsonify(backupId=backup_id, destination=destination, jobId=job_id,
+                   status=copies.RETRYING), 202
 
 
 @bp.post("/system/backup/verify")

@@ -15,8 +15,8 @@ from pydantic import AfterValidator, Field, StrictBool, TypeAdapter, model_valid
 
 from blueprints.api import bp
 from blueprints.api.schemas import Name, Printable, Strict, json_body
-from blueprints.api.serializers import iso
-from services import destinations
+from blueprints.api.serializers import destination_health_json, iso
+from services import destination_health, destinations, rescan
 from services.models import Destination
 
 # ---- request schemas ----------------------------------------------------------------
@@ -139,6 +139,8 @@ def destination_json(destination: Destination) -> dict[str, Any]:
         "objectLock": ({"mode": destination.lock_mode, "days": destination.lock_days}
                        if destination.lock_mode else None),
         "createdAt": iso(destination.created_at),
+        "health": destination_health_json(
+            destination_health.health_of([destination.name])[destination.name]),
     }
     if destination.type == "s3":
         body[destinations.SECRET_FIELD] = "set" if destination.secret else None
@@ -182,3 +184,16 @@ def delete_destination(destination_id: int):
 def test_destination(destination_id: int):
     result = destinations.probe(destinations.get_destination(destination_id))
     return jsonify(ok=result.ok, message=result.message)
+
+
+class RescanRequest(Strict):
+    destination: Name | None = None  # None: local and every configured destination
+    acceptForeign: StrictBool = False
+
+
+@bp.post("/system/destinations/rescan")
+def rescan_destinations():
+    request = RescanRequest.model_validate(json_body())
+    job_id = rescan.start_rescan(request.destination, request.acceptForeign,
+                                 actor=current_user.display_name)
+    return jsonify(jobId=job_id), 202

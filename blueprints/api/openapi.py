@@ -61,10 +61,11 @@ BACKUP_COPY = {
     "type": "object",
     "description": "The backup at one destination, checked there by its SHA-256.",
     "required": ["destination", "status", "required", "encrypted", "size", "sha256",
-                 "location", "error", "lockedUntil", "storedAt"],
+                 "location", "error", "lockedUntil", "storedAt", "attempts", "attemptedAt"],
     "properties": {
         "destination": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "stored", "failed"]},
+        "status": {"type": "string", "enum": ["pending", "stored", "retrying", "failed"],
+                   "description": "retrying: a write failed and another is queued or running"},
         "required": {"type": "boolean"},
         "encrypted": {"type": "boolean"},
         "size": NULLABLE_INT,
@@ -73,6 +74,9 @@ BACKUP_COPY = {
         "error": NULLABLE_STRING,
         "lockedUntil": NULLABLE_STRING,
         "storedAt": NULLABLE_STRING,
+        "attempts": {"type": "integer", "description": "writes tried, retries included"},
+        "attemptedAt": {"type": ["string", "null"], "format": "date-time",
+                        "description": "the last write, first or retried"},
     },
 }
 
@@ -151,6 +155,7 @@ SCHEDULE = {
         "keepAtLeast": {"type": "integer"},
         "verify": {"type": "string"},
         "enabled": {"type": "boolean"},
+        "destinations": {"type": ["array", "null"], "items": {"type": "string"}},
         "description": {"type": "string"},
         "nextRunAt": NULLABLE_STRING,
         "nextRunLocal": NULLABLE_STRING,
@@ -279,9 +284,20 @@ _DESTINATION_COMMON = {
                                   "days": {"type": "integer"}}},
     "createdAt": {"type": ["string", "null"], "format": "date-time",
                   "description": "null for the built-in local"},
+    "health": {
+        "type": "object", "description": "from its copies in the catalog",
+        "required": ["lastGoodCopyAt", "lastError", "lastErrorAt", "consecutiveFailures",
+                     "storedCopies", "bytesStored"],
+        "properties": {
+            "lastGoodCopyAt": {"type": ["string", "null"], "format": "date-time"},
+            "lastError": NULLABLE_STRING,
+            "lastErrorAt": {"type": ["string", "null"], "format": "date-time"},
+            "consecutiveFailures": {"type": "integer",
+                                    "description": "copies failed since the last stored"},
+            "storedCopies": {"type": "integer"}, "bytesStored": {"type": "integer"}}},
 }
 _DESTINATION_REQUIRED = ["id", "name", "type", "builtin", "encryptTo", "required",
-                         "retention", "objectLock", "createdAt"]
+                         "retention", "objectLock", "createdAt", "health"]
 DESTINATION = {"oneOf": [
     {"type": "object", "additionalProperties": False,
      "required": [*_DESTINATION_REQUIRED, "path"],
@@ -337,7 +353,25 @@ def _destination_paths() -> dict[str, Any]:
                      "responses": {"200": _json(probe, "Probed, or which step failed"),
                                    **_errors(401, 404)}},
         },
+        "/api/system/destinations/rescan": {
+            "post": {"summary": "Rebuild the catalog from the manifests on a destination "
+                                "(destination null: every one); the job's progress.report "
+                                "holds the report",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": RESCAN_REQUEST}}},
+                     "responses": {"202": _json(JOB_ACCEPTED, "Rescan queued"),
+                                   **_errors(400, 401, 503)}},
+        },
     }
+
+
+RESCAN_REQUEST = {"type": "object", "additionalProperties": False, "properties": {
+    "destination": {"type": ["string", "null"], "minLength": 1, "maxLength": 80},
+    "acceptForeign": {"type": "boolean", "default": False,
+                      "description": "also import unsigned manifests and those signed "
+                                     "with another key, once their artifact checks out"}}}
+JOB_ACCEPTED = {"type": "object", "required": ["jobId"],
+                "properties": {"jobId": {"type": "string"}}}
 
 
 ACTIVITY_EVENT = {
@@ -406,6 +440,11 @@ def _paths() -> dict[str, Any]:
                                   "totalSize": {"type": "integer"},
                                   "page": {"type": "integer"},
                                   "perPage": {"type": "integer"}}}
+    retry_queued = {"type": "object",
+                    "required": ["backupId", "destination", "jobId", "status"],
+                    "properties": {"backupId": BACKUP_ID, "destination": {"type": "string"},
+                                   "jobId": {"type": "string"},
+                                   "status": {"const": "retrying"}}}
     created = {"type": "object", "required": ["backupId", "jobId", "status"],
                "properties": {"backupId": BACKUP_ID, "jobId": {"type": "string"},
                               "status": {"type": "string"}}}
@@ -439,6 +478,14 @@ def _paths() -> dict[str, Any]:
                     "responses": {"200": {"description": "The artifact",
                                           "content": {"application/octet-stream": {}}},
                                   **_errors(401, 404, 409)}},
+        },
+        "/api/system/backup/{backupId}/copies/{destination}/retry": {
+            "post": {"summary": "Make a failed copy again now, from a stored copy (one try)",
+                     "parameters": [*backup_id, {
+                         "name": "destination", "in": "path", "required": True,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": 80}}],
+                     "responses": {"202": _json(retry_queued, "Retry queued"),
+                                   **_errors(401, 404, 409, 503)}},
         },
         "/api/system/backup/verify": {
             "post": {

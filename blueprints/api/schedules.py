@@ -48,9 +48,12 @@ def run_schedule(schedule_id: int):
 @bp.get("/system/backup/retention/preview")
 def retention_preview():
     decisions = retention.plan()
+    trims = retention.copy_plan()
     return jsonify(
         deleteCount=sum(d.delete for d in decisions),
         decisions=[{"backupId": d.backup_id, "delete": d.delete, "reason": d.reason}
                    for d in decisions],
+        copies=[{"backupId": t.backup_id, "destination": t.destination, "delete": t.delete,
+                 "reason": t.reason} for t in trims],
         generatedAt=iso(schedules.now_utc()),
     )

@@ -118,11 +118,16 @@ class RestoreRequest(Strict):
     rehearse: StrictBool = False
     confirmDataLoss: StrictBool = False
     targetDatabase: str | None = Field(default=None, min_length=1, max_length=63)
+    # create the roles the restore needs and the server lacks, from the backup's saved roles
+    createRoles: StrictBool = False
 
     @model_validator(mode="after")
     def one_clear_intent(self) -> RestoreRequest:
         if self.rehearse and not self.dryRun:
             raise ValueError("rehearse goes with dryRun: true")
+        if self.dryRun and self.createRoles:
+            raise ValueError("dryRun creates nothing: its analysis names the roles createRoles "
+                             "would create (compatibility.savedGlobals.rolesToCreate)")
         if self.dryRun and self.confirmDataLoss:
             raise ValueError("dryRun changes nothing, so confirmDataLoss makes no sense with it")
         if self.targetDatabase and self.confirmDataLoss:
@@ -184,6 +189,8 @@ class ScheduleFields(Strict):
     keepAtLeast: int | None = Field(default=None, ge=1, le=1000)
     verify: Literal["none", "integrity", "restore"] | None = None
     enabled: StrictBool | None = None
+    # null: DEFAULT_DESTINATIONS when it fires
+    destinations: list[Name] | None = Field(default=None, min_length=1, max_length=20)
 
 
     @model_validator(mode="before")

@@ -15,12 +15,14 @@ from typing import Any
 
 from pgbackup import DryRunReport, VerifyResult
 from services.backups import JobStatus
+from services.destination_health import DestinationHealth
 from services.json_shapes import iso, verification_record
 from services.models import Backup, BackupCopy, Restore
 from services.restores import DryRun
 
 __all__ = [
     "backup_json",
+    "destination_health_json",
     "dry_run_json",
     "dry_run_report_json",
     "iso",
@@ -65,7 +67,15 @@ def copy_json(copy: BackupCopy) -> dict[str, Any]:
     return {"destination": copy.destination, "status": copy.status, "required": copy.required,
             "encrypted": copy.encrypted, "size": copy.size, "sha256": copy.sha256,
             "location": copy.location, "error": copy.error,
-            "lockedUntil": iso(copy.locked_until), "storedAt": iso(copy.stored_at)}
+            "lockedUntil": iso(copy.locked_until), "storedAt": iso(copy.stored_at),
+            "attempts": copy.attempts, "attemptedAt": iso(copy.attempted_at)}
+
+
+def destination_health_json(health: DestinationHealth) -> dict[str, Any]:
+    return {"lastGoodCopyAt": iso(health.last_good_at), "lastError": health.last_error,
+            "lastErrorAt": iso(health.last_error_at),
+            "consecutiveFailures": health.consecutive_failures,
+            "storedCopies": health.stored_copies, "bytesStored": health.bytes_stored}
 
 
 def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from tests.faults.helpers import (
 )
 
 _FILE_RE = re.compile(
-    r"^(?P<id>backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.(?:dump\.zst|dump|manifest\.json)$")
+    r"^(?P<id>backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.(?:dump\.zst|dump|manifest\.json|globals\.json\.zst|globals\.json)$")
 _JOB_SESSIONS = ("application_name IN ('pg_dump', 'pg_restore') "
                  "OR application_name LIKE 'pgbackup %%'")
 PROCESS_GRACE = 5.0
@@ -144,6 +144,8 @@ def _files(fault: Fault, backups: list[Backup]) -> list[str]:
         return problems
     for entry in sorted(fault.backup_dir.iterdir()):
         name = entry.name
+        if name == "RESTORE":  # the recovery kit, written beside the first backup
+            continue
         if name.endswith(".partial"):
             problems.append(f"unfinished write {name} left in BACKUP_DIR")
         elif match := _FILE_RE.fullmatch(name):

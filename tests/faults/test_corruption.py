@@ -45,7 +45,8 @@ def artifact_byte(fault: Fault, backup: Backup) -> None:
 
 def manifest_byte(fault: Fault, backup: Backup) -> None:
     path = fault.backup_dir / f"{backup.id}.manifest.json"
-    flip_byte(path, path.read_bytes().index(b'"sha256"') + 15)  # inside the hex digest
+    # inside the artifact's hex digest: the last "sha256" key (the globals file's comes first)
+    flip_byte(path, path.read_bytes().rindex(b'"sha256"') + 15)
 
 
 def catalog_sha256(fault: Fault, backup: Backup) -> None:

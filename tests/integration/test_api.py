@@ -89,9 +89,10 @@ def test_delete_removes_artifact_and_manifest_but_not_while_queued(app, api, run
     run_worker()
     backup_dir = Path(app.config["BACKUP_DIR"])
     assert sorted(p.name for p in backup_dir.iterdir()) == [
-        f"{backup_id}.dump.zst", f"{backup_id}.manifest.json"]
+        "RESTORE", f"{backup_id}.dump.zst", f"{backup_id}.globals.json.zst",
+        f"{backup_id}.manifest.json"]
     assert api.delete(f"/api/system/backup/{backup_id}").status_code == 200
-    assert list(backup_dir.iterdir()) == []
+    assert [p.name for p in backup_dir.iterdir()] == ["RESTORE"]  # the recovery kit stays
     assert api.get(f"/api/system/backup/{backup_id}").status_code == 404
 
 

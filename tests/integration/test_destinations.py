@@ -29,7 +29,9 @@ def test_the_builtin_destination_is_backup_dir(api, app):
         "id": None, "name": "local", "type": "local", "builtin": True,
         "path": app.config["BACKUP_DIR"], "encryptTo": [], "required": True,
         "retention": {"days": None, "keepAtLeast": None}, "objectLock": None,
-        "createdAt": None}
+        "createdAt": None,
+        "health": {"lastGoodCopyAt": None, "lastError": None, "lastErrorAt": None,
+                   "consecutiveFailures": 0, "storedCopies": 0, "bytesStored": 0}}
 
 
 def test_an_s3_destination_keeps_its_secret_to_itself(api, app, s3_server, bucket):

@@ -134,6 +134,8 @@ def _needs(path: str, method: str) -> set[str]:
         needs.add("channel")
     if path.startswith(DESTINATIONS):
         needs.add("destination")
+    if "{destination}" in path:
+        needs.add("failed copy")
     return needs
 
 
@@ -167,6 +169,15 @@ def _seed(app, api, run_worker, needs: set[str], sink: str, request,
         app.config["DATABASE_URL"] = good
         real["backupId"] = [scheduled, manual["backupId"], failed["backupId"]]
         real["jobId"] = [scheduled, verify["jobId"], failed["jobId"]]
+    if "failed copy" in needs:  # stored locally, failed (a retry waiting) at "unreachable"
+        _ok(api.post(DESTINATIONS, json={"name": "unreachable", "type": "s3", "bucket": "gone",
+                                         "endpointUrl": "http://127.0.0.1:9",
+                                         "required": False}), 201)
+        copied = _ok(api.post(BACKUP, json={"type": "schema-only",
+                                            "destinations": ["local", "unreachable"]}), 202)
+        run_worker()
+        real["backupId"].insert(0, copied["backupId"])
+        real["destination"] = ["unreachable", "local"]
     if "restore" in needs:
         rehearsal = _ok(api.post(RESTORE, json={
             "backupId": real["backupId"][0], "dryRun": True, "rehearse": True}), 202)
@@ -277,6 +288,10 @@ EXPLICIT: dict[tuple[str, str], list[Explicit]] = {
                 "body": {"name": "nas", "type": "local", "path": "$localPath",
                          "required": False}},
          {"required": False}),
+    ],
+    (f"{BACKUP}/{{backupId}}/copies/{{destination}}/retry", "POST"): [
+        (None, {"path_parameters": {"backupId": "$backupId", "destination": "$destination"}},
+         {"status": "retrying"}),
     ],
     (f"{DESTINATIONS}/{{destinationId}}/test", "POST"): [
         (None, {"path_parameters": {"destinationId": "$destinationId"}}, {"ok": True}),
