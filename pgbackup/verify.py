@@ -26,6 +26,7 @@ from pgbackup.encryption import Identity
 from pgbackup.errors import DecryptionError
 from pgbackup.ids import artifact_name
 from pgbackup.manifest import (
+    GlobalsFile,
     Manifest,
     ManifestError,
     TableInfo,
@@ -90,6 +91,8 @@ def check_integrity(
         if checks[-1].ok:
             checks.append(_check_size(storage, manifest))
             checks.extend(_check_content(storage, manifest, pg_restore, identities))
+        if manifest.globals is not None:
+            checks.append(_check_globals(storage, manifest.globals))
     warnings = _warnings(manifest, identities) if manifest is not None else []
     return VerifyResult(INTEGRITY, checks, warnings, datetime.now(UTC))
 
@@ -170,6 +173,22 @@ def check_signature(manifest: Manifest, key: bytes) -> Check:
         "foreign": f"not checked: signed with another key (key id "
                    f"{signature_key_id(manifest)}), not this install's manifest key",
     }[verdict])
+
+
+def _check_globals(storage: Storage, saved: GlobalsFile) -> Check:
+    """``globals``: the saved roles and settings file is there, as the manifest records it
+    (its stored bytes; decrypting it is the restore's business)."""
+    if not storage.exists(saved.file):
+        return Check("globals", False, f"{saved.file} is missing")
+    with storage.open_read(saved.file) as handle:
+        stored = HashingReader(handle)
+        while stored.read(CHUNK_SIZE):
+            pass
+    if (stored.bytes_read, stored.hexdigest()) != (saved.size, saved.sha256):
+        return Check("globals", False, f"{saved.file}: {stored.bytes_read} bytes with SHA-256 "
+                     f"{stored.hexdigest()}, the manifest says {saved.size} bytes with "
+                     f"{saved.sha256}")
+    return Check("globals", True, f"{saved.file}, {saved.size} bytes, SHA-256 matches")
 
 
 def _check_exists(storage: Storage, manifest: Manifest) -> Check:

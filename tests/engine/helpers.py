@@ -96,8 +96,10 @@ def unique_backup_id(storage: LocalStorage) -> str:
 
 
 def copy_backup(source: LocalStorage, manifest: Manifest, root: Path) -> LocalStorage:
-    """A new storage directory holding a copy of the backup's two files."""
+    """A new storage directory holding a copy of the backup's files (artifact, manifest and
+    the saved roles and settings)."""
     target = LocalStorage(root)
-    for name in (manifest.artifact, manifest_name(manifest.backup_id)):
+    sidecar = [manifest.globals.file] if manifest.globals else []
+    for name in (manifest.artifact, manifest_name(manifest.backup_id), *sidecar):
         shutil.copyfile(source.path(name), target.path(name))
     return target

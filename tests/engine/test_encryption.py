@@ -63,7 +63,7 @@ from tools.localservices import PostgresServer
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20240115
 STORED_CHECKS = ["manifest", "artifact-exists", "size", "sha256"]
-DECRYPTED_CHECKS = [*STORED_CHECKS, "decrypt", "content-sha256", "decompress", "toc"]
+DECRYPTED_CHECKS = [*STORED_CHECKS, "decrypt", "content-sha256", "decompress", "toc", "globals"]
 AGE_CHUNK = 64 * 1024 + 16  # a STREAM chunk on disk: 64 KiB of plaintext and its tag
 
 
@@ -249,7 +249,7 @@ def test_verify_without_identities_checks_the_stored_bytes_and_warns(enc: Encryp
     result = check_integrity(enc.storage, enc.to_ab.backup_id)
 
     assert result.is_valid, result.checks
-    assert [check.name for check in result.checks] == STORED_CHECKS
+    assert [check.name for check in result.checks] == [*STORED_CHECKS, "globals"]
     assert result.warnings == [NOT_DECRYPTED]
     assert NOT_DECRYPTED == ("not decrypted: no identity configured; the age layer, "
                              "compression and archive were not checked")
@@ -330,7 +330,7 @@ def test_a_wrong_identity_is_one_clear_sentence(
     sentence = other_recipients(manifest.artifact)
 
     result = check_integrity(enc.storage, manifest.backup_id, identities=wrong)
-    assert [check.name for check in result.checks] == [*STORED_CHECKS, "decrypt"]
+    assert [check.name for check in result.checks] == [*STORED_CHECKS, "decrypt", "globals"]
     assert failing(result) == ["decrypt"]
     assert detail(result, "decrypt") == sentence
     with pytest.raises(RestoreError) as restore_error:

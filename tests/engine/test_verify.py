@@ -33,7 +33,7 @@ from tests.engine.helpers import (
 )
 from tools.localservices import PostgresServer
 
-ALL_CHECKS = ["manifest", "artifact-exists", "size", "sha256", "decompress", "toc"]
+ALL_CHECKS = ["manifest", "artifact-exists", "size", "sha256", "decompress", "toc", "globals"]
 SEED = 20240115
 ZSTD_HEADER_BYTES = 32  # past these, any changed byte breaks the zstd frame
 
@@ -222,9 +222,28 @@ def test_missing_artifact(backups: Backups, tmp_path: Path) -> None:
     result = check_integrity(storage, manifest.backup_id)
     assert not result.is_valid
     assert [(c.name, c.ok) for c in result.checks] == [
-        ("manifest", True), ("artifact-exists", False)
+        ("manifest", True), ("artifact-exists", False), ("globals", True)
     ]
     assert result.checks[1].detail == f"{manifest.artifact} is missing"
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped"])
+def test_the_saved_roles_and_settings_are_checked(
+        backups: Backups, tmp_path: Path, damage: str) -> None:
+    manifest = backups.compressed
+    assert manifest.globals is not None
+    storage = copy_backup(backups.storage, manifest, tmp_path)
+    if damage == "missing":
+        storage.delete(manifest.globals.file)
+    else:
+        flip_byte(storage.path(manifest.globals.file), 40, random.Random(SEED))
+    result = check_integrity(storage, manifest.backup_id)
+    assert failing(result) == ["globals"]
+    detail = check(result, "globals").detail
+    if damage == "missing":
+        assert detail == f"{manifest.globals.file} is missing"
+    else:
+        assert detail.startswith(f"{manifest.globals.file}: ") and "the manifest says" in detail
 
 
 def test_missing_manifest(backups: Backups, tmp_path: Path) -> None:
