@@ -94,15 +94,17 @@ def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
 @click.option("--target-database", help="Restore into this new database.")
 @click.option("--confirm-data-loss", is_flag=True,
               help="Restore over the protected database (a safety backup is taken first).")
+@click.option("--create-roles", is_flag=True, help="First create the roles the backup needs "
+              "and the server lacks, from the roles saved with the backup.")
 @_wait_options
 @fail_on_catalog_error
 def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str | None,
-            confirm_data_loss: bool, wait: bool, timeout: int) -> None:
+            confirm_data_loss: bool, create_roles: bool, wait: bool, timeout: int) -> None:
     """Dry-run, or restore a backup into a new database or over the protected one."""
     try:
         request = RestoreRequest(backupId=backup_id, dryRun=dry_run, rehearse=rehearse,
                                  targetDatabase=target_database,
-                                 confirmDataLoss=confirm_data_loss)
+                                 confirmDataLoss=confirm_data_loss, createRoles=create_roles)
     except ValidationError as exc:
         raise click.UsageError(describe_validation_error(exc)) from None
     if dry_run:
@@ -111,7 +113,7 @@ def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str 
         if not rehearse:
             return
     row = restores.start_restore(backup_id, "rehearsal" if rehearse else request.mode,
-                                 target_database)
+                                 target_database, create_roles=create_roles)
     click.echo(f"queued {row.mode} restore {row.id} of {backup_id} into {row.target_database}")
     if not wait:
         return

@@ -79,9 +79,13 @@ class Storage(Protocol):
 class LocalStorage:
     """A flat directory of backup files, private to the owner (0700 dir, 0600 files)."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, create: bool = True) -> None:
+        """``create``: make the directory when it is missing; without it a missing
+        directory (an unmounted disk, say) is a FileNotFoundError, not a new directory."""
         self.root = Path(root)
         if not self.root.is_dir():
+            if not create:
+                raise FileNotFoundError(f"{self.root} is not an existing directory")
             self.root.mkdir(mode=DIR_MODE, parents=True)
             self.root.chmod(DIR_MODE)
 

@@ -227,15 +227,33 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
     if child is not None:
         raise CatalogError(f"backup {child.id} depends on {backup_id}; delete it first",
                            status=409, code="backup_has_dependents")
+    _refuse_while_locked(backup)
     files = stored_files(backup)
+    left = [f"{copy.destination}: left to the bucket's lifecycle rules"
+            for copy in backup.copies if copies.keeps_objects(copy)]
     db.session.delete(backup)
     db.session.add(Deletion(backup_id=backup.id, actor=actor, reason=reason))
     db.session.commit()
     # Files go after the catalog row: never a catalog row without its file.
     problems = remove_stored(files, backup.id)
     activity.record("backup.delete", backup.id, actor=actor, outcome="failed" if problems
-                    else "ok", detail="; ".join([reason, *problems]))
+                    else "ok", detail="; ".join([reason, *left, *problems]))
     log.info("deleted backup %s (%s: %s)", backup.id, actor, reason)
+
+
+def _refuse_while_locked(backup: Backup) -> None:
+    """A copy under S3 Object Lock cannot be deleted yet: deleting the backup now would
+    forget a copy that stays in the bucket."""
+    now = utcnow()
+    locked = [copy for copy in backup.copies if copy.status == "stored"
+              and copy.locked_until is not None and copy.locked_until > now
+              and not copies.keeps_objects(copy)]
+    if locked:
+        until = max(copy.locked_until for copy in locked if copy.locked_until)
+        raise CatalogError(
+            f"backup {backup.id} has a copy at {locked[0].destination} locked until "
+            f"{until:%Y-%m-%d %H:%M} UTC (S3 Object Lock); it can be deleted after that",
+            status=409, code="backup_locked")
 
 
 def remove_files(backup: Backup) -> list[str]:
@@ -247,12 +265,13 @@ def remove_files(backup: Backup) -> list[str]:
 
 
 def stored_files(backup: Backup) -> list[tuple[str, Storage, str | None]]:
-    """(destination, storage, artifact) of each of ``backup``'s copies; read before the
+    """(destination, storage, artifact) of each of ``backup``'s copies that the app may
+    delete (not at a destination that leaves them to its lifecycle rules); read before the
     catalog row goes, since its copies go with it."""
     if not backup.copies:
         return [("local", storage(), backup.filename)]
     return [(copy.destination, copies.storage_of(copy), copies.artifact_of(backup, copy))
-            for copy in backup.copies]
+            for copy in backup.copies if not copies.keeps_objects(copy)]
 
 
 def remove_stored(files: list[tuple[str, Storage, str | None]], backup_id: str) -> list[str]:

@@ -187,6 +187,15 @@ def storage_of(copy: BackupCopy) -> Storage:
     return destinations.storage_for(destination_of(copy))
 
 
+def keeps_objects(copy: BackupCopy) -> bool:
+    """Whether ``copy``'s destination never deletes (``deleteObjects: false``: a key
+    without delete permission), leaving its objects to the bucket's lifecycle rules."""
+    try:
+        return (destination_of(copy).settings or {}).get("deleteObjects", True) is False
+    except CatalogError:  # its destination is gone: nothing to ask
+        return False
+
+
 def readable(backup: Backup) -> list[BackupCopy]:
     """The stored copies, local ones first: where to read the backup from."""
     stored = [copy for copy in of(backup) if copy.status == "stored"]

@@ -190,8 +190,8 @@ def storage_for(destination: Destination, lock: bool = True) -> Storage:
     """The engine's storage for ``destination``, its secret decrypted only here; with
     ``lock``, what it writes is locked as the destination says."""
     settings = destination.settings or {}
-    if destination.type == "local":
-        return LocalStorage(Path(settings["path"]))
+    if destination.type == "local":  # BACKUP_DIR is made on first use, a mounted disk never
+        return LocalStorage(Path(settings["path"]), create=destination.name == BUILTIN)
     # A key id without its stored secret: both come from the environment / AWS chain.
     secret = secretbox.decrypt(destination.secret) if destination.secret else None
     return S3Storage(

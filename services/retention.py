@@ -136,6 +136,8 @@ def _delete_copy(backup_id: str, destination: str, reason: str) -> None:
     assert backup is not None  # a copy's backup: the foreign key says so
     files: list[tuple[str, Storage, str | None]] = [
         (destination, copies.storage_of(copy), copies.artifact_of(backup, copy))]
+    if copies.keeps_objects(copy):
+        files, reason = [], f"{reason}; left to the bucket's lifecycle rules"
     db.session.delete(copy)
     db.session.commit()
     problems = remove_stored(files, backup_id)

@@ -93,6 +93,8 @@ class S3Destination(_Destination):
     secretAccessKey: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     forcePathStyle: StrictBool = False
     objectLock: ObjectLock | None = None
+    # false: a key without delete permission; deletions are left to the lifecycle rules
+    deleteObjects: StrictBool = True
 
     @model_validator(mode="after")
     def key_pairs(self) -> S3Destination:
@@ -103,7 +105,8 @@ class S3Destination(_Destination):
 
 DESTINATION_REQUEST = TypeAdapter(Annotated[LocalDestination | S3Destination,
                                             Field(discriminator="type")])
-S3_SETTINGS = ("bucket", "prefix", "endpointUrl", "region", "accessKeyId", "forcePathStyle")
+S3_SETTINGS = ("bucket", "prefix", "endpointUrl", "region", "accessKeyId", "forcePathStyle",
+               "deleteObjects")
 
 
 def destination_fields(body: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +147,7 @@ def destination_json(destination: Destination) -> dict[str, Any]:
     }
     if destination.type == "s3":
         body[destinations.SECRET_FIELD] = "set" if destination.secret else None
+        body.setdefault("deleteObjects", True)  # saved before the setting existed
     return body
 
 

@@ -305,11 +305,14 @@ DESTINATION = {"oneOf": [
                     "path": {"type": "string"}}},
     {"type": "object", "additionalProperties": False,
      "required": [*_DESTINATION_REQUIRED, "bucket", "prefix", "endpointUrl", "region",
-                  "accessKeyId", "forcePathStyle", "secretAccessKey"],
+                  "accessKeyId", "forcePathStyle", "secretAccessKey", "deleteObjects"],
      "properties": {**_DESTINATION_COMMON, "type": {"const": "s3"},
                     "bucket": {"type": "string"}, "prefix": {"type": "string"},
                     "endpointUrl": NULLABLE_STRING, "region": NULLABLE_STRING,
                     "accessKeyId": NULLABLE_STRING, "forcePathStyle": {"type": "boolean"},
+                    "deleteObjects": {"type": "boolean", "description": "false: never "
+                                      "delete here (a key without delete permission); "
+                                      "the bucket's lifecycle rules expire the objects"},
                     "secretAccessKey": {"enum": ["set", None],
                                         "description": "write-only: \"set\" or null"}}},
 ]}

@@ -44,15 +44,16 @@ def restore_panel_closed() -> str:
 def restore(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     """Start a restore chosen in the panel; a refusal is shown next to its form."""
     mode = request.form.get("mode", "")
+    create_roles = request.form.get("create_roles") == "on"
     try:
         if mode == "new-database":
             name = request.form.get("target_database", "").strip()
             if not name:
                 raise CatalogError("Name the new database to restore into.")
-            started = restores.start_restore(backup_id, mode, name)
+            started = restores.start_restore(backup_id, mode, name, create_roles=create_roles)
         elif mode == "overwrite":
             _require_typed_name(request.form.get("confirm_database", ""))
-            started = restores.start_restore(backup_id, mode)
+            started = restores.start_restore(backup_id, mode, create_roles=create_roles)
         elif mode == "rehearsal":
             started = restores.start_restore(backup_id, mode)
         else:

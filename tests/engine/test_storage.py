@@ -41,6 +41,12 @@ def test_root_and_files_are_private(tmp_path: Path) -> None:
     assert mode(storage.path("a.dump")) == 0o600
 
 
+def test_a_directory_that_must_exist_is_not_made(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="is not an existing directory"):
+        LocalStorage(tmp_path / "unmounted", create=False)
+    assert not (tmp_path / "unmounted").exists()
+
+
 def test_atomic_writer_publishes_only_on_success(storage: LocalStorage) -> None:
     with storage.atomic_writer("a.dump") as handle:
         handle.write(b"hello")

@@ -135,6 +135,10 @@ def test_a_locked_copy_holds_an_expired_backup_without_a_failure(
     age(app, old, 10)
     copies = {c["destination"]: c for c in api.get(f"{BACKUP}/{old}").get_json()["copies"]}
     assert copies["vault"]["lockedUntil"] is not None
+    refused = api.delete(f"{BACKUP}/{old}")  # by hand neither: the copy would stay behind
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["code"] == "backup_locked"
+    assert "locked until" in refused.get_json()["error"]["message"]
 
     decision = next(d for d in api.get(PREVIEW).get_json()["decisions"]
                     if d["backupId"] == old)
@@ -155,3 +159,25 @@ def test_a_locked_copy_holds_an_expired_backup_without_a_failure(
     listing = s3_server.client().list_objects_v2(Bucket=locked_offsite)["Contents"]
     assert {f"shop/{old}.dump.zst", f"shop/{old}.manifest.json"} <= {
         item["Key"] for item in listing}
+
+
+def test_a_write_only_destination_leaves_deletion_to_the_bucket(
+        api, app, run_worker, s3_server, bucket):
+    body = {"name": "drop-box", "type": "s3", "bucket": bucket, "prefix": "shop",
+            "endpointUrl": s3_server.endpoint_url, "region": "us-east-1",
+            "accessKeyId": S3Server.ACCESS_KEY_ID, "forcePathStyle": True,
+            "secretAccessKey": S3Server.SECRET_ACCESS_KEY, "deleteObjects": False}
+    created = api.post(DESTINATIONS, json=body).get_json()
+    assert created["deleteObjects"] is False
+    backup_id = backed_up(api, run_worker, ["local", "drop-box"])
+
+    deleted = api.delete(f"{BACKUP}/{backup_id}")
+    assert deleted.status_code == 200
+    listing = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert {f"shop/{backup_id}.dump.zst", f"shop/{backup_id}.manifest.json"} <= {
+        item["Key"] for item in listing}  # not even tried: the key may not delete
+    assert not (Path(app.config["BACKUP_DIR"]) / f"{backup_id}.dump.zst").exists()
+    with app.app_context():
+        [event] = db.session.query(ActivityEvent).filter_by(action="backup.delete").all()
+        assert event.outcome == "ok"
+        assert "drop-box: left to the bucket's lifecycle rules" in event.detail

@@ -183,3 +183,36 @@ def test_create_roles_is_refused_with_a_dry_run_or_without_saved_roles(
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "no_saved_roles"
     assert api.get("/api/system/backup/restore").get_json()["restores"] == []
+
+
+def test_the_dashboard_and_the_cli_offer_to_create_the_missing_roles(
+    app, api, run_worker, pagila, pg_server, clerk, request
+):
+    backup_id = completed_backup(api, run_worker)
+    drop_role(pg_server, pagila, clerk)
+    htmx = request.getfixturevalue("htmx")  # logs the test client in: API calls are done
+
+    panel = htmx.request("GET", f"/system/backup/{backup_id}/restore",
+                         query_string={"target_database": COPY}).get_data(as_text=True)
+    assert f"the backup saved {clerk}: tick" in panel
+    assert panel.count('name="create_roles" value="on" checked') == 1  # the new-db form
+    started = htmx.request("POST", f"/system/backup/{backup_id}/restore", data={
+        "mode": "new-database", "target_database": COPY, "create_roles": "on"})
+    assert started.status_code == 200, started.get_data(as_text=True)
+    run_worker()
+    with psycopg.connect(pg_server.url(COPY)) as conn:
+        owner = conn.execute("SELECT tableowner FROM pg_tables "
+                             "WHERE tablename = 'clerk_notes'").fetchone()
+    assert owner == (clerk,)
+
+    drop_role(pg_server, pg_server.url(COPY), clerk)
+    pg_server.drop_database(COPY)
+    result = app.test_cli_runner().invoke(args=[
+        "backup", "restore", backup_id, "--target-database", COPY, "--create-roles"])
+    assert result.exit_code == 0, result.output
+    assert "queued new-database restore" in result.output
+    run_worker()
+    with psycopg.connect(pg_server.url(COPY)) as conn:
+        owner = conn.execute("SELECT tableowner FROM pg_tables "
+                             "WHERE tablename = 'clerk_notes'").fetchone()
+    assert owner == (clerk,)
