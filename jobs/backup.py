@@ -13,7 +13,7 @@ from jobs.reconcile import settle
 from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
 from pgbackup.dump import Copy, run_dump_to
 from pgbackup.recoverykit import write_restore_file
-from services import activity, copies, manifest_key, retention
+from services import activity, copies, copy_retries, manifest_key, retention
 from services.backups import mark, remove_files, storage, target_connection
 from services.errors import CatalogError
 from services.extensions import db
@@ -105,7 +105,7 @@ def follow_up(backup: Backup) -> None:
     schedule = db.session.get(Schedule, backup.schedule_id) if backup.schedule_id else None
     level = schedule.verify if schedule else "integrity"
     try:
-        copies.retry_failed(backup)
+        copy_retries.retry_failed(backup)
         if level != "none":
             start_verification(backup.id, level, actor="worker")
         if schedule is not None:

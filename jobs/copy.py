@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs.context import app_context
 from jobs.progress import tag_job
-from services import copies
+from services import copy_retries
 from services.extensions import db
 
 
@@ -24,7 +24,7 @@ def run_copy(backup_id: str, destination: str) -> dict[str, Any]:
     with app_context():
         tag_job(kind="copy", backupId=backup_id)
         try:
-            copy = copies.copy_again(backup_id, destination)
+            copy = copy_retries.copy_again(backup_id, destination)
         except Exception as exc:
             db.session.rollback()
             raise CopyFailed(_sentence(exc)) from exc
@@ -52,4 +52,4 @@ def on_copy_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any)
         error = f"{exc_type.__name__}: {exc}" if exc_type else "the copy job failed"
     backup_id, destination = job.args[:2]
     with app_context():
-        copies.settle_failed(backup_id, destination, error, retrying=bool(job.retries_left))
+        copy_retries.settle_failed(backup_id, destination, error, retrying=bool(job.retries_left))

@@ -27,7 +27,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from pgbackup import database_comment, database_exists
-from services import activity
+from services import activity, copy_retries
 from services.backups import mark, remove_files, target_connection
 from services.claims import claiming_jobs, drop_claimed
 from services.extensions import db
@@ -49,6 +49,7 @@ def reconcile_backups(connection: Redis) -> list[str]:
             if reason is not None and settle(row, reason) == "failed":
                 failed.append(row.id)
     _drop_abandoned_claims(connection)
+    copy_retries.settle_lost(connection)
     return failed
 
 

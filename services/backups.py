@@ -41,7 +41,7 @@ from pgbackup import (
     new_backup_id,
 )
 from pgbackup.globals import globals_name
-from services import activity, artifact_presence, copies
+from services import activity, artifact_presence, copies, copy_retries
 from services.artifact_presence import check_files
 from services.destinations import resolve as resolve_destinations
 from services.errors import CatalogError
@@ -228,6 +228,7 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
         raise CatalogError(f"backup {child.id} depends on {backup_id}; delete it first",
                            status=409, code="backup_has_dependents")
     _refuse_while_locked(backup)
+    copy_retries.stop_before_delete(backup)
     files = stored_files(backup)
     left = [f"{copy.destination}: left to the bucket's lifecycle rules"
             for copy in backup.copies if copies.keeps_objects(copy)]

@@ -4,9 +4,8 @@ The copies are recorded with the backup (``pending``), filled in by the backup j
 destination is written (``stored`` with its size and SHA-256 at the destination, or
 ``failed`` with the error), and read from by verification and restore: a local copy
 first, then the others in the order they were named, each skipped when it cannot be read.
-An optional copy that failed is ``retrying`` while a copy job (jobs.copy) makes it again
-from a stored copy, automatically after COPY_RETRY_INTERVALS or on request, and
-``failed`` once the last try failed; it is never ``stored`` before its manifest is.
+An optional copy that failed is ``retrying`` while a copy job makes it again
+(services.copy_retries); it is never ``stored`` before its manifest is.
 """
 
 from __future__ import annotations
@@ -14,17 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from flask import current_app
-from redis.exceptions import RedisError
-from rq import Callback, Retry
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
-from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
 from pgbackup import (
     BackupError,
     LocalStorage,
@@ -40,18 +33,13 @@ from pgbackup import (
 from pgbackup.archive import missing_identities
 from pgbackup.dump import Copy, Target
 from pgbackup.encryption import Identity, load_identities, recipients_of
-from pgbackup.globals import globals_name
-from pgbackup.recoverykit import write_restore_file
-from pgbackup.transfer import transfer
-from services import activity, destinations, manifest_key
+from services import destinations
 from services.errors import CatalogError
-from services.extensions import db
 from services.models import Backup, BackupCopy, Destination, utcnow
 
 log = logging.getLogger(__name__)
 
 RETRYING = "retrying"
-LIVE_JOB = (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
 def plan(backup: Backup, chosen: Sequence[Destination]) -> list[BackupCopy]:
@@ -89,7 +77,7 @@ def record(copy: BackupCopy, result: Copy) -> None:
     if result.manifest is None:
         record_failed(copy, result.error or "not stored")
         return
-    _record_stored_at(copy, result.manifest, result.target.storage)
+    record_stored_at(copy, result.manifest, result.target.storage)
 
 
 # ---- reading: the first copy that can be read ---------------------------------------
@@ -211,7 +199,7 @@ def _is_local(copy: BackupCopy) -> bool:
 
 # ---- recording ------------------------------------------------------------------------
 
-def _record_stored_at(copy: BackupCopy, manifest: Manifest, storage: Storage) -> None:
+def record_stored_at(copy: BackupCopy, manifest: Manifest, storage: Storage) -> None:
     artifact = manifest.artifact
     locked = storage.locked_until(artifact) if isinstance(storage, S3Storage) else None
     record_stored(copy, manifest, storage.location(artifact),
@@ -233,142 +221,3 @@ def record_failed(copy: BackupCopy, error: str, retrying: bool = False) -> None:
     copy.status, copy.error = RETRYING if retrying else "failed", error
     copy.attempted_at = utcnow()
     copy.attempts += 1
-
-
-# ---- retrying a failed copy -----------------------------------------------------------
-
-def retry_failed(backup: Backup) -> list[str]:
-    """Queue a copy job, retried as COPY_RETRY_INTERVALS says, for each failed copy of a
-    completed backup; returns the job ids (none when the setting is empty)."""
-    intervals = list(current_app.config["COPY_RETRY_INTERVALS"])
-    failed = [copy for copy in of(backup) if copy.status == "failed"]
-    if not intervals or not failed or backup.status != "completed":
-        return []
-    return [_enqueue(backup, copy, intervals) for copy in failed]
-
-
-def retry(backup_id: str, destination: str, actor: str | None = None) -> str:
-    """Make ``backup_id``'s copy at ``destination`` again now, from a stored copy (one
-    attempt); returns the job id."""
-    backup = db.session.get(Backup, backup_id)
-    copy = _copy_at(backup, destination)
-    if backup is None or copy is None:
-        raise CatalogError(f"backup {backup_id!r} has no copy at {destination!r}",
-                           status=404, code="not_found")
-    _refuse_retry(backup, copy)
-    job_id = _enqueue(backup, copy, [0])
-    activity.record("backup.copy.retry", backup.id, detail=f"{destination}, job {job_id}",
-                    actor=actor)
-    return job_id
-
-
-def _refuse_retry(backup: Backup, copy: BackupCopy) -> None:
-    """Refuse a copy that is stored, or has nothing to be made from, or is being made; a
-    retry waiting for its interval is replaced (this one runs now)."""
-    if copy.status == "stored":
-        raise CatalogError(f"the copy of {backup.id} at {copy.destination} is stored",
-                           status=409, code="copy_stored")
-    if backup.status != "completed" or not [c for c in readable(backup) if c is not copy]:
-        raise CatalogError(f"backup {backup.id} ({backup.status}) has no stored copy to make "
-                           f"the copy at {copy.destination} from", status=409,
-                           code="no_stored_copy")
-    try:
-        job = Job.fetch(job_id_of(copy), connection=redis_connection())
-        if job.get_status() == JobStatus.SCHEDULED:
-            job.delete()
-        elif job.get_status() in LIVE_JOB:
-            raise CatalogError(f"the copy of {backup.id} at {copy.destination} is being "
-                               "made already", status=409, code="copy_retrying")
-    except NoSuchJobError:
-        pass
-    except RedisError as exc:
-        raise CatalogError.queue_unavailable(exc, "nothing was queued") from exc
-
-
-def job_id_of(copy: BackupCopy) -> str:
-    """One job id per copy: at most one job makes a copy at a time."""
-    return f"copy-{copy.backup_id}-{copy.id}"
-
-
-def _enqueue(backup: Backup, copy: BackupCopy, intervals: list[int]) -> str:
-    """Queue the copy job after ``intervals[0]`` seconds, retried after each of the
-    others; the copy is ``retrying`` once the job is queued (committed)."""
-    first, later = intervals[0], intervals[1:]
-    options: dict[str, Any] = {
-        "job_id": job_id_of(copy), "description": f"copy of {backup.id} to {copy.destination}",
-        "job_timeout": JOB_TIMEOUT, "result_ttl": RESULT_TTL, "failure_ttl": RESULT_TTL,
-        "on_failure": Callback("jobs.copy.on_copy_failure"),
-        "retry": Retry(max=len(later), interval=later) if later else None,
-    }
-    args = (backup.id, copy.destination)
-    try:
-        if first:
-            queue(BACKUP_QUEUE).enqueue_in(timedelta(seconds=first), "jobs.copy.run_copy",
-                                           *args, **options)
-        else:
-            queue(BACKUP_QUEUE).enqueue("jobs.copy.run_copy", *args, **options)
-    except RedisError as exc:
-        db.session.rollback()
-        raise CatalogError.queue_unavailable(exc, "nothing was queued") from exc
-    copy.status = RETRYING
-    db.session.commit()
-    return job_id_of(copy)
-
-
-def copy_again(backup_id: str, destination: str) -> BackupCopy | None:
-    """What the copy job does: write ``destination``'s copy from the first readable stored
-    copy; raises what stopped it (BackupError, DecryptionError, ObjectStoreError...).
-    None when there is nothing to do: the backup or copy is gone, or stored meanwhile."""
-    backup = db.session.get(Backup, backup_id)
-    copy = _copy_at(backup, destination)
-    if backup is None or copy is None or copy.status == "stored":
-        return None
-    target = destination_of(copy)
-    storage = destinations.storage_for(target)
-    origin = source(backup, besides=copy)
-    recipients = list(target.encrypt_to or ())
-    _remove_leftovers(storage, artifact_name(backup.id, backup.compress,
-                                             encrypted=bool(recipients)), backup.id)
-    manifest = transfer(origin.storage, storage, backup.id, recipients, identities(),
-                        manifest_key.key())
-    _record_stored_at(copy, manifest, storage)
-    db.session.commit()
-    _leave_restore_file(storage, destination)
-    read_from = origin.copy.destination if origin.copy else destinations.BUILTIN
-    activity.record("backup.copy", backup.id, actor="worker",
-                    detail=f"{destination}: {manifest.size} bytes, from {read_from}")
-    return copy
-
-
-def _leave_restore_file(storage: Storage, destination: str) -> None:
-    """The recovery kit's RESTORE file, as a backup leaves it; never fails the copy."""
-    try:
-        write_restore_file(storage)
-    except Exception as exc:
-        log.warning("could not write the RESTORE file at %s: %s", destination, exc)
-
-
-def _copy_at(backup: Backup | None, destination: str) -> BackupCopy | None:
-    if backup is None:
-        return None
-    return next((copy for copy in backup.copies if copy.destination == destination), None)
-
-
-def _remove_leftovers(storage: Storage, artifact: str, backup_id: str) -> None:
-    """What an earlier attempt killed mid-way may have left under the copy's names: the
-    catalog says the copy is not stored, so nothing there is a backup."""
-    for name in (artifact, globals_name(artifact)):
-        storage.delete(name)
-        storage.remove_partial_for(name)
-    storage.delete(manifest_name(backup_id))
-
-
-def settle_failed(backup_id: str, destination: str, error: str, retrying: bool) -> None:
-    """The copy job failed (or its worker died): ``retrying`` if RQ tries again."""
-    copy = _copy_at(db.session.get(Backup, backup_id), destination)
-    if copy is None or copy.status == "stored":
-        return
-    record_failed(copy, error, retrying)
-    db.session.commit()
-    activity.record("backup.copy", backup_id, outcome="failed", actor="worker",
-                    detail=f"{destination}: {error}")

@@ -8,7 +8,7 @@ from flask_login import current_user
 from blueprints.api import bp
 from blueprints.api.schemas import CreateBackupRequest, ListBackupsQuery, VerifyRequest, json_body
 from blueprints.api.serializers import backup_json
-from services import activity, backups, copies
+from services import activity, backups, copies, copy_retries
 from services.verification import start_verification
 
 
@@ -54,7 +54,7 @@ def download_backup(backup_id: str):
 
 @bp.post("/system/backup/<backup_id:backup_id>/copies/<destination>/retry")
 def retry_copy(backup_id: str, destination: str):
-    job_id = copies.retry(backup_id, destination, actor=current_user.display_name)
+    job_id = copy_retries.retry(backup_id, destination, actor=current_user.display_name)
     return jsonify(backupId=backup_id, destination=destination, jobId=job_id,
                    status=copies.RETRYING), 202
 

@@ -17,7 +17,7 @@ from blueprints.dashboard import bp
 from blueprints.dashboard.events import REFRESH_EVENT
 from blueprints.dashboard.labels import LEVEL_LABELS
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
-from services import backups, copies
+from services import backups, copy_retries
 from services.errors import CatalogError
 from services.models import ACTIVE_STATUSES, BACKUP_TYPES, VERIFY_LEVELS, Backup, utcnow
 from services.verification import start_verification
@@ -88,7 +88,7 @@ def delete(backup_id: str) -> str:
 @bp.post("/system/backup/<backup_id:backup_id>/copies/<destination>/retry")
 def retry_copy(backup_id: str, destination: str) -> str:
     """Queue another attempt at a failed copy; the card shows it ``retrying``."""
-    copies.retry(backup_id, destination, actor=current_user.display_name)
+    copy_retries.retry(backup_id, destination, actor=current_user.display_name)
     return render_template("partials/backups/list.html", clear_alerts=True, **page_context())
 
 

@@ -15,10 +15,11 @@ from pyrage import x25519
 from rq.job import Job
 
 from jobs.queues import BACKUP_QUEUE, QUEUES, queue, redis_connection
+from jobs.reconcile import reconcile_backups
 from jobs.worker import BackupSimpleWorker
 from services import alerts
-from tests.integration.test_metrics import scrape, value
 from tests.support.dbcompare import schema_dump, table_fingerprints
+from tests.support.metrics import scrape, value
 from tools.localservices import S3Server
 
 BACKUP = "/api/system/backup"
@@ -168,6 +169,29 @@ def test_a_retry_on_request_replaces_one_waiting_for_its_interval(
     run_worker()
     assert copy_at(api.get(f"{BACKUP}/{backup['id']}").get_json(), "offsite")[
         "status"] == "stored"
+
+
+def test_deleting_a_backup_cancels_its_waiting_copy_job(api, app, run_worker, bucket):
+    app.config["COPY_RETRY_INTERVALS"] = (3600,)
+    add_s3(api, "offsite", "http://127.0.0.1:9", bucket)
+    backup = back_up(api, run_worker, kind="schema-only", destinations=["local", "offsite"])
+    assert copy_at(backup, "offsite")["status"] == "retrying"
+    assert api.delete(f"{BACKUP}/{backup['id']}").status_code == 200
+    with app.app_context():  # no job is left to write a copy of a deleted backup
+        assert queue(BACKUP_QUEUE).scheduled_job_registry.get_job_ids() == []
+
+
+def test_a_copy_whose_job_was_lost_is_failed_by_the_reconciler(api, app, run_worker, bucket):
+    app.config["COPY_RETRY_INTERVALS"] = (3600,)
+    add_s3(api, "offsite", "http://127.0.0.1:9", bucket)
+    backup = back_up(api, run_worker, kind="schema-only", destinations=["local", "offsite"])
+    with app.app_context():
+        connection = redis_connection()
+        connection.flushdb()  # Redis lost its data: nothing will make the copy
+        reconcile_backups(connection)
+    remote = copy_at(api.get(f"{BACKUP}/{backup['id']}").get_json(), "offsite")
+    assert remote["status"] == "failed"
+    assert remote["error"] == "its copy job was lost (was Redis flushed?): retry it"
 
 
 def test_a_copy_with_nothing_to_copy_from_is_refused(api, app, run_worker, bucket):

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from itertools import product
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from jobs.queues import BACKUP_QUEUE, QUEUES
@@ -15,30 +14,9 @@ from pgbackup import __version__
 from services.extensions import db
 from services.metrics import DURATION_BUCKETS, QUEUE_STATES
 from services.models import BACKUP_TYPES, RESTORE_MODES, STATUSES, VERIFY_LEVELS, Backup, Restore
+from tests.support.metrics import Samples, has, scrape, value
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SCHEDULE = {"type": "full", "frequency": "daily", "time": "02:00", "verify": "integrity"}
-
-
-def scrape(api) -> Samples:
-    """GET /metrics and parse it as Prometheus does; every family has HELP text."""
-    response = api.get("/metrics")
-    assert response.status_code == 200
-    assert response.content_type.startswith("text/plain; version=0.0.4")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
-        assert family.name.startswith("pgbackup_") and family.documentation, family.name
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[name, tuple(sorted(labels.items()))]
-
-
-def has(samples: Samples, name: str, **labels: str) -> bool:
-    return (name, tuple(sorted(labels.items()))) in samples
 
 
 def create_backup(api, kind: str) -> str:

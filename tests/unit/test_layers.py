@@ -76,7 +76,7 @@ def test_layers_import_only_downwards(package, forbidden):
     assert not found, f"{package} must not import {sorted(forbidden)}: {found}"
 
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/
 
 
 def imported_test_modules(path: Path) -> list[str]:
