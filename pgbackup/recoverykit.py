@@ -27,13 +27,15 @@ def restore_text(storage: Storage) -> str:
         "",
         f"Where: {_where(storage)}",
         "",
-        "Each backup <id> (backup-<UTC start time>, e.g. " + EXAMPLE_ID + ") is two files:",
+        "Each backup <id> (backup-<UTC start time>, e.g. " + EXAMPLE_ID + ") is these files:",
         "  <id>.manifest.json   what it is (JSON): database, type, tables and row counts,",
         "                       the artifact's name, size and sha256 (of the stored bytes)",
         "  <id>.dump.zst        a pg_dump --format=custom archive, zstd-compressed",
         "  <id>.dump.zst.age    the same, encrypted with age (age-encryption.org/v1):",
         "                       needs the age identity (key.txt) of one of its recipients",
         "  <id>.dump            uncompressed (a backup taken with compress: false)",
+        "  <id>.globals.json.zst (.age)  the roles (pg_dumpall --globals-only) and the",
+        "                       database's own settings and grants, which the archive lacks",
         "Below, <artifact> is the backup's artifact: the manifest's \"artifact\".",
         "",
         *_fetch(storage),
@@ -51,6 +53,10 @@ def restore_text(storage: Storage) -> str:
         "  uncompressed (.dump):",
         "  $ pg_restore --no-owner -d NEWDB <id>.dump",
         "  To see what is inside without restoring: pg_restore --list instead of -d NEWDB.",
+        "",
+        "4. Roles and database settings, from <id>.globals.json.zst (age -d first if .age):",
+        "  $ zstd -dc <id>.globals.json.zst | jq -r .pg_dumpall | psql -d postgres",
+        "  $ zstd -dc <id>.globals.json.zst | jq -r .database_sql   # for the original name",
         "",
         f"With {TOOL_NAME}: add this destination to a fresh install, then",
         "  $ flask --app app backup rescan --destination NAME",
@@ -71,13 +77,13 @@ def _where(storage: Storage) -> str:
 
 
 def _fetch(storage: Storage) -> list[str]:
-    """Step 1: get the two files of a backup into the current directory."""
+    """Step 1: get a backup's files into the current directory."""
     if not isinstance(storage, S3Storage):
         return ["1. Work in this directory:", f"  $ cd {shlex.quote(_root(storage))}", ""]
     endpoint = (f" --endpoint-url {shlex.quote(storage.endpoint_url)}"
                 if storage.endpoint_url else "")
-    lines = ["1. Download the backup's two files (credentials: the usual AWS environment):"]
-    for name in ("<id>.manifest.json", "<artifact>"):
+    lines = ["1. Download the backup's files (credentials: the usual AWS environment):"]
+    for name in ("<id>.manifest.json", "<artifact>", "<id>.globals.json.zst"):
         lines.append(f"  $ aws s3 cp {_root(storage)}{name} {name}{endpoint}")
     return [*lines, ""]
 

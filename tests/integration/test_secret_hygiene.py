@@ -17,7 +17,7 @@ echo of SQLAlchemy, which sets its own WARN level, stays off, as in production),
 process' output, every response (status, headers, body), every file under BACKUP_DIR
 (artifacts decompressed too), every table of the catalog and its raw SQLite files, every
 Redis key (RQ's zlib/pickle payloads unpacked, and every job as RQ reads it back), CLI
-output, what the webhook receiver got, and the argv and environment of every pg_dump and
+output, what the webhook receiver got, and the argv and environment of every pg_dump, pg_dumpall and
 pg_restore the app ran (through wrappers on PATH: the password must reach them only
 through the 0600 passfile, which must be gone afterwards). Each secret is looked for in
 every haystack, raw and encoded (URL, form, JSON, repr, passfile escapes) and by a random
@@ -220,7 +220,7 @@ def test_no_secret_is_written_anywhere(
     record_dir, bindir = tmp_path / "tool-calls", tmp_path / "bin"
     record_dir.mkdir()
     bindir.mkdir()
-    for tool in ("pg_dump", "pg_restore"):
+    for tool in ("pg_dump", "pg_dumpall", "pg_restore"):
         real = shutil.which(tool)
         assert real, f"{tool} not found on PATH"
         wrapper = bindir / tool
@@ -468,7 +468,8 @@ def test_no_secret_is_written_anywhere(
     # ---- the controls: the capture saw the run ----------------------------------------
     connected = [name for name, text in haystacks.items()
                  if name.startswith("argv of") and f"user={ROLE}" in text]
-    assert {name.split()[2].split("-")[0] for name in connected} == {"pg_dump", "pg_restore"}
+    assert {name.split()[2].split("-")[0] for name in connected} == {
+        "pg_dump", "pg_dumpall", "pg_restore"}
     assert any(f"('{full}',)" in text for name, text in haystacks.items()
                if name.startswith("rq job"))  # job data unpacked
     assert full in haystacks["log messages"] and full in haystacks["worker process output"]
