@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pyrage import x25519
 from rq.job import Job
 
 from jobs.queues import BACKUP_QUEUE, QUEUES, queue, redis_connection
@@ -24,15 +23,6 @@ from tools.localservices import S3Server
 
 BACKUP = "/api/system/backup"
 DESTINATIONS = "/api/system/destinations"
-
-
-@pytest.fixture
-def identity(app, tmp_path: Path) -> x25519.Identity:
-    key = x25519.Identity.generate()
-    key_file = tmp_path / "identities.txt"
-    key_file.write_text(f"{key}\n")
-    app.config["BACKUP_AGE_IDENTITIES"] = str(key_file)
-    return key
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from services import retention
 from services.extensions import db
 from services.models import ActivityEvent, Backup, BackupCopy
+from tests.support.backups import backed_up
 from tools.localservices import S3Server
 
 BACKUP = "/api/system/backup"
@@ -32,15 +33,6 @@ def nas(api, tmp_path: Path) -> Path:
                                            "retention": {"days": 90}})
     assert created.status_code == 201, created.get_json()
     return path
-
-
-def backed_up(api, run_worker, destinations: list[str]) -> str:
-    backup_id = api.post(BACKUP, json={"type": "full", "destinations": destinations}
-                         ).get_json()["backupId"]
-    run_worker()
-    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
-    assert backup["status"] == "completed", backup["error"]
-    return backup_id
 
 
 def age(app, backup_id: str, days: int) -> None:
@@ -78,9 +70,9 @@ def test_a_schedule_sends_its_backups_where_it_says(api, app, run_worker, nas):
 
 def test_each_destination_keeps_its_copies_as_long_as_it_says(api, app, run_worker, nas):
     app.config["LOCAL_RETENTION_DAYS"] = 7  # a week on this machine, three months on the NAS
-    old = backed_up(api, run_worker, ["local", "nas"])
-    new = backed_up(api, run_worker, ["local", "nas"])
-    only_local = backed_up(api, run_worker, ["local"])
+    old = backed_up(api, run_worker, destinations=["local", "nas"])["id"]
+    new = backed_up(api, run_worker, destinations=["local", "nas"])["id"]
+    only_local = backed_up(api, run_worker, destinations=["local"])["id"]
     for backup_id in (old, only_local):
         age(app, backup_id, 10)
     local = Path(app.config["BACKUP_DIR"])
@@ -130,8 +122,8 @@ def locked_offsite(api, s3_server: S3Server) -> str:
 def test_a_locked_copy_holds_an_expired_backup_without_a_failure(
         api, app, run_worker, locked_offsite, s3_server):
     app.config["MANUAL_RETENTION_DAYS"] = 7
-    old = backed_up(api, run_worker, ["local", "vault"])
-    backed_up(api, run_worker, ["local"])  # the newest good one, kept whatever its age
+    old = backed_up(api, run_worker, destinations=["local", "vault"])["id"]
+    backed_up(api, run_worker, destinations=["local"])  # the newest good one: kept whatever its age
     age(app, old, 10)
     copies = {c["destination"]: c for c in api.get(f"{BACKUP}/{old}").get_json()["copies"]}
     assert copies["vault"]["lockedUntil"] is not None
@@ -169,7 +161,7 @@ def test_a_write_only_destination_leaves_deletion_to_the_bucket(
             "secretAccessKey": S3Server.SECRET_ACCESS_KEY, "deleteObjects": False}
     created = api.post(DESTINATIONS, json=body).get_json()
     assert created["deleteObjects"] is False
-    backup_id = backed_up(api, run_worker, ["local", "drop-box"])
+    backup_id = backed_up(api, run_worker, destinations=["local", "drop-box"])["id"]
 
     deleted = api.delete(f"{BACKUP}/{backup_id}")
     assert deleted.status_code == 200

@@ -7,24 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pyrage import x25519
 
+from tests.support.backups import backed_up
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import S3Server
 
 BACKUP = "/api/system/backup"
 DESTINATIONS = "/api/system/destinations"
-
-
-@pytest.fixture
-def identity(app, tmp_path: Path) -> x25519.Identity:
-    """An age key pair: the destination encrypts to its public half, the app decrypts with
-    the identity file named by BACKUP_AGE_IDENTITIES."""
-    key = x25519.Identity.generate()
-    key_file = tmp_path / "identities.txt"
-    key_file.write_text(f"# offsite key\n{key}\n")
-    app.config["BACKUP_AGE_IDENTITIES"] = str(key_file)
-    return key
 
 
 @pytest.fixture
@@ -43,14 +32,6 @@ def offsite(api, s3_server: S3Server, bucket: str, identity) -> dict:
 def drop_restored(pg_server):
     yield
     pg_server.drop_database("from_offsite")
-
-
-def backed_up(api, run_worker, **body) -> dict:
-    backup_id = api.post(BACKUP, json={"type": "full", **body}).get_json()["backupId"]
-    run_worker()
-    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
-    assert backup["status"] == "completed", backup["error"]
-    return backup
 
 
 def keys(s3_server: S3Server, bucket: str) -> list[str]:

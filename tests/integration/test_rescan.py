@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from flask import Flask
-from pyrage import x25519
 
 from pgbackup import LocalStorage, read_manifest, write_manifest
 from pgbackup.recoverykit import RESTORE_NAME
 from tests.conftest import ADMIN_PASSWORD
+from tests.support.backups import backed_up
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import S3Server
 
@@ -23,15 +23,6 @@ BACKUP = "/api/system/backup"
 DESTINATIONS = "/api/system/destinations"
 RESCAN = f"{DESTINATIONS}/rescan"
 COPY_FIELDS = ("destination", "status", "size", "sha256", "location", "encrypted")
-
-
-@pytest.fixture
-def identity(app, tmp_path: Path) -> x25519.Identity:
-    key = x25519.Identity.generate()
-    key_file = tmp_path / "identities.txt"
-    key_file.write_text(f"{key}\n")
-    app.config["BACKUP_AGE_IDENTITIES"] = str(key_file)
-    return key
 
 
 @pytest.fixture
@@ -112,14 +103,6 @@ def fresh_install(app, tmp_path: Path):
     yield make
     for install in installs:
         install.close()
-
-
-def backed_up(api, run_worker, **body) -> dict:
-    backup_id = api.post(BACKUP, json={"type": "full", **body}).get_json()["backupId"]
-    run_worker()
-    backup = api.get(f"{BACKUP}/{backup_id}").get_json()
-    assert backup["status"] == "completed", backup["error"]
-    return backup
 
 
 def copies_of(backup: dict) -> list[dict]:

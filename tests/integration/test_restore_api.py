@@ -19,6 +19,7 @@ from pgbackup.connection import ConnectionInfo
 from services import restores
 from services.extensions import db
 from services.models import Restore
+from tests.support.backups import completed_backup, restore
 from tests.support.dbcompare import schema_dump, table_fingerprints
 
 
@@ -28,18 +29,6 @@ def drop_restored_databases(pg_server):
     yield
     for name in ("pagila_copy", "first_copy", "second_copy", "without_clerk", "from_corrupt"):
         pg_server.drop_database(name)
-
-
-def completed_backup(api, run_worker) -> str:
-    backup_id = api.post("/api/system/backup", json={"type": "full"}).get_json()["backupId"]
-    run_worker()
-    backup = api.get(f"/api/system/backup/{backup_id}").get_json()
-    assert backup["status"] == "completed", backup["error"]
-    return backup_id
-
-
-def restore(api, **body):
-    return api.post("/api/system/backup/restore", json=body)
 
 
 def change_the_database(url: str) -> None:

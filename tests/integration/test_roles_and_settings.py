@@ -14,6 +14,7 @@ from psycopg import sql
 
 from pgbackup import LocalStorage, read_manifest, write_manifest
 from services import manifest_key
+from tests.support.backups import completed_backup, restore
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
 
@@ -69,18 +70,6 @@ def drop_role(pg_server: PostgresServer, url: str, role: str) -> None:
 def database_state(pg_server: PostgresServer, name: str) -> tuple:
     with pg_server.connect() as conn:
         return conn.execute(DATABASE_STATE_SQL, [name]).fetchone()
-
-
-def completed_backup(api, run_worker) -> str:
-    backup_id = api.post("/api/system/backup", json={"type": "full"}).get_json()["backupId"]
-    run_worker()
-    backup = api.get(f"/api/system/backup/{backup_id}").get_json()
-    assert backup["status"] == "completed", backup["error"]
-    return backup_id
-
-
-def restore(api, **body):
-    return api.post("/api/system/backup/restore", json=body)
 
 
 def run_and_fetch(api, run_worker, response) -> dict:
