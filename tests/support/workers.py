@@ -20,6 +20,26 @@ case "$*" in *--version*) exec {real} "$@";; esac
 """
 
 
+GATED_PG_DUMP = """#!/bin/sh
+# Real pg_dump, whose stream pauses after {first} bytes until {gate} exists, then goes on:
+# the test acts at a known point of the dump (dd reads exactly that much, unlike head).
+case "$*" in *--version*) exec {real} "$@";; esac
+{real} "$@" | {{ dd bs={block} count={blocks} iflag=fullblock status=none; \
+  while [ ! -e {gate} ]; do sleep 0.05; done; cat; }}
+"""
+
+
+def install_gated_pg_dump(bindir: Path, first_mib: int, gate: Path,
+                          real: str = "/usr/bin/pg_dump") -> None:
+    """Put a pg_dump in ``bindir`` that pauses after ``first_mib`` MiB until ``gate``
+    exists (see GATED_PG_DUMP)."""
+    bindir.mkdir(exist_ok=True)
+    wrapper = bindir / "pg_dump"
+    wrapper.write_text(GATED_PG_DUMP.format(real=real, first=first_mib * 2**20, gate=gate,
+                                            block=2**20, blocks=first_mib))
+    wrapper.chmod(0o755)
+
+
 def install_slow_pg_dump(bindir: Path, real: str = "/usr/bin/pg_dump") -> None:
     """Put a pg_dump in ``bindir`` whose output stalls after 64 KiB (see SLOW_PG_DUMP)."""
     bindir.mkdir(exist_ok=True)
