@@ -68,11 +68,15 @@ def test_destinations_story(app, page: Page, console_errors: list[str], run_work
     # Rescan: the catalog already knows the backup; the report says so when the job ends.
     panel.get_by_label("Rebuild the catalog from the manifests on").select_option("nas")
     panel.get_by_role("button", name="Rescan").click()
-    expect(panel.locator(".rescan-status")).to_contain_text("Rescan queued")
+    report = page.locator("#rescan-result .rescan-status")
+    expect(report).to_contain_text("Rescan queued")
     run_worker()
-    expect(panel.locator(".rescan-status")).to_contain_text(
+    expect(report).to_contain_text(
         "1 manifests found on nas; 0 backups imported, 0 copies added, 1 already known",
         timeout=WAIT_MS)
+    with page.expect_response("**/system/backup/destinations"):  # the panel reloads...
+        page.evaluate("htmx.trigger(document.body, 'backups-changed')")
+    expect(report).to_contain_text("1 already known")  # ...and the report stays
 
     screenshot_element(page, "#destinations", "destinations-phone", PHONE)
     assert_no_horizontal_overflow(page)
