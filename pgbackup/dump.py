@@ -14,7 +14,7 @@ from pgbackup.errors import BackupError
 from pgbackup.fanout import Branch, FanOutError, fan_out
 from pgbackup.globals import capture_globals, globals_name, write_globals
 from pgbackup.ids import artifact_name, is_backup_id, manifest_name
-from pgbackup.manifest import KINDS, BackupKind, Encryption, Manifest, write_manifest
+from pgbackup.manifest import BackupKind, Encryption, Manifest, write_manifest
 from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
 from pgbackup.snapshot import Snapshot, exported_snapshot
 from pgbackup.storage import Storage
@@ -22,6 +22,7 @@ from pgbackup.streams import HashingWriter, Writable, copy_stream, zstd_writer
 from pgbackup.version import TOOL_NAME, __version__
 
 PROGRESS_INTERVAL = 0.5
+DUMP_KINDS: tuple[BackupKind, ...] = ("full", "schema-only")  # what pg_dump takes
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,8 @@ def run_dump_to(
     """
     if not is_backup_id(backup_id):
         raise ValueError(f"not a backup id: {backup_id!r}")
-    if kind not in KINDS:
-        raise ValueError(f"unknown backup type {kind!r}: expected one of {KINDS}")
+    if kind not in DUMP_KINDS:
+        raise ValueError(f"unknown backup type {kind!r}: expected one of {DUMP_KINDS}")
     plans = [_Plan.of(target, backup_id, compress) for target in targets]
     started, created = time.monotonic(), datetime.now(UTC)
     dump_version = pg_dump_version(pg_dump)

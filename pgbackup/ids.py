@@ -42,9 +42,13 @@ def is_backup_id(value: str) -> bool:
     return True
 
 
-def artifact_name(backup_id: str, compressed: bool, encrypted: bool = False) -> str:
-    """``<id>.dump``, plus ``.zst`` when zstd-compressed, plus ``.age`` when encrypted."""
-    return f"{backup_id}.dump" + (".zst" if compressed else "") + (".age" if encrypted else "")
+def artifact_name(backup_id: str, compressed: bool, encrypted: bool = False,
+                  kind: str = "full") -> str:
+    """``<id>.dump`` (a pg_dump archive), or ``<id>.sql`` for an incremental (captured
+    changes as a psql script), plus ``.zst`` when zstd-compressed, plus ``.age`` when
+    encrypted."""
+    stem = f"{backup_id}.sql" if kind == "incremental" else f"{backup_id}.dump"
+    return stem + (".zst" if compressed else "") + (".age" if encrypted else "")
 
 
 def manifest_name(backup_id: str) -> str:

@@ -41,10 +41,10 @@ from pydantic import (
 from pgbackup.ids import is_backup_id, manifest_name
 from pgbackup.storage import Storage, validate_name
 
-BackupKind = Literal["full", "schema-only"]
-KINDS: tuple[BackupKind, ...] = ("full", "schema-only")
+BackupKind = Literal["full", "schema-only", "incremental"]
+KINDS: tuple[BackupKind, ...] = ("full", "schema-only", "incremental")
 SELF_CHECKSUM_FIELD = "manifest_sha256"
-_OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals")
+_OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals", "capture")
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 SIGNATURE_FIELD = "signature"
 _SIGNATURE_RE = re.compile(r"^hmac-sha256:(?P<key_id>[0-9a-f]{16}):(?P<mac>[0-9a-f]{64})$")
@@ -109,6 +109,28 @@ class GlobalsFile(BaseModel):
         return validate_name(value)
 
 
+class Capture(BaseModel):
+    """Change capture (logical decoding) around a backup of a chain. A full backup starts a
+    chain: its ``slot`` holds every change committed after its snapshot, from ``start_lsn``
+    (= ``end_lsn``). An incremental holds the changes from ``start_lsn`` (its parent's
+    ``end_lsn``) up to ``end_lsn``, where the next backup's start; ``slot`` then holds the
+    chain's later changes. ``schema_fingerprint`` (pgbackup.schema_fingerprint) must be the
+    same along a chain."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slot: str = Field(pattern=r"^[a-z0-9_]{1,63}$")
+    start_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+    end_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+    schema_fingerprint: str = Field(pattern=_SHA256_PATTERN)
+    first_commit: datetime | None = None  # of the changes held (incremental only)
+    last_commit: datetime | None = None
+    transactions: int = Field(default=0, ge=0)
+    changes: int = Field(default=0, ge=0)
+    table_changes: dict[str, int] = Field(default_factory=dict)  # "schema.table" -> count
+    tables_copied: list[str] = Field(default_factory=list)  # copied whole (no usable key)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -124,7 +146,7 @@ class Manifest(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_SHA256_PATTERN)  # of the stored bytes
     compression: Literal["zstd", "none"]
-    dump_format: Literal["custom"] = "custom"
+    dump_format: Literal["custom", "sql"] = "custom"  # sql: an incremental's psql script
     tables: list[TableInfo]
     snapshot: str
     duration_ms: int = Field(ge=0)
@@ -134,6 +156,7 @@ class Manifest(BaseModel):
     content_sha256: str | None = Field(default=None, pattern=_SHA256_PATTERN)
     signature: str | None = Field(default=None, pattern=_SIGNATURE_RE.pattern)
     globals: GlobalsFile | None = None  # the saved roles and database settings
+    capture: Capture | None = None  # the chain of captured changes it starts or continues
 
     @field_validator("backup_id", "parent_id")
     @classmethod
@@ -154,6 +177,17 @@ class Manifest(BaseModel):
         if offset is None or offset.total_seconds() != 0:
             raise ValueError("created must be a UTC timestamp")
         return value
+
+    @model_validator(mode="after")
+    def _check_incremental(self) -> Manifest:
+        """An incremental is a psql script of the changes after its parent; the others are
+        pg_dump archives."""
+        if self.type == "incremental" and (self.parent_id is None or self.capture is None
+                                           or self.dump_format != "sql"):
+            raise ValueError("an incremental has a parent_id, a capture and dump_format sql")
+        if self.type != "incremental" and self.dump_format != "custom":
+            raise ValueError(f"a {self.type} backup is a pg_dump archive (dump_format custom)")
+        return self
 
     @model_validator(mode="after")
     def _check_content_sha256(self) -> Manifest:

@@ -100,7 +100,35 @@ def test_invalid_utf8_raises_manifest_error(storage: LocalStorage) -> None:
         read_manifest(storage, BACKUP_ID)
 
 
+CAPTURE = {"slot": "pgbackup_chain_1", "start_lsn": "0/16B3748", "end_lsn": "0/16C0000",
+           "schema_fingerprint": "b" * 64}
+
+
+def test_an_incremental_round_trips_with_its_capture(storage: LocalStorage) -> None:
+    manifest = make_manifest(
+        type="incremental", parent_id="backup-2024-01-14T10-30-00-000Z", dump_format="sql",
+        artifact=f"{BACKUP_ID}.sql.zst", tables=[],
+        capture={**CAPTURE, "first_commit": datetime(2024, 1, 15, 10, 0, tzinfo=UTC),
+                 "last_commit": datetime(2024, 1, 15, 10, 29, tzinfo=UTC), "transactions": 3,
+                 "changes": 7, "table_changes": {"public.rental": 7}})
+    write_manifest(storage, manifest)
+    assert read_manifest(storage, BACKUP_ID) == manifest
+    assert manifest.capture is not None and manifest.capture.table_changes == {
+        "public.rental": 7}
+
+
+def test_a_full_without_capture_keeps_its_canonical_form() -> None:
+    assert "capture" not in make_manifest().to_json()
+    assert '"capture"' in make_manifest(capture=CAPTURE).to_json()
+
+
 @pytest.mark.parametrize("overrides", [
+    {"type": "incremental", "parent_id": "backup-2024-01-14T10-30-00-000Z",
+     "dump_format": "sql"},  # no capture
+    {"dump_format": "sql"},  # a full is an archive
+    {"capture": {**CAPTURE, "slot": "Bad-Name"}},
+    {"capture": {**CAPTURE, "end_lsn": "16C0000"}},
+
     {"backup_id": "nope"},
     {"parent_id": "../etc"},
     {"type": "incremental"},
