@@ -114,14 +114,17 @@ class Capture(BaseModel):
     chain: its ``slot`` holds every change committed after its snapshot, from ``start_lsn``
     (= ``end_lsn``). An incremental holds the changes from ``start_lsn`` (its parent's
     ``end_lsn``) up to ``end_lsn``, where the next backup's start; ``slot`` then holds the
-    chain's later changes. ``schema_fingerprint`` (pgbackup.schema_fingerprint) must be the
-    same along a chain."""
+    chain's later changes. ``end_at`` is when ``end_lsn`` was reached: the state the
+    backup holds is the database's at that moment, so a chain reaches from its full's
+    ``end_at`` to its last incremental's. ``schema_fingerprint``
+    (pgbackup.schema_fingerprint) must be the same along a chain."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     slot: str = Field(pattern=r"^[a-z0-9_]{1,63}$")
     start_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
     end_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
+    end_at: datetime  # the server's time when the slot at end_lsn was created
     schema_fingerprint: str = Field(pattern=_SHA256_PATTERN)
     first_commit: datetime | None = None  # of the changes held (incremental only)
     last_commit: datetime | None = None

@@ -69,6 +69,15 @@ class Backup(Model):
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     tables: Mapped[list | None] = mapped_column(JSON)
+    # Change capture (see pgbackup.manifest.Capture): the slot holding the chain's later
+    # changes, the LSN range and commit times held, and why no chain starts or continues.
+    slot_name: Mapped[str | None] = mapped_column(String(63), index=True)
+    start_lsn: Mapped[str | None] = mapped_column(String(17))
+    end_lsn: Mapped[str | None] = mapped_column(String(17))
+    end_at: Mapped[datetime | None]  # when end_lsn was reached: the state held ends there
+    first_commit_at: Mapped[datetime | None]
+    last_commit_at: Mapped[datetime | None]
+    capture_note: Mapped[str | None] = mapped_column(Text)
 
     parent: Mapped[Backup | None] = relationship(remote_side=[id])
     copies: Mapped[list[BackupCopy]] = relationship(

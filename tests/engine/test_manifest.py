@@ -101,7 +101,7 @@ def test_invalid_utf8_raises_manifest_error(storage: LocalStorage) -> None:
 
 
 CAPTURE = {"slot": "pgbackup_chain_1", "start_lsn": "0/16B3748", "end_lsn": "0/16C0000",
-           "schema_fingerprint": "b" * 64}
+           "end_at": datetime(2024, 1, 15, 10, 30, tzinfo=UTC), "schema_fingerprint": "b" * 64}
 
 
 def test_an_incremental_round_trips_with_its_capture(storage: LocalStorage) -> None:
