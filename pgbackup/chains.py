@@ -3,9 +3,11 @@ changes committed from where its parent ended to where it ends.
 
 A chain restores only whole: the full, then every incremental in order. It is sound when
 each link's parent is the one before it and each incremental starts at the LSN where its
-parent ended (no gap, no overlap). It reaches every moment from its full's ``end_at`` to
-its last incremental's: a restore to a moment in between replays the incrementals up to
-the first that ends at or after it, that last one only up to the moment.
+parent ended (no gap, no overlap). It reaches every moment from its full's
+``consistent_at`` (nothing later is in the full) to its last incremental's
+``covers_until`` (everything until then is in the chain); see pgbackup.manifest.Capture.
+A restore to a moment replays the incrementals up to the first that covers it, each only
+with the transactions committed at or before the moment.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Link:
     parent_id: str | None
     start_lsn: str
     end_lsn: str
-    end_at: datetime  # aware: the state the link holds is the database's at this moment
+    consistent_at: datetime  # aware; see pgbackup.manifest.Capture
+    covers_until: datetime
 
 
 def lsn_value(lsn: str) -> int:
@@ -56,19 +59,19 @@ def check_chain(links: Sequence[Link]) -> None:
 def reachable(links: Sequence[Link]) -> tuple[datetime, datetime]:
     """The first and the last moment a restore of this chain can reach."""
     check_chain(links)
-    return links[0].end_at, links[-1].end_at
+    return links[0].consistent_at, links[-1].covers_until
 
 
 def links_for(links: Sequence[Link], moment: datetime) -> list[Link]:
     """The links to replay to reach ``moment``: the full and the incrementals up to the
-    first that ends at or after it (that one is replayed only up to ``moment``)."""
+    first that covers it (their transactions committed after ``moment`` are left out)."""
     earliest, latest = reachable(links)
     if not earliest <= moment <= latest:
         raise ChainError(f"{moment.isoformat()} is outside the chain's reach, from "
                          f"{earliest.isoformat()} to {latest.isoformat()}")
     needed = [links[0]]
     for link in links[1:]:
-        if needed[-1].end_at >= moment:
+        if needed[-1].covers_until >= moment:
             break
         needed.append(link)
     return needed

@@ -114,9 +114,11 @@ class Capture(BaseModel):
     chain: its ``slot`` holds every change committed after its snapshot, from ``start_lsn``
     (= ``end_lsn``). An incremental holds the changes from ``start_lsn`` (its parent's
     ``end_lsn``) up to ``end_lsn``, where the next backup's start; ``slot`` then holds the
-    chain's later changes. ``end_at`` is when ``end_lsn`` was reached: the state the
-    backup holds is the database's at that moment, so a chain reaches from its full's
-    ``end_at`` to its last incremental's. ``schema_fingerprint``
+    chain's later changes. The slot at ``end_lsn`` was created between ``covers_until``
+    (read just before: the server waits for the transactions then committing, so all of
+    them are held) and ``consistent_at`` (read just after: nothing held committed later).
+    A chain reaches from its full's ``consistent_at`` to its last incremental's
+    ``covers_until`` (pgbackup.chains). ``schema_fingerprint``
     (pgbackup.schema_fingerprint) must be the same along a chain."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -124,7 +126,8 @@ class Capture(BaseModel):
     slot: str = Field(pattern=r"^[a-z0-9_]{1,63}$")
     start_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
     end_lsn: str = Field(pattern=r"^[0-9A-F]{1,8}/[0-9A-F]{1,8}$")
-    end_at: datetime  # the server's time when the slot at end_lsn was created
+    covers_until: datetime  # every commit up to then is in this backup or an earlier one
+    consistent_at: datetime  # no commit after then is in this backup or an earlier one
     schema_fingerprint: str = Field(pattern=_SHA256_PATTERN)
     first_commit: datetime | None = None  # of the changes held (incremental only)
     last_commit: datetime | None = None
@@ -132,6 +135,12 @@ class Capture(BaseModel):
     changes: int = Field(default=0, ge=0)
     table_changes: dict[str, int] = Field(default_factory=dict)  # "schema.table" -> count
     tables_copied: list[str] = Field(default_factory=list)  # copied whole (no usable key)
+
+    @model_validator(mode="after")
+    def _check_times(self) -> Capture:
+        if self.covers_until > self.consistent_at:
+            raise ValueError("covers_until is later than consistent_at")
+        return self
 
 
 class Manifest(BaseModel):

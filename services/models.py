@@ -74,7 +74,8 @@ class Backup(Model):
     slot_name: Mapped[str | None] = mapped_column(String(63), index=True)
     start_lsn: Mapped[str | None] = mapped_column(String(17))
     end_lsn: Mapped[str | None] = mapped_column(String(17))
-    end_at: Mapped[datetime | None]  # when end_lsn was reached: the state held ends there
+    consistent_at: Mapped[datetime | None]  # see pgbackup.manifest.Capture
+    covers_until: Mapped[datetime | None]
     first_commit_at: Mapped[datetime | None]
     last_commit_at: Mapped[datetime | None]
     capture_note: Mapped[str | None] = mapped_column(Text)

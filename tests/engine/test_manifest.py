@@ -101,7 +101,9 @@ def test_invalid_utf8_raises_manifest_error(storage: LocalStorage) -> None:
 
 
 CAPTURE = {"slot": "pgbackup_chain_1", "start_lsn": "0/16B3748", "end_lsn": "0/16C0000",
-           "end_at": datetime(2024, 1, 15, 10, 30, tzinfo=UTC), "schema_fingerprint": "b" * 64}
+           "covers_until": datetime(2024, 1, 15, 10, 30, tzinfo=UTC),
+           "consistent_at": datetime(2024, 1, 15, 10, 30, 1, tzinfo=UTC),
+           "schema_fingerprint": "b" * 64}
 
 
 def test_an_incremental_round_trips_with_its_capture(storage: LocalStorage) -> None:
@@ -128,6 +130,7 @@ def test_a_full_without_capture_keeps_its_canonical_form() -> None:
     {"dump_format": "sql"},  # a full is an archive
     {"capture": {**CAPTURE, "slot": "Bad-Name"}},
     {"capture": {**CAPTURE, "end_lsn": "16C0000"}},
+    {"capture": {**CAPTURE, "covers_until": datetime(2024, 1, 15, 10, 31, tzinfo=UTC)}},
 
     {"backup_id": "nope"},
     {"parent_id": "../etc"},

@@ -14,13 +14,15 @@ T0 = datetime(2024, 1, 15, 2, 0, tzinfo=UTC)
 
 def chain(*ends: tuple[str, int]) -> list[Link]:
     """A full ending at LSN ends[0] and incrementals ending at the others; the second item
-    of each is its end time in minutes after T0."""
+    of each is when it ends, in minutes after T0: it covers until then and is consistent a
+    second later (the time its boundary slot took to create)."""
     links, previous = [], None
     for n, (lsn, minutes) in enumerate(ends):
+        end = T0 + timedelta(minutes=minutes)
         links.append(Link(f"b{n}", "full" if n == 0 else "incremental",
                           previous.backup_id if previous else None,
                           previous.end_lsn if previous else lsn, lsn,
-                          T0 + timedelta(minutes=minutes)))
+                          end + timedelta(seconds=1), end))
         previous = links[-1]
     return links
 
@@ -35,7 +37,7 @@ def test_lsns_compare_as_numbers() -> None:
 def test_a_sound_chain_reaches_from_its_full_to_its_last_incremental() -> None:
     links = chain(("0/100", 0), ("0/200", 60), ("0/300", 120))
     check_chain(links)
-    assert reachable(links) == (T0, T0 + timedelta(minutes=120))
+    assert reachable(links) == (T0 + timedelta(seconds=1), T0 + timedelta(minutes=120))
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -50,7 +52,7 @@ def test_a_broken_chain_is_refused_with_a_reason(change, message: str) -> None:
 
 
 @pytest.mark.parametrize(("minutes", "needed"), [
-    (0, ["b0"]),  # the full's own moment
+    (1 / 60, ["b0", "b1"]),  # the full is consistent then, but covers only until T0
     (30, ["b0", "b1"]),  # inside the first incremental: replayed up to the moment
     (60, ["b0", "b1"]),  # exactly where it ends
     (61, ["b0", "b1", "b2"]),
@@ -65,7 +67,7 @@ def test_a_moment_needs_the_links_up_to_the_first_that_ends_after_it(
 
 def test_a_moment_outside_the_reach_is_refused() -> None:
     links = chain(("0/100", 0), ("0/200", 60))
-    with pytest.raises(ChainError, match="outside the chain's reach, from 2024-01-15T02:00"):
+    with pytest.raises(ChainError, match="outside the chain's reach, from 2024-01-15T02:00:01"):
         links_for(links, T0 + timedelta(minutes=61))
     with pytest.raises(ChainError, match="outside"):
-        links_for(links, T0 - timedelta(seconds=1))
+        links_for(links, T0)  # before the full's snapshot was consistent
