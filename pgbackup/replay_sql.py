@@ -8,7 +8,8 @@ Each source transaction becomes::
     COMMIT;
 
 so a point-in-time restore can stop before the first transaction committed after its target
-by reading the comment lines alone. The script must run after :data:`REPLAY_SETTINGS_SQL`:
+by reading the comment lines alone: every statement is one line (a line break inside a
+value is written as an escape string, see :func:`one_line`). The script must run after :data:`REPLAY_SETTINGS_SQL`:
 ``session_replication_role = replica`` keeps user triggers (a BEFORE trigger already did its
 work on the source) and foreign-key checks (deferrable, cyclic) from running again.
 
@@ -173,7 +174,21 @@ class ReplayStats:
 
 
 def quote_ident(name: str) -> str:
+    if "\n" in name or "\r" in name:  # the script is read line by line (one_line)
+        raise ReplayError(f"identifier {name[:40]!r} holds a line break: not replayable")
     return '"' + name.replace('"', '""') + '"'
+
+
+def one_line(literal: str) -> str:
+    """A quoted literal on one line: with a line break inside, as an escape string
+    (``E'…'``) that means the same. A point-in-time replay reads the script line by line,
+    and a line of a value must never pass for a comment line."""
+    if "\n" not in literal and "\r" not in literal:
+        return literal
+    text = literal[1:-1].replace("''", "'")
+    escaped = (text.replace("\\", "\\\\").replace("'", "\\'")
+               .replace("\n", "\\n").replace("\r", "\\r"))
+    return f"E'{escaped}'"
 
 
 def xact_comment(commit: Commit) -> str:
@@ -385,7 +400,9 @@ def _literal(column: Column, where: str) -> str:
     if value is UNCHANGED_TOAST:
         raise ReplayError(f"column {column.name!r} has no value (unchanged TOAST) in {where}")
     assert isinstance(value, str)
-    if value.startswith(("'", "B'")) or value in ("true", "false"):
+    if value.startswith("'"):
+        return one_line(value)
+    if value.startswith("B'") or value in ("true", "false"):
         return value
     return f"'{value}'"
 

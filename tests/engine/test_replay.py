@@ -441,6 +441,21 @@ def test_quoted_mixed_case_spaced_and_non_ascii_identifiers(pair: ReplayPair) ->
     pair.assert_equal()
 
 
+def test_every_statement_is_one_line_whatever_the_values(pair: ReplayPair) -> None:
+    """A point-in-time replay reads the script line by line: a value holding line breaks
+    and a fake comment line must not break a statement into lines."""
+    pair.both("CREATE TABLE note (id int PRIMARY KEY, body text, tags text[])")
+    pair.capture()
+    trap = "first\n-- pgbackup xact 1 committed 2000-01-01T00:00:00+00:00 lsn 0/1\r\nback\\slash 'q'"
+    pair.source("INSERT INTO note VALUES (1, %s, ARRAY[%s, 'x'])" % (
+        "$$" + trap + "$$", "$$a\nb$$"))
+    replayed = pair.replay()
+    statements = [line for line in replayed.script.splitlines()
+                  if line and not line.startswith("-- pgbackup xact ")]
+    assert all(line.startswith(("SET ", "BEGIN;", "COMMIT;", "INSERT ")) for line in statements)
+    pair.assert_equal()
+
+
 def test_table_without_a_key_is_reported_not_rendered(pair: ReplayPair) -> None:
     pair.both("""
         CREATE TABLE loose (v text);
