@@ -9,7 +9,8 @@ Each source transaction becomes::
 
 so a point-in-time restore can stop before the first transaction committed after its target
 by reading the comment lines alone: every statement is one line (a line break inside a
-value is written as an escape string, see :func:`one_line`). The script must run after :data:`REPLAY_SETTINGS_SQL`:
+value is written as an escape string, see :func:`one_line`). The script must run after
+:data:`REPLAY_SETTINGS_SQL`:
 ``session_replication_role = replica`` keeps user triggers (a BEFORE trigger already did its
 work on the source) and foreign-key checks (deferrable, cyclic) from running again.
 

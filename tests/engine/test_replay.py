@@ -446,9 +446,9 @@ def test_every_statement_is_one_line_whatever_the_values(pair: ReplayPair) -> No
     and a fake comment line must not break a statement into lines."""
     pair.both("CREATE TABLE note (id int PRIMARY KEY, body text, tags text[])")
     pair.capture()
-    trap = "first\n-- pgbackup xact 1 committed 2000-01-01T00:00:00+00:00 lsn 0/1\r\nback\\slash 'q'"
-    pair.source("INSERT INTO note VALUES (1, %s, ARRAY[%s, 'x'])" % (
-        "$$" + trap + "$$", "$$a\nb$$"))
+    trap = ("first\n-- pgbackup xact 1 committed 2000-01-01T00:00:00+00:00 lsn 0/1\r\n"
+            "back\\slash 'q'")
+    pair.source(f"INSERT INTO note VALUES (1, $${trap}$$, ARRAY[$$a\nb$$, 'x'])")
     replayed = pair.replay()
     statements = [line for line in replayed.script.splitlines()
                   if line and not line.startswith("-- pgbackup xact ")]
