@@ -11,8 +11,9 @@ from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
 from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
-from pgbackup.dump import Copy, run_dump_to
+from pgbackup.dump import run_dump_to
 from pgbackup.recoverykit import write_restore_file
+from pgbackup.targets import Copy
 from services import activity, copies, copy_retries, manifest_key, retention
 from services.backups import mark, remove_files, storage, target_connection
 from services.errors import CatalogError

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pgbackup.connection import ConnectionInfo
-from pgbackup.encryption import Recipient, encrypting_writer, parse_recipients
+from pgbackup.encryption import parse_recipients
 from pgbackup.errors import BackupError
-from pgbackup.fanout import Branch, FanOutError, fan_out
-from pgbackup.globals import capture_globals, globals_name, write_globals
-from pgbackup.ids import artifact_name, is_backup_id, manifest_name
-from pgbackup.manifest import BackupKind, Encryption, Manifest, write_manifest
+from pgbackup.globals import capture_globals
+from pgbackup.ids import is_backup_id
+from pgbackup.manifest import BackupKind, Manifest
 from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
 from pgbackup.snapshot import Snapshot, exported_snapshot
 from pgbackup.storage import Storage
-from pgbackup.streams import HashingWriter, Writable, copy_stream, zstd_writer
+from pgbackup.streams import HashingWriter, copy_stream
+from pgbackup.targets import Copy, Target, TargetWrite, streaming_to
 from pgbackup.version import TOOL_NAME, __version__
 
 PROGRESS_INTERVAL = 0.5
@@ -63,26 +62,6 @@ class _ProgressReporter:
         self._last = time.monotonic()
         if self._callback is not None:
             self._callback(progress)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One place a dump is written to, encrypted to its own recipients (if any). A
-    ``required`` target that fails fails the backup; an optional one fails alone."""
-
-    name: str
-    storage: Storage
-    encrypt_to: tuple[str, ...] = ()
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Copy:
-    """What one target got: its manifest, or the error that stopped it."""
-
-    target: Target
-    manifest: Manifest | None
-    error: str | None = None
 
 
 def run_dump(
@@ -147,7 +126,7 @@ def run_dump_to(
         raise ValueError(f"not a backup id: {backup_id!r}")
     if kind not in DUMP_KINDS:
         raise ValueError(f"unknown backup type {kind!r}: expected one of {DUMP_KINDS}")
-    plans = [_Plan.of(target, backup_id, compress) for target in targets]
+    writes = [TargetWrite.of(target, backup_id, compress, kind) for target in targets]
     started, created = time.monotonic(), datetime.now(UTC)
     dump_version = pg_dump_version(pg_dump)
     full = kind == "full"
@@ -157,141 +136,40 @@ def run_dump_to(
         with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
-                conn, plans, snapshot, kind, compress, progress, pg_dump)
+                conn, writes, snapshot, kind, compress, progress, pg_dump)
         base = {"backup_id": backup_id, "type": kind, "created": created,
                 "database": conn.dbname, "server_version": snapshot.server_version,
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
                 "compression": "zstd" if compress else "none", "tables": snapshot.tables,
                 "snapshot": snapshot.snapshot_id,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
-        copies = [plan.finish(base, content_sha256, manifest_key, saved_globals=saved_globals)
-                  for plan in plans]
+        copies = [write.finish(base, content_sha256, manifest_key,
+                               saved_globals=saved_globals) for write in writes]
     except BaseException:
-        for plan in plans:
-            plan.discard()
+        for write in writes:
+            write.discard()
         raise
     return copies
 
 
-@dataclass
-class _Plan:
-    """One target's part of a dump: its artifact's name, hashes and outcome."""
-
-    target: Target
-    backup_id: str
-    artifact: str
-    recipients: list[Recipient] | None
-    stored: HashingWriter | None = None
-    error: BaseException | None = None
-
-    @classmethod
-    def of(cls, target: Target, backup_id: str, compress: bool) -> _Plan:
-        """The plan for ``target``; an optional target that cannot be reached (or already
-        holds the backup) is planned as failed, a required one raises BackupError."""
-        recipients = parse_recipients(target.encrypt_to) if target.encrypt_to else None
-        artifact = artifact_name(backup_id, compress, encrypted=recipients is not None)
-        plan = cls(target, backup_id, artifact, recipients)
-        try:
-            for name in (artifact, manifest_name(backup_id)):
-                if target.storage.exists(name):
-                    raise BackupError(f"backup {backup_id} already exists in {target.name}")
-        except BackupError as exc:
-            if target.required:
-                raise
-            plan.error = exc
-        except Exception as exc:
-            if target.required:
-                raise BackupError(f"writing to {target.name} failed: {_sentence(exc)}") from exc
-            plan.error = exc
-        return plan
-
-    @contextmanager
-    def writer(self) -> Iterator[Writable]:
-        """The sink for the archive's bytes: encrypted when asked, hashed as stored."""
-        with self.target.storage.atomic_writer(self.artifact) as raw:
-            self.stored = HashingWriter(raw)
-            with (encrypting_writer(self.stored, self.recipients) if self.recipients
-                  else nullcontext(self.stored)) as sink:
-                yield sink
-
-    def finish(self, base: dict[str, object], content_sha256: str,
-               manifest_key: bytes | None = None, *, saved_globals: bytes) -> Copy:
-        """Write the globals sidecar and the manifest of a stored artifact, or report why
-        there is none."""
-        if self.error is not None:
-            return Copy(self.target, None, _sentence(self.error))
-        assert self.stored is not None
-        try:
-            sidecar = write_globals(self.target.storage, globals_name(self.artifact),
-                                    saved_globals, base["compression"] == "zstd",
-                                    self.recipients)
-        except Exception as exc:
-            return self._failed(exc)
-        encrypted = self.recipients is not None
-        manifest = Manifest.model_validate({
-            **base, "artifact": self.artifact, "size": self.target.storage.size(self.artifact),
-            "sha256": self.stored.hexdigest(),
-            "encryption": Encryption(recipients=[str(r) for r in self.recipients or []])
-            if encrypted else None,
-            "content_sha256": content_sha256 if encrypted else None, "globals": sidecar})
-        if manifest_key is not None:
-            manifest = manifest.signed(manifest_key)
-        try:
-            write_manifest(self.target.storage, manifest)
-        except Exception as exc:
-            return self._failed(exc)
-        return Copy(self.target, manifest)
-
-    def _failed(self, exc: Exception) -> Copy:
-        """A write after the artifact failed: nothing stays; a required target raises."""
-        self.discard()
-        if self.target.required:
-            raise exc
-        return Copy(self.target, None, _sentence(exc))
-
-    def discard(self) -> None:
-        """Delete what this dump wrote here. Only a target whose writer was opened (so both
-        names were free at the start) is touched: a target planned as failed may hold
-        another run's files under these names, or be unreachable."""
-        if self.stored is None:
-            return
-        for name in (manifest_name(self.backup_id), globals_name(self.artifact), self.artifact):
-            with suppress(Exception):  # a target that is gone keeps nothing to delete
-                self.target.storage.delete(name)
-
-
-def _sentence(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _dump_to_targets(
-    conn: ConnectionInfo, plans: list[_Plan], snapshot: Snapshot, kind: BackupKind,
+    conn: ConnectionInfo, writes: list[TargetWrite], snapshot: Snapshot, kind: BackupKind,
     compress: bool, progress: ProgressCallback | None, pg_dump: str,
 ) -> str:
     """Stream pg_dump's output, compressed once, into every target; returns the sha256 of
     the archive bytes (before any encryption)."""
-    live = [plan for plan in plans if plan.error is None]
-    branches = [Branch(plan.target.name, plan.writer, plan.target.required) for plan in live]
     with conn.subprocess_env() as (env, dsn):
         args = pg_dump_args(pg_dump, dsn, snapshot.snapshot_id, kind == "schema-only")
-        try:
-            with running(args, env) as (process, stderr), fan_out(branches) as targets:
-                archive = HashingWriter(targets)
-                reporter = _ProgressReporter(progress, archive, stderr, len(snapshot.tables))
-                reporter.tick()
-                assert process.stdout is not None  # started with stdout=PIPE
-                with zstd_writer(archive) if compress else nullcontext(archive) as sink:
-                    copy_stream(process.stdout, sink, on_chunk=reporter.tick)
-                returncode = process.wait()
-                stderr.join()
-                if returncode != 0:
-                    detail = conn.redact_text(stderr.failure_text())
-                    raise BackupError(
-                        f"pg_dump failed with exit status {returncode}:\n{detail}")
-                reporter.finish()  # inside: a callback raising here still discards all
-        except FanOutError as exc:
-            raise BackupError(f"writing to {exc.branch.name} failed: "
-                              f"{_sentence(exc.branch.error or exc)}") from exc
-    for plan, branch in zip(live, branches, strict=True):
-        plan.error = branch.error
+        with running(args, env) as (process, stderr), \
+                streaming_to(writes, compress) as (sink, archive):
+            reporter = _ProgressReporter(progress, archive, stderr, len(snapshot.tables))
+            reporter.tick()
+            assert process.stdout is not None  # started with stdout=PIPE
+            copy_stream(process.stdout, sink, on_chunk=reporter.tick)
+            returncode = process.wait()
+            stderr.join()
+            if returncode != 0:
+                detail = conn.redact_text(stderr.failure_text())
+                raise BackupError(f"pg_dump failed with exit status {returncode}:\n{detail}")
+    reporter.finish()  # every byte stored; a callback raising here: run_dump_to discards all
     return archive.hexdigest()

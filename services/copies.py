@@ -31,8 +31,8 @@ from pgbackup import (
     read_manifest,
 )
 from pgbackup.archive import missing_identities
-from pgbackup.dump import Copy, Target
 from pgbackup.encryption import Identity, load_identities, recipients_of
+from pgbackup.targets import Copy, Target
 from services import destinations
 from services.errors import CatalogError
 from services.models import Backup, BackupCopy, Destination, utcnow

@@ -18,8 +18,9 @@ from pgbackup import (
     check_integrity,
     new_backup_id,
 )
-from pgbackup.dump import Target, run_dump_to
+from pgbackup.dump import run_dump_to
 from pgbackup.encryption import load_identities
+from pgbackup.targets import Target
 from tests.engine.helpers import restore_with_stock_tools
 from tests.support.dbcompare import table_fingerprints
 from tools.localservices import S3Server
