@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,8 +13,9 @@ from pgbackup.encryption import parse_recipients
 from pgbackup.errors import BackupError
 from pgbackup.globals import capture_globals
 from pgbackup.ids import is_backup_id
-from pgbackup.manifest import BackupKind, Manifest
+from pgbackup.manifest import BackupKind, Capture, Manifest
 from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
+from pgbackup.slot_snapshot import slot_snapshot
 from pgbackup.snapshot import Snapshot, exported_snapshot
 from pgbackup.storage import Storage
 from pgbackup.streams import HashingWriter, copy_stream
@@ -77,6 +79,7 @@ def run_dump(
     encrypt_to: list[str] | None = None,
     manifest_key: bytes | None = None,
     role_passwords: bool = False,
+    capture_slot: str | None = None,
 ) -> Manifest:
     """Back up ``conn``'s database as ``backup_id`` into one storage (see run_dump_to).
     ``encrypt_to`` (age public keys) makes the artifact an age file (``.age``); an empty
@@ -85,7 +88,7 @@ def run_dump(
         parse_recipients(encrypt_to)
     target = Target("storage", storage, tuple(encrypt_to or ()))
     [copy] = run_dump_to(conn, [target], backup_id, kind, compress, progress, checksums,
-                         pg_dump, tool_version, manifest_key, role_passwords)
+                         pg_dump, tool_version, manifest_key, role_passwords, capture_slot)
     assert copy.manifest is not None  # a required target either succeeds or raises
     return copy.manifest
 
@@ -102,6 +105,7 @@ def run_dump_to(
     tool_version: str = __version__,
     manifest_key: bytes | None = None,
     role_passwords: bool = False,
+    capture_slot: str | None = None,
 ) -> list[Copy]:
     """Back up ``conn``'s database as ``backup_id`` into every target at once: one pg_dump,
     compressed once, each target's copy encrypted to its recipients and checksummed as
@@ -121,6 +125,11 @@ def run_dump_to(
     (pgbackup.globals), read just before pg_dump starts, in a sidecar beside each artifact,
     written after it and before the manifest that lists it; with ``role_passwords``, the
     roles' password hashes too.
+
+    With ``capture_slot``, the backup starts a chain: its snapshot is exported by a new
+    logical replication slot of that name (pgbackup.slot_snapshot), which then holds every
+    change committed after it; the manifest's ``capture`` says where the chain starts. The
+    slot is dropped if the backup fails.
     """
     if not is_backup_id(backup_id):
         raise ValueError(f"not a backup id: {backup_id!r}")
@@ -133,7 +142,8 @@ def run_dump_to(
     try:
         # The snapshot's transaction ends when this block exits, and may fail then (its
         # backend was terminated, say): the artifacts are not a backup until after that.
-        with exported_snapshot(conn, count_rows=full, checksums=full and checksums) as snapshot:
+        with _snapshot(conn, full, full and checksums, capture_slot, pg_dump) as (
+                snapshot, capture):
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
                 conn, writes, snapshot, kind, compress, progress, pg_dump)
@@ -141,7 +151,7 @@ def run_dump_to(
                 "database": conn.dbname, "server_version": snapshot.server_version,
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
                 "compression": "zstd" if compress else "none", "tables": snapshot.tables,
-                "snapshot": snapshot.snapshot_id,
+                "snapshot": snapshot.snapshot_id, "capture": capture,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
         copies = [write.finish(base, content_sha256, manifest_key,
                                saved_globals=saved_globals) for write in writes]
@@ -150,6 +160,18 @@ def run_dump_to(
             write.discard()
         raise
     return copies
+
+
+@contextmanager
+def _snapshot(conn: ConnectionInfo, count_rows: bool, checksums: bool, capture_slot: str | None,
+              pg_dump: str) -> Iterator[tuple[Snapshot, Capture | None]]:
+    """The dump's snapshot: a new slot's when it starts a chain, else its own."""
+    if capture_slot is not None:
+        with slot_snapshot(conn, capture_slot, count_rows, checksums, pg_dump) as described:
+            yield described
+        return
+    with exported_snapshot(conn, count_rows=count_rows, checksums=checksums) as snapshot:
+        yield snapshot, None
 
 
 def _dump_to_targets(
