@@ -65,8 +65,10 @@ def stats_session_setup(pg: psycopg.Connection) -> None:
     pg.execute(sql.SQL("SELECT {}").format(pairs))
 
 
-def table_stats(pg: psycopg.Connection, count_rows: bool, checksums: bool) -> list[TableInfo]:
-    """Every user table, sorted by schema and name, as seen by ``pg``'s current snapshot.
+def table_stats(pg: psycopg.Connection, count_rows: bool, checksums: bool,
+                only: set[str] | None = None) -> list[TableInfo]:
+    """Every user table (or those of ``only``, by ``schema.name``), sorted by schema and
+    name, as seen by ``pg``'s current snapshot.
 
     ``rows`` is the exact count when ``count_rows`` or ``checksums`` is set (one scan gives
     both), else None; ``checksum`` is None unless ``checksums`` is set. Run it in one
@@ -76,6 +78,7 @@ def table_stats(pg: psycopg.Connection, count_rows: bool, checksums: bool) -> li
     return [
         _describe(pg, schema, name, count_rows, checksums)
         for schema, name in pg.execute(TABLES_SQL).fetchall()
+        if only is None or f"{schema}.{name}" in only
     ]
 
 
