@@ -160,10 +160,11 @@ class SavedGlobals(_Frozen):
 
 def globals_name(artifact: str) -> str:
     """The sidecar beside ``artifact``: ``<id>.dump.zst.age`` -> ``<id>.globals.json.zst.age``."""
-    stem, found, suffixes = artifact.partition(".dump")
-    if not found:
-        raise ValueError(f"not an artifact name: {artifact!r}")
-    return f"{stem}.globals.json{suffixes}"
+    for kind in (".dump", ".sql"):  # an incremental (.sql) has none, but may be asked
+        stem, found, suffixes = artifact.partition(kind)
+        if found:
+            return f"{stem}.globals.json{suffixes}"
+    raise ValueError(f"not an artifact name: {artifact!r}")
 
 
 # ---- capture ------------------------------------------------------------------------------

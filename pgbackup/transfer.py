@@ -48,7 +48,7 @@ def transfer(
     manifest = read_manifest(source, backup_id)
     recipients = parse_recipients(encrypt_to) if encrypt_to else None
     artifact = artifact_name(backup_id, manifest.compression == "zstd",
-                             encrypted=recipients is not None)
+                             encrypted=recipients is not None, kind=manifest.type)
     sidecar = globals_name(artifact)
     for name in (artifact, sidecar, manifest_name(backup_id)):
         if target.exists(name):

@@ -35,6 +35,7 @@ from pgbackup.manifest import (
     signature_key_id,
 )
 from pgbackup.processes import die_with_parent
+from pgbackup.script_format import END_MARKER, header
 from pgbackup.storage import Storage
 from pgbackup.streams import CHUNK_SIZE, HashingReader, Readable
 
@@ -149,7 +150,8 @@ def mismatch(manifest: Manifest, backup_id: str) -> str | None:
     if manifest.backup_id != backup_id:
         return f"the manifest of {backup_id} describes {manifest.backup_id}"
     expected = artifact_name(
-        backup_id, manifest.compression == "zstd", encrypted=manifest.encryption is not None
+        backup_id, manifest.compression == "zstd", encrypted=manifest.encryption is not None,
+        kind=manifest.type,
     )
     if manifest.artifact != expected:
         return f"artifact {manifest.artifact} should be named {expected}"
@@ -243,13 +245,46 @@ def _check_encrypted(
 
 
 def _check_archive(source: Readable, manifest: Manifest, pg_restore: str) -> list[Check]:
-    """``decompress`` and ``toc``, from one read of ``source`` (the stored archive)."""
+    """``decompress`` and ``toc`` (``script`` for an incremental's psql script), from one
+    read of ``source`` (the stored archive)."""
     unpack = _Zstd() if manifest.compression == "zstd" else _Uncompressed()
+    if manifest.dump_format == "sql":
+        script = _ScriptCheck(manifest)
+        while chunk := source.read(CHUNK_SIZE):
+            for piece in unpack.feed(chunk):
+                script.write(piece)
+        return [unpack.check(), script.check()]
     with _toc_lister(pg_restore) as toc:
         while chunk := source.read(CHUNK_SIZE):
             for piece in unpack.feed(chunk):
                 toc.write(piece)
     return [unpack.check(), toc.check(empty_database=not manifest.tables)]
+
+
+class _ScriptCheck:
+    """``script``: an incremental's script starts with its own header and ends with the end
+    marker (pgbackup.script_format), so it is this backup's, and whole."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        assert manifest.capture is not None and manifest.parent_id is not None
+        self._header = header(manifest.backup_id, manifest.parent_id,
+                              manifest.capture.start_lsn, manifest.capture.end_lsn).encode()
+        self._head = b""
+        self._tail = b""
+        self._bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self._bytes += len(data)
+        if len(self._head) < len(self._header):
+            self._head += data[:len(self._header) - len(self._head)]
+        self._tail = (self._tail + data)[-len(END_MARKER):]
+
+    def check(self) -> Check:
+        if self._head != self._header:
+            return Check("script", False, "the script does not start with this backup's header")
+        if self._tail != END_MARKER.encode():
+            return Check("script", False, "the script is cut short: its end marker is missing")
+        return Check("script", True, f"{self._bytes} bytes, header and end marker in place")
 
 
 def _sha256_check(name: str, actual: str, expected: str) -> Check:

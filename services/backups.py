@@ -149,7 +149,7 @@ def new_backup_row(
         type=kind,
         compress=compress,
         origin=origin,
-        filename=artifact_name(backup_id, compress),
+        filename=artifact_name(backup_id, compress, kind=kind),
     )
     db.session.add(backup)
     db.session.flush()

@@ -160,7 +160,8 @@ def identities() -> list[Identity] | None:
 def artifact_of(backup: Backup, copy: BackupCopy) -> str:
     """The artifact's name at ``copy``'s destination, recorded or not yet: an encrypted
     copy's ends in ``.age``."""
-    return copy.artifact or artifact_name(backup.id, backup.compress, encrypted=copy.encrypted)
+    return copy.artifact or artifact_name(backup.id, backup.compress, encrypted=copy.encrypted,
+                                          kind=backup.type)
 
 
 def of(backup: Backup) -> list[BackupCopy]:

@@ -137,7 +137,8 @@ def copy_again(backup_id: str, destination: str) -> BackupCopy | None:
     origin = source(backup, besides=copy)
     recipients = list(target.encrypt_to or ())
     _remove_leftovers(storage, artifact_name(backup.id, backup.compress,
-                                             encrypted=bool(recipients)), backup.id)
+                                             encrypted=bool(recipients), kind=backup.type),
+                      backup.id)
     manifest = transfer(origin.storage, storage, backup.id, recipients, identities(),
                         manifest_key.key())
     record_stored_at(copy, manifest, storage)

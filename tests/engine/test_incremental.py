@@ -3,6 +3,7 @@ stock zstd and psql replay onto the full's restore, giving the source exactly.""
 
 from __future__ import annotations
 
+import io
 import secrets
 import shlex
 import subprocess
@@ -13,8 +14,9 @@ from typing import BinaryIO
 
 import psycopg
 import pytest
+import zstandard
 
-from pgbackup import ConnectionInfo, LocalStorage, read_manifest, run_dump
+from pgbackup import ConnectionInfo, LocalStorage, check_integrity, read_manifest, run_dump
 from pgbackup.errors import BackupError
 from pgbackup.incremental import ChainBroken, run_incremental_to
 from pgbackup.slots import drop_slot, list_slots
@@ -155,3 +157,25 @@ def test_a_failed_incremental_keeps_the_chain_as_it_was(
     assert [info.name for info in list_slots(conn, prefix)] == [f"{prefix}_a"]
     again = incremental(conn, storage, full, f"{prefix}_c")  # nothing lost: A still has it
     assert again.capture is not None and again.capture.table_changes == {"public.rental": 1}
+
+
+def test_an_incremental_is_checked_as_a_script(shop: str, prefix: str,
+                                                storage: LocalStorage) -> None:
+    conn = ConnectionInfo.from_url(shop)
+    full = run_dump(conn, storage, unique_backup_id(storage), "full",
+                    capture_slot=f"{prefix}_a")
+    write(shop, "UPDATE rental SET customer = 'y' WHERE id < 10")
+    manifest = incremental(conn, storage, full, f"{prefix}_b")
+
+    result = check_integrity(storage, manifest.backup_id)
+    assert result.is_valid, result.checks
+    assert [c.name for c in result.checks] == [
+        "manifest", "artifact-exists", "size", "sha256", "decompress", "script"]
+
+    path = storage.path(manifest.artifact)
+    with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes())) as reader:
+        cut = reader.read()[:-10]
+    path.write_bytes(zstandard.ZstdCompressor(write_checksum=True).compress(cut))
+    checks = {c.name: c for c in check_integrity(storage, manifest.backup_id).checks}
+    assert not checks["sha256"].ok  # the stored bytes changed, and the script says why:
+    assert checks["script"].detail == "the script is cut short: its end marker is missing"
