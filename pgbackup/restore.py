@@ -161,7 +161,7 @@ def restore_archive(
     started = time.monotonic()
     if problem := missing_identities(manifest, identities):
         raise RestoreError(problem)
-    _check_artifact(storage, manifest)
+    check_artifact(storage, manifest)
     archive = ArchiveSource(storage, manifest, identities, RestoreError)
     options = [*(["--no-owner"] if no_owner else []), *(["--no-privileges"] if no_acl else [])]
     with target.subprocess_env() as (env, dsn):
@@ -212,7 +212,7 @@ def restore_into_new_database(
         raise
 
 
-def _check_artifact(storage: Storage, manifest: Manifest) -> None:
+def check_artifact(storage: Storage, manifest: Manifest) -> None:
     """Refuse an artifact that is missing, or not the file its manifest describes."""
     name = manifest.artifact
     try:
