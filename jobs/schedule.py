@@ -6,7 +6,7 @@ from typing import Any
 
 from jobs.context import app_context
 from jobs.progress import tag_job
-from services import retention, schedules
+from services import capture_slots, retention, schedules
 
 
 def fire_schedule(schedule_id: int, slot: str) -> dict[str, Any]:
@@ -22,8 +22,10 @@ def fire_schedule(schedule_id: int, slot: str) -> dict[str, Any]:
 
 
 def run_cleanup() -> dict[str, Any]:
-    """The daily clean-up: apply every schedule's retention."""
+    """The daily clean-up: apply every schedule's retention, then drop the replication
+    slots that no chain needs any more (retention may just have retired some)."""
     with app_context():
         tag_job(kind="retention")
         deleted = retention.apply()
-        return {"deleted": [{"backupId": d.backup_id, "reason": d.reason} for d in deleted]}
+        return {"deleted": [{"backupId": d.backup_id, "reason": d.reason} for d in deleted],
+                "slotsDropped": capture_slots.drop_stale(actor="retention")}

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 EVENT_WINDOW = timedelta(hours=24)  # a failure or a corruption alerts for a day
 REMIND_EVERY = timedelta(hours=24)
 LATE_FACTOR = 1.5  # times a schedule's interval without a good backup
-HEALTH_CHECKS = ("disk", "workers", "scheduler")
+HEALTH_CHECKS = ("disk", "workers", "scheduler", "change-capture")
 SEVERITIES = ("warning", "critical")  # mildest first
 RECENTLY_CLEARED = timedelta(days=7)  # how long the API lists a cleared alert
 
@@ -118,7 +118,8 @@ def _failing_destinations() -> Iterator[Problem]:
 
 
 def _health_problems(now: datetime) -> list[Problem]:
-    """Disk space, workers and the scheduler, as the health checks see them."""
+    """Disk space, workers, the scheduler and change capture (replication slots keeping
+    too much WAL, capture that cannot run), as the health checks see them."""
     return [Problem(f"health:{check.name}", check.status, check.reason)
             for check in health.run_checks(now)
             if check.name in HEALTH_CHECKS and check.status != "ok"]

@@ -33,7 +33,7 @@ from jobs.queues import QUEUES, queue_unavailable_message
 from jobs.reconcile import dead_worker_reason
 from pgbackup import BackupError, LocalStorage
 from pgbackup.pgdump import pg_dump_version
-from services import artifact_presence
+from services import artifact_presence, capture_health
 from services.backups import target_connection
 from services.extensions import db
 from services.formatting import filesize
@@ -314,6 +314,20 @@ def check_failed_jobs(probe: Probe) -> Outcome:
                             "rq info --url \"$REDIS_URL\")"), data
 
 
+def check_change_capture(probe: Probe) -> Outcome:
+    """Change capture can run, and no replication slot keeps too much WAL
+    (services/capture_health.py)."""
+    if probe.server.error:
+        return "warning", _hint("cannot check change capture: the protected database is "
+                                "unreachable", "see the database check"), {}
+    found = capture_health.assess()
+    if not found.findings:
+        return "ok", found.summary, found.data
+    status = worst(finding.status for finding in found.findings)
+    return status, _hint(" ".join(finding.problem for finding in found.findings),
+                         " ".join(finding.fix for finding in found.findings)), found.data
+
+
 CHECKS: dict[str, Callable[[Probe], Outcome]] = {
     "database": check_database,
     "client-tools": check_client_tools,
@@ -324,6 +338,7 @@ CHECKS: dict[str, Callable[[Probe], Outcome]] = {
     "destinations": check_destinations,
     "backup-age": check_backup_age,
     "failed-jobs": check_failed_jobs,
+    "change-capture": check_change_capture,
 }
 
 

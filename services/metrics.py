@@ -26,7 +26,8 @@ from sqlalchemy.orm import QueryableAttribute
 
 from jobs.queues import QUEUES, queue
 from pgbackup import __version__
-from services import destination_health, destinations
+from services import capture_slots, destination_health, destinations
+from services.errors import CatalogError
 from services.extensions import db
 from services.models import (
     BACKUP_TYPES,
@@ -69,6 +70,7 @@ class CatalogCollector:
         yield from restore_metrics()
         yield from queue_metrics()
         yield from destination_metrics()
+        yield from slot_metrics()
 
 
 # ---- the series ---------------------------------------------------------------------
@@ -183,6 +185,21 @@ def destination_metrics() -> Iterator[Metric]:
                  "Copies to each destination that failed since it last stored one.",
                  ("destination",),
                  {(name,): float(h.consecutive_failures) for name, h in health.items()})
+
+
+def slot_metrics() -> Iterator[Metric]:
+    """The app's replication slots on the protected database (services/capture_slots.py);
+    none when it cannot be asked (the health check's database check says why)."""
+    try:
+        slots = capture_slots.slots_report()
+    except CatalogError:
+        return
+    yield _gauge("pgbackup_replication_slot_retained_wal_bytes", "WAL the database server "
+                 "keeps for each of the app's replication slots, in bytes.", ("slot",),
+                 {(slot.name,): float(slot.retained_wal_bytes or 0) for slot in slots})
+    yield _gauge("pgbackup_replication_slot_live", "Whether each of the app's replication "
+                 "slots is live (1: its chain continues from it) or stale (0).", ("slot",),
+                 {(slot.name,): float(slot.live) for slot in slots})
 
 
 # ---- helpers ------------------------------------------------------------------------

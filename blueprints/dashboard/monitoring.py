@@ -45,7 +45,7 @@ CHECK_LABELS = {
     "database": "Protected database", "client-tools": "Client tools", "redis": "Redis",
     "workers": "Workers", "scheduler": "Scheduler", "disk": "Disk space",
     "destinations": "Storage destinations", "backup-age": "Backup age",
-    "failed-jobs": "Failed jobs",
+    "failed-jobs": "Failed jobs", "change-capture": "Change capture",
 }
 ACTION_LABELS = {
     "login": "Log in", "logout": "Log out",
@@ -63,6 +63,11 @@ ACTION_LABELS = {
     "user.password": "Password changed", "user.unlock": "User unlocked",
     "user.sessions": "Sessions ended", "user.totp": "Second factor changed",
     "user.delete": "User deleted", "activity.export": "Activity exported",
+    "slot.drop": "Replication slot dropped", "copy.delete": "Copy deleted",
+    "backup.copy": "Copy made", "backup.copy.retry": "Copy retried",
+    "backup.import": "Backup found by rescan", "destination.create": "Destination added",
+    "destination.update": "Destination changed", "destination.delete": "Destination deleted",
+    "destinations.rescan.start": "Rescan requested", "destinations.rescan": "Rescan done",
 }
 KIND_LABELS = {"webhook": "Webhook", "slack": "Slack", "email": "Email (SMTP)"}
 EMAIL_SECURITY = {"starttls": "STARTTLS (usually port 587)", "ssl": "TLS (usually port 465)",

@@ -17,7 +17,7 @@ from tests.support.workers import kill_tree, start_scheduler, wait_for
 from tools.localservices import RedisServer, free_port
 
 CHECK_NAMES = ["database", "client-tools", "redis", "workers", "scheduler", "disk",
-               "destinations", "backup-age", "failed-jobs"]
+               "destinations", "backup-age", "failed-jobs", "change-capture"]
 REAL_PG_DUMP = shutil.which("pg_dump") or "pg_dump"
 REAL_PG_RESTORE = shutil.which("pg_restore") or "pg_restore"
 FAILING_PG_DUMP = f"""#!/bin/sh
