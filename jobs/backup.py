@@ -1,4 +1,5 @@
-"""RQ entry point for one backup: catalog bookkeeping around ``pgbackup.run_dump_to``."""
+"""RQ entry point for one backup: catalog bookkeeping around the engine's writers
+(``pgbackup.dump.run_dump_to``, ``pgbackup.incremental.run_incremental_to``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from jobs.progress import save_progress
 from jobs.reconcile import settle
 from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
 from pgbackup.dump import run_dump_to
+from pgbackup.ids import artifact_name
+from pgbackup.incremental import ChainBroken, run_incremental_to
 from pgbackup.recoverykit import write_restore_file
-from pgbackup.targets import Copy
-from services import activity, copies, copy_retries, manifest_key, retention
+from pgbackup.targets import Copy, Target
+from services import activity, capture, copies, copy_retries, manifest_key, retention
 from services.backups import mark, remove_files, storage, target_connection
+from services.capture_slots import slot_name_for
 from services.errors import CatalogError
 from services.extensions import db
 from services.failure_messages import describe_failure, estimated_backup_size
@@ -44,17 +48,14 @@ def run_backup(backup_id: str) -> dict[str, Any]:
 
 
 def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
-    """Run the dump for a catalog row, moving it running -> completed or failed."""
+    """Run the backup for a catalog row, moving it running -> completed or failed. A full
+    backup starts a chain when change capture can run; an incremental continues the chain
+    (or starts a new one with a full, saying why: services.capture)."""
     planned = copies.targets(backup)  # committed with "running": what to clean up after
     mark(backup, "running")
+    head = capture.chain_head(backup.database) if backup.origin != "safety" else None
     try:
-        results = run_dump_to(
-            target_connection(), [target for _, target in planned], backup.id, backup.type,
-            compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],
-            progress=lambda progress: report_dump_progress(progress, phase),
-            manifest_key=manifest_key.key(),
-            role_passwords=current_app.config["BACKUP_ROLE_PASSWORDS"],
-        )
+        results = _write(backup, [target for _, target in planned], head, phase)
         for (copy, _), result in zip(planned, results, strict=True):
             copies.record(copy, result)
         stored = [result.manifest for result in results if result.manifest is not None]
@@ -62,6 +63,7 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
             raise BackupError("no destination stored the backup: " + "; ".join(
                 f"{result.target.name}: {result.error}" for result in results))
         manifest = stored[0]
+        capture.record(backup, manifest)
         mark(
             backup, "completed", size=manifest.size, sha256=manifest.sha256,
             filename=manifest.artifact, tables=[asdict(table) for table in manifest.tables],
@@ -75,8 +77,52 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
         activity.record("backup.run", backup.id, outcome="failed", detail=backup.error,
                         actor="worker")
         raise
+    capture.retire(head, backup)  # only now: the chain's changes are stored
     activity.record("backup.run", backup.id, detail=f"{manifest.size} bytes", actor="worker")
     return manifest
+
+
+def _write(backup: Backup, targets: list[Target], head: Backup | None,
+           phase: str) -> list[Copy]:
+    """The backup's artifact at every target: an incremental's changes, or pg_dump's."""
+    if backup.type == "incremental":
+        results = _incremental(backup, targets, head, phase)
+        if results is not None:
+            return results
+    slot, note = capture.start_slot(backup) if backup.type == "full" else (None, None)
+    if note:
+        backup.capture_note = "; ".join(filter(None, (backup.capture_note, note)))
+    return run_dump_to(
+        target_connection(), targets, backup.id, backup.type, compress=backup.compress,
+        checksums=current_app.config["TABLE_CHECKSUMS"],
+        progress=lambda progress: report_dump_progress(progress, phase),
+        manifest_key=manifest_key.key(),
+        role_passwords=current_app.config["BACKUP_ROLE_PASSWORDS"], capture_slot=slot)
+
+
+def _incremental(backup: Backup, targets: list[Target], head: Backup | None,
+                 phase: str) -> list[Copy] | None:
+    """The changes since the chain's head; None when no chain can continue: the backup is
+    then a full that starts a new chain, with the reason in its capture_note."""
+    reason = "no chain to continue: no completed backup with change capture yet"
+    if head is not None:
+        try:
+            parent = capture.manifest_of(head)
+            backup.parent_id = head.id
+            return run_incremental_to(
+                target_connection(), targets, backup.id, parent, slot_name_for(backup.id),
+                compress=backup.compress, checksums=current_app.config["TABLE_CHECKSUMS"],
+                progress=lambda progress: save_progress(
+                    phase=phase, bytesWritten=progress.bytes_written,
+                    transactions=progress.transactions, changes=progress.changes),
+                manifest_key=manifest_key.key())
+        except ChainBroken as exc:
+            reason = str(exc)
+    backup.parent_id = None
+    backup.type = "full"
+    backup.filename = artifact_name(backup.id, backup.compress)
+    backup.capture_note = f"started a new chain with a full backup: {reason}"
+    return None
 
 
 def leave_restore_files(results: list[Copy]) -> None:

@@ -24,6 +24,7 @@ from jobs.context import app_context
 from jobs.reconcile import restored_mark, settle
 from jobs.verify import report_restore_progress
 from pgbackup import (
+    BackupError,
     Manifest,
     RecoveryReport,
     RestoreError,
@@ -40,7 +41,7 @@ from pgbackup import (
     swap_databases,
     working_name,
 )
-from services import activity, copies
+from services import activity, capture, copies
 from services.artifact_presence import check_stored
 from services.backups import mark, new_backup_row, storage, target_connection
 from services.claims import claim_database, drop_claimed
@@ -153,8 +154,11 @@ def _overwrite(restore: Restore, manifest: Manifest, store: Storage,
     replaced = swap_databases(server, live, replacement, restore.retired_database)
     result = {**_result(report), "safetyBackupId": safety.id}
     try:
+        # The chain's slot is the replaced database's: its changes are no longer the
+        # protected database's, and the slot would keep that database from being dropped.
+        capture.end_chains_on(replaced, f"the database was replaced by restore {restore.id}")
         drop_database(server, replaced)
-    except psycopg.Error as exc:  # the restore itself succeeded: never report it as failed
+    except (psycopg.Error, BackupError) as exc:  # the restore succeeded: never report failed
         result["warnings"] = [*result["warnings"], f"the replaced database {replaced} could "
                               f"not be dropped ({server.redact_text(str(exc).strip())}); "
                               "drop it by hand once it is no longer needed"]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 else:
     Model = db.Model
 
-BACKUP_TYPES = ("full", "schema-only")
+BACKUP_TYPES = ("full", "schema-only", "incremental")
 ACTIVE_STATUSES = ("queued", "running")
 STATUSES = ("queued", "running", "completed", "failed")
 VERIFY_LEVELS = ("integrity", "restore")

@@ -102,9 +102,6 @@ def update_schedule(schedule_id: int, fields: dict[str, Any]) -> Schedule:
 def _apply(schedule: Schedule, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
         setattr(schedule, FIELDS[name], value)
-    if schedule.type == "incremental":
-        raise CatalogError("type: incremental backups are not available yet; use full or "
-                           "schema-only", code="invalid_schedule")
     if schedule.destinations:
         resolve_destinations(schedule.destinations)  # each name exists, none twice
     try:

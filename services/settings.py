@@ -57,6 +57,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         "DISK_CRITICAL_PERCENT": _positive_int(environ, "DISK_CRITICAL_PERCENT") or 90,
         "DISK_WARNING_DAYS": _positive_int(environ, "DISK_WARNING_DAYS") or 7,
         # Change capture's replication slots (services/capture_slots.py).
+        "CHANGE_CAPTURE": _flag(environ, "CHANGE_CAPTURE", default=True),
         "SLOT_WAL_WARNING_BYTES": _positive_int(environ, "SLOT_WAL_WARNING_BYTES") or 2**30,
         "SLOT_WAL_CRITICAL_BYTES": _positive_int(environ, "SLOT_WAL_CRITICAL_BYTES") or 4 * 2**30,
         "CAPTURE_SLOT_MAX_IDLE_DAYS": _positive_int(environ, "CAPTURE_SLOT_MAX_IDLE_DAYS") or 7,

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from tests.support.web import BackupsClient
 
 ROOT = Path(__file__).resolve().parents[1]
+# A full backup with change capture leaves a replication slot on the session's shared
+# server, which keeps WAL and keeps its database from being dropped: off unless a test
+# turns it on (app.config["CHANGE_CAPTURE"] = True; worker_env passes it on).
+os.environ["CHANGE_CAPTURE"] = "false"
 PAGILA_DIR = Path(os.environ.get("PAGILA_DIR", ROOT.parent / "shared" / "datasets" / "pagila"))
 
 

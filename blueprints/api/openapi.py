@@ -36,7 +36,7 @@ BACKUP = {
         "filename": NULLABLE_STRING,
         "size": NULLABLE_INT,
         "created": {"type": "string", "format": "date-time"},
-        "type": {"type": "string", "enum": ["full", "schema-only"]},
+        "type": {"type": "string", "enum": ["full", "schema-only", "incremental"]},
         "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
         "verification": {"type": "string",
                          "enum": ["unverified", "valid", "corrupted", "missing"]},
@@ -54,6 +54,14 @@ BACKUP = {
         "finishedAt": NULLABLE_STRING,
         "tables": {"type": "array", "items": {"type": "object"}},
         "copies": {"type": "array", "items": {"$ref": "#/components/schemas/BackupCopy"}},
+        "capture": {"type": ["object", "null"], "description": "the chain of captured "
+                    "changes this backup starts or continues (null: none)", "properties": {
+                        "slot": {"type": "string"}, "startLsn": {"type": "string"},
+                        "endLsn": {"type": "string"}, "consistentAt": NULLABLE_STRING,
+                        "coversUntil": NULLABLE_STRING, "firstCommitAt": NULLABLE_STRING,
+                        "lastCommitAt": NULLABLE_STRING}},
+        "captureNote": {"type": ["string", "null"], "description": "why this backup starts "
+                        "no chain, or a new one"},
     },
 }
 

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 from services import activity
 from services.errors import CatalogError
 
-BackupType = Literal["full", "schema-only"]
+BackupType = Literal["full", "schema-only", "incremental"]
 BackupStatus = Literal["queued", "running", "completed", "failed"]
 
 
@@ -97,8 +97,9 @@ class CreateBackupRequest(Strict):
 
     @model_validator(mode="after")
     def include_data_matches_type(self) -> CreateBackupRequest:
-        if self.includeData is False and self.type == "full":
-            raise ValueError("includeData: false contradicts type 'full'; use type 'schema-only'")
+        if self.includeData is False and self.type in ("full", "incremental"):
+            raise ValueError(f"includeData: false contradicts type '{self.type}'; use type "
+                             "'schema-only'")
         if self.includeData is True and self.type == "schema-only":
             raise ValueError("includeData: true contradicts type 'schema-only'; use type 'full'")
         return self

@@ -50,6 +50,8 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
         "parentId": backup.parent_id,
         "error": backup.error,
         "copies": [copy_json(copy) for copy in backup.copies],
+        "capture": capture_json(backup),
+        "captureNote": backup.capture_note,
     }
     if detail:
         data |= {
@@ -61,6 +63,15 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
             "verificationResult": backup.verification_result,
         }
     return data
+
+
+def capture_json(backup: Backup) -> dict[str, Any] | None:
+    if backup.slot_name is None:
+        return None
+    return {"slot": backup.slot_name, "startLsn": backup.start_lsn, "endLsn": backup.end_lsn,
+            "consistentAt": iso(backup.consistent_at), "coversUntil": iso(backup.covers_until),
+            "firstCommitAt": iso(backup.first_commit_at),
+            "lastCommitAt": iso(backup.last_commit_at)}
 
 
 def copy_json(copy: BackupCopy) -> dict[str, Any]:

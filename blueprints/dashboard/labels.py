@@ -8,7 +8,9 @@ from flask import Blueprint
 
 from services.formatting import filesize, format_duration
 
-KIND_LABELS = {"full": "Full (schema + data)", "schema-only": "Schema only"}
+KIND_LABELS = {"full": "Full (schema + data)",
+               "incremental": "Incremental (changes since the last backup)",
+               "schema-only": "Schema only"}
 LEVEL_LABELS = {"integrity": "Integrity check", "restore": "Test restore"}
 MODE_LABELS = {"overwrite": "Over the database", "new-database": "Into a new database",
                "rehearsal": "Rehearsal"}

@@ -30,7 +30,8 @@ bp = Blueprint("schedules", __name__, url_prefix="/system/backup/schedules")
 
 SCHEDULES_EVENT = "schedules-changed"
 BACKUPS_EVENT = "backups-changed"  # dashboard.REFRESH_EVENT: the backup list reloads
-TYPE_LABELS = {"full": "Full", "schema-only": "Schema only"}
+TYPE_LABELS = {"full": "Full", "incremental": "Incremental (changes since the last backup)",
+               "schema-only": "Schema only"}
 FREQUENCY_LABELS = {"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly",
                     "monthly": "Monthly", "cron": "Cron expression"}
 VERIFY_LABELS = {"integrity": "Integrity", "restore": "Test restore", "none": "None"}

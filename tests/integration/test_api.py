@@ -109,7 +109,8 @@ def test_a_failed_dump_is_recorded_with_pg_dumps_error(app, api, run_worker, pg_
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"type": "incremental"}, "type"),
+        ({"type": "differential"}, "type"),
+        ({"type": "incremental", "includeData": False}, "contradicts"),
         ({"type": "full", "compress": "yes"}, "compress"),
         ({"type": "full", "includeData": False}, "contradicts"),
         ({"type": "schema-only", "includeData": True}, "contradicts"),

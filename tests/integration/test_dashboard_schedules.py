@@ -119,7 +119,7 @@ def test_create_lists_the_schedule_with_its_next_run_in_both_zones(app, htmx):
         ({"retention": "0"}, "retention", "retention"),
         ({"keepAtLeast": ""}, "keepAtLeast: nothing is not a whole number", "keepAtLeast"),
         ({"name": "  "}, "name", "name"),
-        ({"type": "incremental"}, "incremental", "type"),
+        ({"type": "differential"}, "type", "type"),
     ],
 )
 def test_a_refused_form_shows_the_message_inline_and_keeps_the_input(

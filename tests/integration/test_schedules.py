@@ -69,7 +69,7 @@ def test_create_shows_the_next_run_in_utc_and_in_its_zone(api, app):
         ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
         ({"frequency": "cron", "cron": "61 * * * *"}, "cron"),
         ({"frequency": "weekly"}, "day"),
-        ({"type": "incremental"}, "incremental"),
+        ({"type": "differential"}, "type"),
         ({"retention": 0}, "retention"),
         ({"keepAtLeast": 0}, "keepAtLeast"),
         ({"name": ""}, "name"),

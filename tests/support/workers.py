@@ -56,6 +56,7 @@ def worker_env(app, bindir: Path) -> dict[str, str]:
         "METADATA_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
         "BACKUP_DIR": app.config["BACKUP_DIR"],
         "SECRET_KEY": app.config["SECRET_KEY"],
+        "CHANGE_CAPTURE": "true" if app.config["CHANGE_CAPTURE"] else "false",
         **({"BACKUP_AGE_IDENTITIES": app.config["BACKUP_AGE_IDENTITIES"]}
            if app.config.get("BACKUP_AGE_IDENTITIES") else {}),
     }

@@ -1,0 +1,128 @@
+"""Incremental backups through the API and a real worker: a full starts a chain, each
+incremental continues it, a DDL statement or a lost slot starts a new chain with a full
+(the reason on the backup), and a restore over the database ends the chain it replaced.
+The incrementals are replayed with stock zstd | psql onto the full and compared with the
+source."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgbackup import ConnectionInfo
+from pgbackup.slots import drop_slot, list_slots
+from services.capture_slots import SLOT_PREFIX
+from tests.engine.helpers import copy_public_schema_owner
+from tests.support.backups import backed_up, restore
+from tests.support.dbcompare import schema_dump, table_fingerprints
+from tools.localservices import PostgresServer
+
+BACKUP = "/api/system/backup"
+
+
+@pytest.fixture(autouse=True)
+def no_slot_left(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
+    """Change capture on (the suite turns it off); the chains' slots live on the shared
+    server: every one this test made goes."""
+    app.config["CHANGE_CAPTURE"] = True
+    yield
+    server = ConnectionInfo.from_url(pg_server.url())
+    database = pagila.rsplit("/", 1)[1]
+    for slot in list_slots(server, SLOT_PREFIX):
+        if slot.database.startswith(database):
+            drop_slot(server, slot.name)
+    pg_server.drop_database("chain_copy")
+
+
+def write(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("SET synchronous_commit = on")  # decoding reads flushed WAL only
+        for statement in statements:
+            pg.execute(statement)
+
+
+def slots_of(url: str) -> list[str]:
+    return [slot.name for slot in list_slots(ConnectionInfo.from_url(url), SLOT_PREFIX)
+            if slot.database == url.rsplit("/", 1)[1]]
+
+
+def test_a_chain_of_incrementals_replays_to_the_source(
+        api, app, run_worker, pagila, pg_server):
+    full = backed_up(api, run_worker)
+    assert full["capture"]["slot"] == "pgbackup_" + full["id"].lower().replace("-", "_")
+    assert full["captureNote"] is None
+    write(pagila, "UPDATE rental SET return_date = now() WHERE rental_id <= 100",
+          "DELETE FROM payment WHERE payment_id IN (SELECT payment_id FROM payment LIMIT 5)",
+          "INSERT INTO actor (first_name, last_name) VALUES ('NEW', 'ACTOR')")
+    first = backed_up(api, run_worker, type="incremental")
+    write(pagila, "UPDATE customer SET active = 0 WHERE customer_id < 10")
+    second = backed_up(api, run_worker, type="incremental")
+
+    assert (first["type"], first["parentId"]) == ("incremental", full["id"])
+    assert (second["type"], second["parentId"]) == ("incremental", first["id"])
+    assert first["capture"]["startLsn"] == full["capture"]["endLsn"]
+    assert second["capture"]["startLsn"] == first["capture"]["endLsn"]
+    assert first["filename"].endswith(".sql.zst")
+    assert first["verification"] == second["verification"] == "valid"  # the automatic check
+    assert slots_of(pagila) == [second["capture"]["slot"]]  # taken over: the others dropped
+
+    copy = pg_server.create_database("chain_copy")
+    backups = Path(app.config["BACKUP_DIR"])
+    tools = "set -o pipefail; "
+    for backup in (full, first, second):
+        artifact = shlex.quote(str(backups / backup["filename"]))
+        if backup["type"] == "full":
+            tools += f"zstd -dc {artifact} | pg_restore --no-owner -d {shlex.quote(copy)}; "
+        else:
+            tools += f"zstd -dc {artifact} | psql -X -q -v ON_ERROR_STOP=1 -d {copy}; "
+    result = subprocess.run(["bash", "-e", "-c", tools], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    copy_public_schema_owner(pagila, copy)  # what --no-owner leaves out (see the helper)
+    assert schema_dump(copy) == schema_dump(pagila)
+    assert table_fingerprints(copy) == table_fingerprints(pagila)
+
+
+def test_an_incremental_without_a_chain_starts_one_with_a_full(api, run_worker, pagila):
+    backup = backed_up(api, run_worker, type="incremental")
+    assert backup["type"] == "full" and backup["parentId"] is None
+    assert backup["captureNote"] == ("started a new chain with a full backup: no chain to "
+                                     "continue: no completed backup with change capture yet")
+    assert backup["capture"] is not None
+
+
+def test_a_schema_change_starts_a_new_chain(api, run_worker, pagila):
+    full = backed_up(api, run_worker)
+    write(pagila, "ALTER TABLE actor ADD COLUMN nickname text")
+    backup = backed_up(api, run_worker, type="incremental")
+    assert backup["type"] == "full" and backup["parentId"] is None
+    assert "schema changed since backup " + full["id"] in backup["captureNote"]
+    assert slots_of(pagila) == [backup["capture"]["slot"]]
+
+
+def test_without_capture_a_full_still_works_and_says_why(api, app, run_worker, pagila):
+    app.config["CHANGE_CAPTURE"] = False
+    backup = backed_up(api, run_worker)
+    assert backup["capture"] is None
+    assert backup["captureNote"] == ("no chain started: change capture is off "
+                                     "(CHANGE_CAPTURE=false)")
+
+
+def test_a_restore_over_the_database_ends_the_chain_it_replaced(
+        api, run_worker, pagila, pg_server):
+    full = backed_up(api, run_worker)
+    started = restore(api, backupId=full["id"], confirmDataLoss=True)
+    assert started.status_code == 202, started.get_json()
+    run_worker()
+    done = api.get(f"{BACKUP}/restore/{started.get_json()['restoreId']}").get_json()
+    assert done["status"] == "completed", done["error"]
+    assert not done["result"]["warnings"] or all(
+        "could not be dropped" not in warning for warning in done["result"]["warnings"])
+    assert slots_of(pagila) == []  # the replaced database's slot went with it
+    backup = backed_up(api, run_worker, type="incremental")
+    assert backup["type"] == "full"
+    assert "is gone" in backup["captureNote"]
