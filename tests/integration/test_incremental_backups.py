@@ -126,3 +126,22 @@ def test_a_restore_over_the_database_ends_the_chain_it_replaced(
     backup = backed_up(api, run_worker, type="incremental")
     assert backup["type"] == "full"
     assert "is gone" in backup["captureNote"]
+
+
+def test_the_dashboard_shows_a_chain_and_why_a_backup_starts_none(app, htmx, run_worker,
+                                                                   pagila):
+    htmx.create("incremental")  # no chain yet: a full that starts one, saying why
+    run_worker()
+    write(pagila, "UPDATE film SET rental_rate = rental_rate + 1 WHERE film_id < 5")
+    htmx.create("incremental")
+    run_worker()
+    listing = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
+    with app.app_context():
+        from services.extensions import db
+        from services.models import Backup
+
+        full, incremental = db.session.query(Backup).order_by(Backup.created_at).all()
+    assert "started a new chain with a full backup: no chain to continue" in listing
+    assert f"<dd>{full.id}</dd>" in listing  # the incremental's "After"
+    assert listing.count("Restorable up to (UTC)") == 2
+    assert incremental.type == "incremental" and incremental.parent_id == full.id
