@@ -2,7 +2,10 @@
 
 Whatever the mode, the backup is first restored into a database of its own, with a fresh
 name claimed in the catalog before it is created (see :mod:`claims`), and checked against
-its manifest (row counts and content checksums). Only then:
+its manifest (row counts and content checksums). An incremental, or a restore to a point
+in time, restores the chain the row names (its full and every incremental up to the
+row's backup, each read from its first readable copy), to the row's ``point_in_time``.
+Only then:
 - ``new-database`` renames that database to the requested name;
 - ``overwrite`` takes a safety backup of the live database, swaps the checked copy in
   under the live name and drops the old one (the safety backup can undo it);
@@ -13,7 +16,10 @@ databases it created (or names them in its error when it cannot).
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -41,13 +47,43 @@ from pgbackup import (
     swap_databases,
     working_name,
 )
-from services import activity, capture, copies
+from pgbackup.recovery import restore_chain_checked, scratch_restore_chain
+from services import activity, capture, copies, restore_chains
 from services.artifact_presence import check_stored
 from services.backups import mark, new_backup_row, storage, target_connection
 from services.claims import claim_database, drop_claimed
 from services.extensions import db
 from services.failure_messages import describe_failure, estimated_backup_size
+from services.json_shapes import iso
 from services.models import Backup, Restore
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a restore reads: one backup, or a chain (the full first) to ``until``."""
+
+    links: list[tuple[copies.Source, Manifest]]
+    until: datetime | None
+    chained: bool
+
+    @property
+    def stored(self) -> list[tuple[Storage, Manifest]]:
+        return [(source.storage, manifest) for source, manifest in self.links]
+
+    def restored(self, server: Any, name: str, **options: Any) -> RecoveryReport:
+        """restore_checked, or its chain counterpart, into the new database ``name``."""
+        if self.chained:
+            return restore_chain_checked(server, name, self.stored, self.until, **options)
+        return restore_checked(server, name, *self.stored[0], **options)
+
+    def rehearsed(self, server: Any, name: str,
+                  **options: Any) -> AbstractContextManager[RecoveryReport]:
+        if self.chained:
+            return scratch_restore_chain(server, self.stored, name, self.until, **options)
+        return scratch_restore(server, *self.stored[0], name, **options)
+
+    def sources(self) -> Iterator[copies.Source]:
+        return (source for source, _ in self.links)
 
 
 def run_restore(restore_id: str, create_roles: bool = False) -> dict[str, Any]:
@@ -57,10 +93,9 @@ def run_restore(restore_id: str, create_roles: bool = False) -> dict[str, Any]:
             raise RuntimeError(f"restore {restore_id} is not queued; refusing to run it twice")
         mark(restore, "running")
         try:
-            manifest, source = _checked_source(restore.backup_id)
+            plan = _plan(restore)
             with restore_lock(target_connection(), restore.target_database):
-                result = _read_from(MODES[restore.mode](restore, manifest, source.storage,
-                                                        create_roles), source)
+                result = _read_from(MODES[restore.mode](restore, plan, create_roles), plan)
         except Exception as exc:
             db.session.rollback()
             error = describe_failure(exc, storage().root,
@@ -81,38 +116,46 @@ def run_restore(restore_id: str, create_roles: bool = False) -> dict[str, Any]:
         return result
 
 
-def _checked_source(backup_id: str) -> tuple[Manifest, copies.Source]:
+def _plan(restore: Restore) -> _Plan:
+    """The backup the row names, or its chain (an incremental, a point in time)."""
+    backup = db.session.get(Backup, restore.backup_id)
+    if backup is None:
+        raise RestoreError(f"backup {restore.backup_id} no longer exists")
+    until = restore.point_in_time.replace(tzinfo=UTC) if restore.point_in_time else None
+    chained = restore_chains.is_chained(backup, until)
+    rows = restore_chains.chain_to(backup) if chained else [backup]
+    return _Plan([_checked_source(row) for row in rows], until, chained)
+
+
+def _checked_source(backup: Backup) -> tuple[copies.Source, Manifest]:
     """The first copy that can be read and decrypted (local first); never one that fails
     its integrity check, or that its catalog row no longer describes."""
-    backup = db.session.get(Backup, backup_id)
-    if backup is None:
-        raise RestoreError(f"backup {backup_id} no longer exists")
     source = copies.source(backup)
     integrity = check_stored(backup, source)
     if not integrity.is_valid:
         failed = "; ".join(f"{c.name}: {c.detail}" for c in integrity.checks if not c.ok)
-        raise RestoreError(f"backup {backup_id} failed its integrity check ({failed})")
-    return read_manifest(source.storage, backup_id), source
+        raise RestoreError(f"backup {backup.id} failed its integrity check ({failed})")
+    return source, read_manifest(source.storage, backup.id)
 
 
-def _read_from(result: dict[str, Any], source: copies.Source) -> dict[str, Any]:
-    """The result says which copy was restored, and why the ones before it were not."""
-    read_from = source.copy.destination if source.copy else "local"
-    notes = [source.note] if source.note else []
+def _read_from(result: dict[str, Any], plan: _Plan) -> dict[str, Any]:
+    """The result says which copy was restored (of a chain: its last backup's), and why
+    the ones before it were not."""
+    *_, last = plan.sources()
+    read_from = last.copy.destination if last.copy else "local"
+    notes = [source.note for source in plan.sources() if source.note]
     return {**result, "readFrom": read_from, "warnings": [*result["warnings"], *notes]}
 
 
-def _into_new_database(restore: Restore, manifest: Manifest, store: Storage,
-                       create_roles: bool) -> dict[str, Any]:
+def _into_new_database(restore: Restore, plan: _Plan, create_roles: bool) -> dict[str, Any]:
     """Restore into a working database, then rename it to the target: the target name
     never holds a half-restored database, and an existing one is never touched."""
     server, target = target_connection(), restore.target_database
     working = claim_database(restore.job_id, working_name(target))
-    report = restore_checked(server, working, store, manifest,
-                             like=current_app.config["TARGET_DATABASE"],
-                             progress=report_restore_progress,
-                             identities=copies.identities(), create_missing_roles=create_roles,
-                             settings_as=target, settings_comment=False)  # comment: the mark
+    report = plan.restored(server, working, like=current_app.config["TARGET_DATABASE"],
+                           progress=report_restore_progress, identities=copies.identities(),
+                           create_missing_roles=create_roles, settings_as=target,
+                           settings_comment=False)  # comment: the mark
     _require_match(report, server)
     set_database_comment(server, working, restored_mark(restore))  # see jobs.reconcile
     try:
@@ -123,17 +166,15 @@ def _into_new_database(restore: Restore, manifest: Manifest, store: Storage,
     return {**_result(report), "database": target}
 
 
-def _rehearsal(restore: Restore, manifest: Manifest, store: Storage,
-               create_roles: bool) -> dict[str, Any]:
+def _rehearsal(restore: Restore, plan: _Plan, create_roles: bool) -> dict[str, Any]:
     name = claim_database(restore.job_id, scratch_name("rehearsal"))
-    with scratch_restore(target_connection(), store, manifest, name,
-                         progress=report_restore_progress, identities=copies.identities(),
-                         create_missing_roles=create_roles) as report:
+    with plan.rehearsed(target_connection(), name, progress=report_restore_progress,
+                        identities=copies.identities(),
+                        create_missing_roles=create_roles) as report:
         return _result(report)
 
 
-def _overwrite(restore: Restore, manifest: Manifest, store: Storage,
-               create_roles: bool) -> dict[str, Any]:
+def _overwrite(restore: Restore, plan: _Plan, create_roles: bool) -> dict[str, Any]:
     server = target_connection()
     live = restore.target_database
     safety = new_backup_row("full", origin="safety", job_id=restore.job_id)
@@ -142,10 +183,9 @@ def _overwrite(restore: Restore, manifest: Manifest, store: Storage,
     dump_into(safety, phase="safety-backup")
     follow_up(safety)
     replacement = claim_database(restore.job_id, working_name(live))
-    report = restore_checked(server, replacement, store, manifest, like=live,
-                             progress=report_restore_progress,
-                             identities=copies.identities(), create_missing_roles=create_roles,
-                             settings_as=live)
+    report = plan.restored(server, replacement, like=live, progress=report_restore_progress,
+                           identities=copies.identities(), create_missing_roles=create_roles,
+                           settings_as=live)
     _require_match(report, server)
     restore.replacement_database, restore.retired_database = replacement, retired_name(live)
     db.session.commit()  # before the swap: see jobs.reconcile._swap_state
@@ -185,7 +225,19 @@ def _result(report: RecoveryReport) -> dict[str, Any]:
         "databaseSettings": asdict(report.settings) if report.settings else None,
         "warnings": report.warnings,
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks],
+        "chain": _chain_result(report),
     }
+
+
+def _chain_result(report: RecoveryReport) -> dict[str, Any] | None:
+    """Which backups a chain's restore replayed, to which moment, up to which commit."""
+    chain = report.chain
+    if chain is None:
+        return None
+    return {"full": chain.full, "replayed": list(chain.replayed),
+            "pointInTime": iso(chain.until), "lastCommitApplied": iso(chain.last_commit),
+            "transactionsApplied": chain.transactions, "comparedWith": chain.compared_with,
+            "tablesAtPreviousState": chain.kept_previous}
 
 
 MODES = {"new-database": _into_new_database, "overwrite": _overwrite, "rehearsal": _rehearsal}

@@ -1,4 +1,8 @@
-"""RQ entry point for verifying a backup: integrity always, a real test restore on request."""
+"""RQ entry point for verifying a backup: integrity always, a real test restore on request.
+
+An incremental is valid only if its whole chain is: at ``restore`` level, its earlier
+backups' integrity is checked too, then the chain is replayed into a scratch database and
+compared with the incremental's manifest."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from rq import get_current_job
 from jobs.context import app_context
 from jobs.progress import save_progress, tag_job
 from pgbackup import (
+    Check,
+    Manifest,
     RestoreProgress,
     Storage,
     VerifyResult,
@@ -17,10 +23,13 @@ from pgbackup import (
     scratch_name,
     scratch_restore,
 )
-from services import activity, copies
+from pgbackup.chain_restore import ChainRestoreError, chain_links
+from pgbackup.recovery import RecoveryReport, scratch_restore_chain
+from services import activity, copies, restore_chains
 from services.artifact_presence import check_stored, failed_check, state_of
 from services.backups import target_connection
 from services.claims import claim_database, drop_claimed
+from services.errors import CatalogError
 from services.extensions import db
 from services.json_shapes import verification_record
 from services.models import Backup, utcnow
@@ -59,18 +68,56 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
 def _with_test_restore(backup: Backup, store: Storage, integrity: VerifyResult,
                        job_id: str) -> VerifyResult:
     """Restore the copy in ``store`` into a scratch database (always dropped) and compare
-    with the manifest."""
+    with the manifest; an incremental's chain, with the earlier backups' first readable
+    copies."""
     manifest = read_manifest(store, backup.id)
     name = claim_database(job_id, scratch_name("verify"))
-    with scratch_restore(target_connection(), store, manifest, name,
-                         progress=report_restore_progress,
-                         identities=copies.identities()) as report:
-        return VerifyResult(
-            level="restore",
-            checks=[*integrity.checks, report.restore_check, *report.checks],
-            warnings=[*integrity.warnings, *report.warnings],
-            checked_at=integrity.checked_at,
-        )
+    server, keys = target_connection(), copies.identities()
+    if backup.type != "incremental":
+        with scratch_restore(server, store, manifest, name, progress=report_restore_progress,
+                             identities=keys) as report:
+            return _restored(integrity, [], report)
+    chain, links = _chain_of(backup, store, manifest)
+    if not chain.ok:
+        return _restored(integrity, [chain], None)
+    with scratch_restore_chain(server, links, name, progress=report_restore_progress,
+                               identities=keys) as report:
+        return _restored(integrity, [chain], report)
+
+
+def _chain_of(backup: Backup, store: Storage,
+              manifest: Manifest) -> tuple[Check, list[tuple[Storage, Manifest]]]:
+    """The ``chain`` check (the earlier backups are there, pass their integrity check and
+    form one unbroken chain with this one), and the chain to replay."""
+    try:
+        earlier = restore_chains.chain_to(backup)[:-1]
+        sources = [(row, copies.source(row)) for row in earlier]
+    except CatalogError as exc:
+        return Check("chain", False, exc.message), []
+    failed = [f"{row.id} ({'; '.join(c.detail for c in result.checks if not c.ok)})"
+              for row, source in sources if not (result := check_stored(row, source)).is_valid]
+    if failed:
+        return Check("chain", False, "earlier backups of the chain fail their integrity "
+                     "check: " + ", ".join(failed)), []
+    links = [*[(source.storage, read_manifest(source.storage, row.id))
+               for row, source in sources], (store, manifest)]
+    try:
+        chain_links([link for _, link in links])
+    except ChainRestoreError as exc:
+        return Check("chain", False, str(exc)), []
+    return Check("chain", True, f"{len(links)} backups from full {links[0][1].backup_id}, "
+                 "each passing its integrity check, with no gap between them"), links
+
+
+def _restored(integrity: VerifyResult, extra: list[Check],
+              report: RecoveryReport | None) -> VerifyResult:
+    restored = [report.restore_check, *report.checks] if report else []
+    return VerifyResult(
+        level="restore",
+        checks=[*integrity.checks, *extra, *restored],
+        warnings=[*integrity.warnings, *(report.warnings if report else [])],
+        checked_at=integrity.checked_at,
+    )
 
 
 def on_verify_failure(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -33,7 +33,13 @@ from pgbackup.manifest import Manifest
 from pgbackup.pgdump import StderrCollector
 from pgbackup.processes import die_with_parent
 from pgbackup.replay_sql import parse_xact_comment
-from pgbackup.restore import RestoreError, RestoreOutcome, check_artifact, restore_archive
+from pgbackup.restore import (
+    ProgressCallback,
+    RestoreError,
+    RestoreOutcome,
+    check_artifact,
+    restore_archive,
+)
 from pgbackup.script_format import END_MARKER, SEQUENCES_MARKER, TABLES_MARKER
 from pgbackup.storage import Storage
 from pgbackup.streams import CHUNK_SIZE, Readable
@@ -322,13 +328,13 @@ def chain_links(manifests: Sequence[Manifest]) -> list[Link]:
 def restore_chain(
     target: ConnectionInfo, links: Sequence[tuple[Storage, Manifest]],
     identities: Sequence[Identity] | None, until: datetime | None, *,
-    no_owner: bool = False, no_acl: bool = False,
+    no_owner: bool = False, no_acl: bool = False, progress: ProgressCallback | None = None,
     pg_restore: str = "pg_restore", psql: str = "psql",
 ) -> ChainRestoreReport:
     """Restore the chain ``links`` (the full first, each with the storage holding it) into
     ``target``'s new, empty database: the full with pg_restore as any full backup
-    (:func:`pgbackup.restore.restore_archive`; ``no_owner``, ``no_acl`` go to it), then
-    the incrementals in order, to ``until`` (aware; None: to the chain's end).
+    (:func:`pgbackup.restore.restore_archive`; ``no_owner``, ``no_acl``, ``progress`` go
+    to it), then the incrementals in order, to ``until`` (aware; None: to the chain's end).
 
     For a moment, only the incrementals up to the first that covers it are replayed
     (:func:`pgbackup.chains.links_for`); a moment outside the chain's reach is refused,
@@ -349,8 +355,8 @@ def restore_chain(
         _check_present(storage, manifest, identities)
     storage, full = links[0]
     report = ChainRestoreReport(restore_archive(
-        target, storage, full, no_owner=no_owner, no_acl=no_acl, pg_restore=pg_restore,
-        identities=identities))
+        target, storage, full, no_owner=no_owner, no_acl=no_acl, progress=progress,
+        pg_restore=pg_restore, identities=identities))
     for storage, manifest in links[1:needed]:
         replayed = replay_incremental(target, storage, manifest, identities, until, psql)
         report.replayed[manifest.backup_id] = replayed

@@ -4,6 +4,9 @@ The target server is only read, in one ``REPEATABLE READ, READ ONLY`` transactio
 session whose ``default_transaction_read_only`` is on; the archive is only listed
 (:mod:`pgbackup.toc`). Problems that make the restore impossible are ``errors``; anything
 the operator should know before going ahead is a ``warning``.
+
+A chain (:func:`analyze_chain_restore`) gets the analysis of its full, and the chain, its
+reachable window and, for a moment, the links replayed to reach it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 import psycopg
 from psycopg.rows import dict_row
 
 from pgbackup.archive import missing_identities
+from pgbackup.chain_restore import ChainRestoreError, chain_links
+from pgbackup.chains import ChainError, Link, links_for, reachable
 from pgbackup.connection import ConnectionInfo
 from pgbackup.encryption import Identity
 from pgbackup.globals import (
@@ -171,11 +176,53 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class ChainLink:
+    """One backup of the chain a restore uses; ``replayed``: the restore reads it."""
+
+    backup_id: str
+    type: str
+    created: datetime
+    start_lsn: str
+    end_lsn: str
+    covers_until: datetime
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    """The moments a chain reaches (its full's consistent_at to its last covers_until), in
+    whole milliseconds inside that reach: either end, given back as a moment, is reached."""
+
+    earliest: datetime
+    latest: datetime
+
+
+def window_of(chain: Sequence[Link]) -> Window:
+    """The window of a sound chain (ChainError otherwise)."""
+    earliest, latest = reachable(chain)
+    ceiling = earliest + timedelta(microseconds=-earliest.microsecond % 1000)
+    return Window(ceiling, latest.replace(microsecond=latest.microsecond // 1000 * 1000))
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    """How a restore reaches ``moment``: ``replayed``, the full first; ``inside``, the
+    incremental whose transactions committed after the moment are left out (None when
+    the moment is at a link's end); ``tables_at_previous_state``, what ``inside`` copied
+    whole (no usable key), which keeps the state at the end of the link before it."""
+
+    moment: datetime
+    replayed: list[str]
+    inside: str | None
+    tables_at_previous_state: list[str]
+
+
+@dataclass(frozen=True)
 class DryRunReport:
     """Data only (times are aware datetimes): the app shapes it as JSON."""
 
     mode: RestoreMode
-    backup: BackupSummary
+    backup: BackupSummary  # of a chain: its full
     target: TargetSummary
     changes: Changes
     compatibility: Compatibility
@@ -184,6 +231,9 @@ class DryRunReport:
     estimate: Estimate
     warnings: list[str]
     errors: list[str]
+    chain: list[ChainLink] | None = None  # None: a single backup
+    window: Window | None = None
+    point_in_time: PointInTime | None = None
 
     @property
     def can_restore(self) -> bool:
@@ -273,6 +323,74 @@ def analyze_restore(
         mode, backup, target_summary, changes, compatibility, disk, now.connections,
         _estimate(manifest.size, past_restore_rate), findings.warnings, findings.errors,
     )
+
+
+def analyze_chain_restore(
+    target: ConnectionInfo,
+    links: Sequence[tuple[Storage, Manifest]],
+    until: datetime | None,
+    *,
+    mode: RestoreMode,
+    new_database: str | None = None,
+    backup_dir_free_bytes: int | None = None,
+    past_restore_rate: float | None = None,
+    pg_restore: str = "pg_restore",
+    identities: Sequence[Identity] | None = None,
+) -> DryRunReport:
+    """:func:`analyze_restore` of the chain ``links`` (the full first, each with the
+    storage holding it) restored to ``until`` (aware; None: the chain's end): the full's
+    analysis, and the chain, its window and the links replayed. A broken chain, or a
+    moment outside its window, is an error of the report."""
+    storage, full = links[0]
+    report = analyze_restore(
+        target, storage, full, mode=mode, new_database=new_database,
+        backup_dir_free_bytes=backup_dir_free_bytes, past_restore_rate=past_restore_rate,
+        pg_restore=pg_restore, identities=identities)
+    findings = _Findings(list(report.warnings), list(report.errors))
+    manifests = [manifest for _, manifest in links]
+    for link_storage, manifest in links[1:]:
+        if problem := missing_identities(manifest, identities):
+            raise DryRunError(problem)
+        _check_artifact_size(link_storage, manifest, findings)
+    try:
+        chain = chain_links(manifests)
+        window = window_of(chain)
+        needed = len(links_for(chain, until)) if until is not None else len(chain)
+    except (ChainRestoreError, ChainError) as exc:
+        findings.errors.append(f"The chain cannot be restored: {exc}")
+        return dataclasses.replace(report, warnings=findings.warnings, errors=findings.errors)
+    moment = _point_in_time(manifests[:needed], until, findings) if until else None
+    findings.warnings.append(
+        "Large objects and unlogged tables are not captured by the incrementals: they are "
+        f"restored as the full backup {full.backup_id} holds them.")
+    return dataclasses.replace(
+        report, warnings=findings.warnings, errors=findings.errors,
+        chain=[_chain_link(manifest, position < needed)
+               for position, manifest in enumerate(manifests)],
+        window=window, point_in_time=moment)
+
+
+def _chain_link(manifest: Manifest, replayed: bool) -> ChainLink:
+    capture = manifest.capture
+    assert capture is not None  # chain_links checked it
+    return ChainLink(manifest.backup_id, manifest.type, manifest.created, capture.start_lsn,
+                     capture.end_lsn, capture.covers_until, replayed)
+
+
+def _point_in_time(needed: Sequence[Manifest], moment: datetime,
+                   findings: _Findings) -> PointInTime:
+    """The replay stops inside the last link needed when it holds a later commit."""
+    last = needed[-1].capture
+    assert last is not None
+    inside = len(needed) > 1 and last.last_commit is not None and last.last_commit > moment
+    kept = list(last.tables_copied) if inside else []
+    if kept:
+        findings.warnings.append(
+            f"The moment falls inside backup {needed[-1].backup_id}, which copied these "
+            "tables whole (they have no usable key): they will hold their state at the end of "
+            f"backup {needed[-2].backup_id}, not at the moment: {', '.join(kept)}.")
+    return PointInTime(moment, [manifest.backup_id for manifest in needed],
+                       needed[-1].backup_id if inside else None, kept)
 
 
 def _target_name(target: ConnectionInfo, mode: str, new_database: str | None) -> str:

@@ -190,6 +190,17 @@ def restore_into_new_database(
     the new one copies. On any failure the new database is dropped again, then the error is
     re-raised. ``restore_kwargs`` go to :func:`restore_archive`.
     """
+    with new_database(maintenance, name, like) as target:
+        return restore_archive(target, storage, manifest, **restore_kwargs)
+
+
+@contextmanager
+def new_database(
+    maintenance: ConnectionInfo, name: str, like: str | None = None
+) -> Iterator[ConnectionInfo]:
+    """Create database ``name`` (refused if it exists; ``like`` as for
+    :func:`restore_into_new_database`) and yield a connection to it. Whatever the block
+    raises, the database is dropped again, then the error re-raised."""
     validate_database_name(name)
     try:
         if database_exists(maintenance, name):
@@ -202,7 +213,7 @@ def restore_into_new_database(
             f"cannot create database {name}: {maintenance.redact_text(str(exc).strip())}"
         ) from None
     try:
-        return restore_archive(maintenance.for_database(name), storage, manifest, **restore_kwargs)
+        yield maintenance.for_database(name)
     except BaseException as exc:
         try:
             drop_database(maintenance, name)

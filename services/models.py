@@ -104,6 +104,9 @@ class Restore(Model):
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     job_id: Mapped[str | None] = mapped_column(String(128), index=True)
     safety_backup_id: Mapped[str | None] = mapped_column(String(64))
+    # A point-in-time restore's moment (UTC); backup_id is then the last backup of its
+    # chain that the restore reads.
+    point_in_time: Mapped[datetime | None]
     # An overwrite names both databases of its swap before it starts, so that a worker
     # dying in the middle leaves enough to tell whether the swap took place.
     replacement_database: Mapped[str | None] = mapped_column(String(63))

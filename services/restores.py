@@ -2,12 +2,17 @@
 
 Every refusal is a CatalogError with a sentence for the user; nothing is queued or
 recorded unless the whole request is acceptable.
+
+Restoring an incremental restores its chain (services.restore_chains); so does a restore
+to a point in time, of the chain a backup belongs to or of the newest chain reaching the
+moment. The restore row then names the last backup of the chain it reads.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask import current_app, has_request_context
 from flask_login import current_user
@@ -16,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobs.queues import RESTORE_QUEUE
 from pgbackup import (
+    Check,
     DryRunError,
     DryRunReport,
     ObjectStoreError,
@@ -26,7 +32,9 @@ from pgbackup import (
     read_manifest,
     validate_database_name,
 )
-from services import activity, artifact_presence, copies
+from pgbackup.dryrun import RestoreMode, analyze_chain_restore
+from services import activity, copies, restore_chains
+from services.artifact_presence import check_stored
 from services.backups import (
     admitted,
     completed_backup,
@@ -36,6 +44,7 @@ from services.backups import (
 )
 from services.errors import CatalogError
 from services.extensions import db
+from services.json_shapes import iso
 from services.models import ACTIVE_STATUSES, Backup, Restore
 from services.permissions import ADMIN, at_least
 
@@ -65,50 +74,93 @@ class DryRun:
         return self.report.warnings if self.report is not None else []
 
 
-def dry_run(backup_id: str, target_database: str | None = None) -> DryRun:
+def dry_run(backup_id: str | None, target_database: str | None = None,
+            point_in_time: datetime | None = None) -> DryRun:
     """The read-only analysis of restoring ``backup_id`` (over the protected database, or
-    into ``target_database`` when given)."""
-    backup = completed_backup(backup_id)
+    into ``target_database`` when given); with ``point_in_time`` (aware), of restoring
+    its chain (``backup_id`` given) or the newest chain reaching it to that moment."""
+    backup = completed_backup(backup_id) if backup_id else None
     if target_database is not None:
         _checked_name(target_database)
-    source = copies.source(backup)  # the first copy that can be read and decrypted
-    integrity = artifact_presence.check_stored(backup, source)
+    rows = _chain(backup, point_in_time) or [_asked(backup)]
+    links = [(row, copies.source(row)) for row in rows]  # each: its first readable copy
+    integrity = _integrity([check_stored(row, source) for row, source in links], rows)
     if not integrity.is_valid:
         return DryRun(integrity, None)  # the integrity failures are the whole answer
-    store = source.storage
+    stored = [(source.storage, read_manifest(source.storage, row.id)) for row, source in links]
+    mode: RestoreMode = "new-database" if target_database else "overwrite"
+    free = shutil.disk_usage(storage().root).free
     try:
-        report = analyze_restore(
-            target_connection(), store, read_manifest(store, backup.id),
-            mode="new-database" if target_database else "overwrite",
-            new_database=target_database,
-            backup_dir_free_bytes=shutil.disk_usage(storage().root).free,
-            past_restore_rate=past_restore_rate(), identities=copies.identities(),
-        )
+        if restore_chains.is_chained(rows[-1], point_in_time):
+            report = analyze_chain_restore(
+                target_connection(), stored, point_in_time, mode=mode,
+                new_database=target_database, backup_dir_free_bytes=free,
+                past_restore_rate=past_restore_rate(), identities=copies.identities())
+        else:
+            report = analyze_restore(
+                target_connection(), *stored[0], mode=mode, new_database=target_database,
+                backup_dir_free_bytes=free, past_restore_rate=past_restore_rate(),
+                identities=copies.identities())
     except DryRunError as exc:
         raise CatalogError(f"cannot analyse the target: {exc}", status=503,
                            code="target_unavailable") from None
     return DryRun(integrity, report)
 
 
-def start_restore(backup_id: str, mode: str, target_database: str | None = None,
-                  create_roles: bool = False) -> Restore:
+def _asked(backup: Backup | None) -> Backup:
+    if backup is None:
+        raise CatalogError("name the backup to restore (backupId), or a pointInTime",
+                           code="invalid_request")
+    return backup
+
+
+def _chain(backup: Backup | None, moment: datetime | None) -> list[Backup] | None:
+    """The chain a restore reads (the full first), None for a single backup."""
+    if moment is not None:
+        return restore_chains.chain_for_moment(moment, backup)
+    if _asked(backup).type == "incremental":
+        return restore_chains.chain_to(_asked(backup))
+    return None
+
+
+def _integrity(results: list[VerifyResult], rows: list[Backup]) -> VerifyResult:
+    """One integrity result for the backups a restore reads: a chain's checks are named
+    with their backup's id."""
+    if len(results) == 1:
+        return results[0]
+    return VerifyResult(
+        level=results[-1].level,
+        checks=[Check(f"{check.name} ({row.id})", check.ok, check.detail)
+                for result, row in zip(results, rows, strict=True) for check in result.checks],
+        warnings=[warning for result in results for warning in result.warnings],
+        checked_at=results[-1].checked_at)
+
+
+def start_restore(backup_id: str | None, mode: str, target_database: str | None = None,
+                  create_roles: bool = False,
+                  point_in_time: datetime | None = None) -> Restore:
     """Record and queue a restore after every check that can be made up front;
-    ``create_roles`` first creates the missing roles from the backup's saved ones."""
+    ``create_roles`` first creates the missing roles from the backup's saved ones;
+    ``point_in_time`` (aware) restores a chain to that moment (see :func:`dry_run`)."""
     with admitted("nothing was started"):
-        restore = _record_restore(backup_id, mode, target_database, create_roles)
+        restore = _record_restore(backup_id, mode, target_database, create_roles,
+                                  point_in_time)
     creating = ", creating missing roles" if create_roles else ""
-    activity.record("restore.start", restore.id, detail=f"{mode} of {restore.backup_id} "
-                    f"into {restore.target_database}{creating}")
+    moment = f" to {iso(restore.point_in_time)}" if restore.point_in_time else ""
+    activity.record("restore.start", restore.id, detail=f"{mode} of {restore.backup_id}"
+                    f"{moment} into {restore.target_database}{creating}")
     return restore
 
 
-def _record_restore(backup_id: str, mode: str, target_database: str | None,
-                    create_roles: bool) -> Restore:
-    backup = completed_backup(backup_id)
+def _record_restore(backup_id: str | None, mode: str, target_database: str | None,
+                    create_roles: bool, point_in_time: datetime | None) -> Restore:
+    asked = completed_backup(backup_id) if backup_id else None
+    rows = _chain(asked, point_in_time) or [_asked(asked)]
+    backup = rows[-1]  # of a chain: its last link read
     protected = current_app.config["TARGET_DATABASE"]
     _refuse_concurrent_restore()
     if create_roles:
-        _require_saved_roles(backup)
+        _require_saved_roles(rows[0])  # a chain's roles are its full's
     if mode == "overwrite":
         _require_admin("restoring over the protected database")
         target_database = protected
@@ -125,13 +177,16 @@ def _record_restore(backup_id: str, mode: str, target_database: str | None,
         target_database = "scratch database (dropped afterwards)"
     else:
         raise CatalogError(f"unknown restore mode {mode!r}", code="invalid_mode")
+    moment = point_in_time.astimezone(UTC).replace(tzinfo=None) if point_in_time else None
     restore = Restore(id=_new_restore_id(), backup_id=backup.id, mode=mode,
-                      target_database=target_database, active_slot="restore")
+                      target_database=target_database, active_slot="restore",
+                      point_in_time=moment)
     restore.job_id = restore.id
     _take_restore_slot(restore)
+    at = f" at {iso(moment)}" if moment else ""
     enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
-            f"{mode} restore of {backup.id} into {target_database}", restore.id, create_roles,
-            consequence="nothing was started")
+            f"{mode} restore of {backup.id}{at} into {target_database}", restore.id,
+            create_roles, consequence="nothing was started")
     db.session.commit()
     return restore
 

@@ -136,6 +136,9 @@ RESTORE = {
         "targetDatabase": {"type": "string"},
         "status": {"type": "string", "enum": ["queued", "running", "completed", "failed"]},
         "safetyBackupId": NULLABLE_STRING,
+        "pointInTime": {"type": ["string", "null"], "format": "date-time",
+                        "description": "the moment a chain was restored to; backupId is "
+                                       "then the last backup of the chain read"},
         "created": {"type": "string", "format": "date-time"},
         "durationMs": NULLABLE_INT,
         "error": NULLABLE_STRING,
@@ -406,11 +409,45 @@ ACTIVITY_FILTERS = [
                                                  "maxLength": 40}},
     {"name": "outcome", "in": "query", "schema": {"enum": ["ok", "failed", "refused"]}},
 ]
+_TIME = {"type": "string", "format": "date-time"}
+DRY_RUN_ANALYSIS = {
+    "type": "object",
+    "description": "The analysis of the backup (of a chain: of its full), and for an "
+                   "incremental or a pointInTime the chain, its window and the replay",
+    "properties": {
+        "canRestore": {"type": "boolean"},
+        "chain": {"type": ["array", "null"], "items": {
+            "type": "object",
+            "properties": {"backupId": BACKUP_ID, "type": {"enum": ["full", "incremental"]},
+                           "created": _TIME, "startLsn": {"type": "string"},
+                           "endLsn": {"type": "string"}, "coversUntil": _TIME,
+                           "replayed": {"type": "boolean"}}}},
+        "window": {"type": ["object", "null"], "description": "the moments the chain reaches",
+                   "properties": {"earliest": _TIME, "latest": _TIME}},
+        "pointInTime": {"type": ["object", "null"], "properties": {
+            "moment": _TIME,
+            "replayed": {"type": "array", "items": BACKUP_ID,
+                         "description": "the full first, then the incrementals replayed"},
+            "inside": {"type": ["string", "null"],
+                       "description": "the incremental whose later transactions are left out"},
+            "tablesAtPreviousState": {"type": "array", "items": {"type": "string"},
+                                      "description": "tables without a usable key that keep "
+                                                     "the previous backup's state"}}},
+    },
+}
 REHEARSAL = {
     "type": "object", "required": ["dryRun", "analysis", "rehearsal"],
-    "properties": {"dryRun": {"type": "boolean"}, "analysis": {"type": "object"},
+    "properties": {"dryRun": {"type": "boolean"}, "analysis": DRY_RUN_ANALYSIS,
                    "rehearsal": {"$ref": "#/components/schemas/Restore"}},
 }
+
+
+RESTORE_CONFLICTS = (
+    "Conflict with the current state: another restore running (restore_running), the "
+    "database exists (database_exists), a backup missing or incomplete, a broken chain "
+    "(chain_broken), or point_in_time_unreachable: the moment is outside every chain's "
+    "reach (with backupId: outside its chain's), and the message names the reachable "
+    "windows")
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -512,10 +549,13 @@ def _paths() -> dict[str, Any]:
                 "summary": "Dry-run, or restore into a new database or over the protected one",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("RestoreRequest")}}},
-                "responses": {"200": _json({"type": "object"}, "Dry-run analysis"),
+                "responses": {"200": _json({"type": "object", "properties": {
+                                  "dryRun": {"type": "boolean"},
+                                  "analysis": DRY_RUN_ANALYSIS}}, "Dry-run analysis"),
                               "202": _json({"oneOf": [_ref("Restore"), REHEARSAL]},
                                            "Restore queued, or a dry run with a rehearsal"),
-                              **_errors(400, 401, 404, 409, 503)},
+                              **_errors(400, 401, 404, 409, 503),
+                              "409": _json(_ref("Error"), RESTORE_CONFLICTS)},
             },
             "get": {
                 "summary": "Recent restores, newest first",

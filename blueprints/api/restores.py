@@ -14,15 +14,17 @@ from services.backups import checked_id
 @bp.post("/system/backup/restore")
 def restore_backup():
     params = RestoreRequest.model_validate(json_body())
-    backup_id = checked_id(params.backupId)
+    backup_id = checked_id(params.backupId) if params.backupId is not None else None
     if params.dryRun:
-        analysis = dry_run_json(restores.dry_run(backup_id, params.targetDatabase))
+        analysis = dry_run_json(restores.dry_run(backup_id, params.targetDatabase,
+                                                 params.moment))
         if not params.rehearse:
             return jsonify(dryRun=True, analysis=analysis)
-        rehearsal = restores.start_restore(backup_id, "rehearsal")
+        rehearsal = restores.start_restore(backup_id, "rehearsal", point_in_time=params.moment)
         return jsonify(dryRun=True, analysis=analysis, rehearsal=restore_json(rehearsal)), 202
     restore = restores.start_restore(backup_id, params.mode, params.targetDatabase,
-                                     create_roles=params.createRoles)
+                                     create_roles=params.createRoles,
+                                     point_in_time=params.moment)
     return jsonify(restore_json(restore)), 202
 
 

@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from flask import request
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -110,11 +112,25 @@ class VerifyRequest(Strict):
     level: Literal["integrity", "restore"] = "integrity"
 
 
+def _text_time(value: Any) -> Any:
+    """A moment as RFC 3339 text (``2024-01-15T10:31:07Z``), never a bare number."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("rfc3339", "give the moment as RFC 3339 text with a time "
+                                  "zone, e.g. 2024-01-15T10:31:07Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_text_time)]
+
+
 class RestoreRequest(Strict):
     """Exactly one way to restore: a dry run, over the protected database with
-    ``confirmDataLoss``, or into a new database named by ``targetDatabase``."""
+    ``confirmDataLoss``, or into a new database named by ``targetDatabase``. With
+    ``pointInTime`` (RFC 3339 with a zone), a chain restored to that moment: ``backupId``
+    then names a backup of the chain to use, else the newest chain reaching it is used."""
 
-    backupId: str
+    backupId: str | None = None
+    pointInTime: Rfc3339 | None = None
     dryRun: StrictBool = False
     rehearse: StrictBool = False
     confirmDataLoss: StrictBool = False
@@ -124,6 +140,9 @@ class RestoreRequest(Strict):
 
     @model_validator(mode="after")
     def one_clear_intent(self) -> RestoreRequest:
+        if self.backupId is None and self.pointInTime is None:
+            raise ValueError("name the backup to restore (backupId), or a moment to restore "
+                             "to (pointInTime), or both")
         if self.rehearse and not self.dryRun:
             raise ValueError("rehearse goes with dryRun: true")
         if self.dryRun and self.createRoles:
@@ -145,6 +164,11 @@ class RestoreRequest(Strict):
     @property
     def mode(self) -> str:
         return "new-database" if self.targetDatabase else "overwrite"
+
+    @property
+    def moment(self) -> datetime | None:
+        """``pointInTime`` in UTC."""
+        return self.pointInTime.astimezone(UTC) if self.pointInTime else None
 
 
 class ActivityFilter(Strict):

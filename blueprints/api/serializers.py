@@ -98,6 +98,7 @@ def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
         "targetDatabase": restore.target_database,
         "status": restore.status,
         "safetyBackupId": restore.safety_backup_id,
+        "pointInTime": iso(restore.point_in_time),
         "created": iso(restore.created_at),
         "durationMs": restore.duration_ms,
         "error": restore.error,
@@ -140,9 +141,16 @@ def dry_run_json(result: DryRun) -> dict[str, Any]:
     return {**dry_run_report_json(result.report), "integrity": integrity}
 
 
+_CHAIN_FIELDS = ("chain", "window", "pointInTime")
+
+
 def dry_run_report_json(report: DryRunReport) -> dict[str, Any]:
-    """Every field of the report, nested dataclasses included, with camelCase keys."""
-    return {**_camel_case(report), "canRestore": report.can_restore}
+    """Every field of the report, nested dataclasses included, with camelCase keys; the
+    chain's fields only for a chain (an incremental, a point in time)."""
+    data = _camel_case(report)
+    if report.chain is None:
+        data = {key: value for key, value in data.items() if key not in _CHAIN_FIELDS}
+    return {**data, "canRestore": report.can_restore}
 
 
 def _camel_case(value: Any) -> Any:
