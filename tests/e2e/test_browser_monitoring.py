@@ -52,7 +52,7 @@ def test_health_activity_charts_and_a_tested_channel(
     expect(open_alerts.filter(has_text="no scheduler is running")).to_contain_text("since ")
     expect(health.locator(".health-alerts .count")).to_have_text(str(open_alerts.count()))
     health.locator(".health-all summary").click()
-    expect(health.locator("#health-checks .check")).to_have_count(9)
+    expect(health.locator("#health-checks .check")).to_have_count(10)
     expect(health.locator("#health-checks")).to_contain_text("there is no good full backup")
     expect(page.locator("#chart-size-box")).to_contain_text("No completed backups yet")
     expect(page.locator("#activity .activity-row").first).to_contain_text("Log in")
