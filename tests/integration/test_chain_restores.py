@@ -18,11 +18,9 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from pgbackup import ConnectionInfo
-from pgbackup.slots import drop_slot, list_slots
-from services.capture_slots import SLOT_PREFIX
 from tests.engine.helpers import copy_public_schema_owner
 from tests.support.backups import backed_up, restore
+from tests.support.capture import drop_app_slots, write
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
 
@@ -48,18 +46,7 @@ def capture_on(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
     write(pagila, "CREATE TABLE chain_markers (id serial PRIMARY KEY, label text NOT NULL)",
           "CREATE TABLE chain_notes (note text)")
     yield
-    server = ConnectionInfo.from_url(pg_server.url())
-    database = pagila.rsplit("/", 1)[1]
-    for slot in list_slots(server, SLOT_PREFIX):
-        if slot.database.startswith(database):
-            drop_slot(server, slot.name)
-
-
-def write(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute("SET synchronous_commit = on")
-        for statement in statements:
-            pg.execute(statement)
+    drop_app_slots(pg_server, pagila)
 
 
 def workload(url: str, round_: int) -> None:

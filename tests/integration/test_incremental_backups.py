@@ -11,14 +11,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pgbackup import ConnectionInfo
-from pgbackup.slots import drop_slot, list_slots
+from pgbackup.slots import list_slots
 from services.capture_slots import SLOT_PREFIX
 from tests.engine.helpers import copy_public_schema_owner
 from tests.support.backups import backed_up, restore
+from tests.support.capture import drop_app_slots, write
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
 
@@ -31,19 +31,8 @@ def no_slot_left(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
     server: every one this test made goes."""
     app.config["CHANGE_CAPTURE"] = True
     yield
-    server = ConnectionInfo.from_url(pg_server.url())
-    database = pagila.rsplit("/", 1)[1]
-    for slot in list_slots(server, SLOT_PREFIX):
-        if slot.database.startswith(database):
-            drop_slot(server, slot.name)
+    drop_app_slots(pg_server, pagila)
     pg_server.drop_database("chain_copy")
-
-
-def write(url: str, *statements: str) -> None:
-    with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute("SET synchronous_commit = on")  # decoding reads flushed WAL only
-        for statement in statements:
-            pg.execute(statement)
 
 
 def slots_of(url: str) -> list[str]:

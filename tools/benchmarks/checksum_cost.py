@@ -22,7 +22,7 @@ import psycopg
 
 from pgbackup import ConnectionInfo, LocalStorage, new_backup_id, run_dump
 from pgbackup.tablestats import table_stats
-from tools import datagen
+from tools.benchmarks import generate
 from tools.localservices import PostgresServer
 
 MODES = (False, True)  # checksums off, on
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with _database(args.url) as url:
         if not args.existing:
-            _generate(url, args.scale, args.seed)
+            generate(url, args.scale, args.seed)
         with tempfile.TemporaryDirectory(prefix="checksum-cost-") as scratch:
             results = _measure(url, Path(scratch), args.repeat)
         print(_report(url, args, results))
@@ -63,15 +63,6 @@ def _database(url: str | None) -> Iterator[str]:
         yield server.create_database("checksum_cost")
     finally:
         server.stop()
-
-
-def _generate(url: str, scale: float, seed: int) -> None:
-    started = time.monotonic()
-    rows = sum(datagen.generate(url, scale, seed).values())
-    print(f"generated {rows:,} rows (scale {scale:g}) in {time.monotonic() - started:.1f} s",
-          file=sys.stderr)
-    with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute("VACUUM ANALYZE")  # hint bits set: the first scan must not pay for them
 
 
 def _measure(url: str, scratch: Path, repeat: int) -> dict[str, dict[bool, list[float]]]:

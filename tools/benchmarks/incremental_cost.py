@@ -34,7 +34,7 @@ from pgbackup.incremental import run_incremental_to
 from pgbackup.restore import restore_archive
 from pgbackup.slots import drop_slot
 from pgbackup.targets import Target
-from tools import datagen
+from tools.benchmarks import generate
 from tools.localservices import PostgresServer
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     server = PostgresServer().start()
     try:
         url = server.create_database("incremental_cost")
-        _generate(url, args.scale, args.seed)
+        generate(url, args.scale, args.seed)
         with tempfile.TemporaryDirectory(prefix="incremental-cost-") as scratch:
             print(_report(server, url, args, Path(scratch)))
     finally:
@@ -64,15 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--changes", type=int, default=10_000, help="rows changed (10,000)")
     parser.add_argument("--repeat", type=int, default=3, help="replays per way (default 3)")
     return parser
-
-
-def _generate(url: str, scale: float, seed: int) -> None:
-    started = time.monotonic()
-    rows = sum(datagen.generate(url, scale, seed).values())
-    print(f"generated {rows:,} rows (scale {scale:g}) in {time.monotonic() - started:.1f} s",
-          file=sys.stderr)
-    with psycopg.connect(url, autocommit=True) as pg:
-        pg.execute("VACUUM ANALYZE")
 
 
 def _report(server: PostgresServer, url: str, args: argparse.Namespace, scratch: Path) -> str:
