@@ -87,7 +87,10 @@ def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
 
 
 @backup_cli.command("restore")
-@click.argument("backup_id")
+@click.argument("backup_id", required=False)
+@click.option("--point-in-time", help="Restore the state at this moment (RFC 3339 with a "
+              "zone, e.g. 2026-12-07T10:31:07Z): the newest chain of backups that reaches it "
+              "(or BACKUP_ID's chain), replayed up to it.")
 @click.option("--dry-run", is_flag=True, help="Analyse only; print the report as JSON.")
 @click.option("--rehearse", is_flag=True, help="With --dry-run: also restore into a scratch "
               "database, check it and drop it.")
@@ -98,23 +101,28 @@ def verify(backup_id: str, level: str, wait: bool, timeout: int) -> None:
               "and the server lacks, from the roles saved with the backup.")
 @_wait_options
 @fail_on_catalog_error
-def restore(backup_id: str, dry_run: bool, rehearse: bool, target_database: str | None,
-            confirm_data_loss: bool, create_roles: bool, wait: bool, timeout: int) -> None:
-    """Dry-run, or restore a backup into a new database or over the protected one."""
+def restore(backup_id: str | None, point_in_time: str | None, dry_run: bool, rehearse: bool,
+            target_database: str | None, confirm_data_loss: bool, create_roles: bool,
+            wait: bool, timeout: int) -> None:
+    """Dry-run, or restore a backup (or the state at a point in time) into a new database
+    or over the protected one."""
     try:
-        request = RestoreRequest(backupId=backup_id, dryRun=dry_run, rehearse=rehearse,
-                                 targetDatabase=target_database,
+        request = RestoreRequest(backupId=backup_id, pointInTime=point_in_time, dryRun=dry_run,
+                                 rehearse=rehearse, targetDatabase=target_database,
                                  confirmDataLoss=confirm_data_loss, createRoles=create_roles)
     except ValidationError as exc:
         raise click.UsageError(describe_validation_error(exc)) from None
+    moment = request.moment
     if dry_run:
-        analysis = restores.dry_run(backup_id, target_database)
+        analysis = restores.dry_run(backup_id, target_database, point_in_time=moment)
         click.echo(json.dumps(dry_run_json(analysis), indent=2))
         if not rehearse:
             return
     row = restores.start_restore(backup_id, "rehearsal" if rehearse else request.mode,
-                                 target_database, create_roles=create_roles)
-    click.echo(f"queued {row.mode} restore {row.id} of {backup_id} into {row.target_database}")
+                                 target_database, create_roles=create_roles,
+                                 point_in_time=moment)
+    click.echo(f"queued {row.mode} restore {row.id} of {row.backup_id} into "
+               f"{row.target_database}" + (f" at {point_in_time}" if moment else ""))
     if not wait:
         return
     _wait(row.id, lambda: row.is_active, timeout)

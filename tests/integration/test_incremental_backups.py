@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pgbackup import ConnectionInfo
@@ -134,3 +135,28 @@ def test_the_dashboard_shows_a_chain_and_why_a_backup_starts_none(app, htmx, run
     assert f"<dd>{full.id}</dd>" in listing  # the incremental's "After"
     assert listing.count("Restorable up to (UTC)") == 2
     assert incremental.type == "incremental" and incremental.parent_id == full.id
+
+
+def test_the_cli_restores_a_point_in_time(app, api, run_worker, pagila, pg_server):
+    backed_up(api, run_worker)
+    write(pagila, "DELETE FROM payment WHERE payment_id IN (SELECT payment_id FROM payment "
+                  "ORDER BY payment_id LIMIT 3)")
+    with psycopg.connect(pagila) as pg:
+        moment = pg.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()
+    state = table_fingerprints(pagila)
+    write(pagila, "DELETE FROM rental WHERE rental_id NOT IN (SELECT rental_id FROM payment)")
+    backed_up(api, run_worker, type="incremental")
+    runner = app.test_cli_runner()
+
+    missing = runner.invoke(args=["backup", "restore", "--target-database", "chain_copy"])
+    assert missing.exit_code == 2 and "pointInTime" in missing.output
+    dry = runner.invoke(args=["backup", "restore", "--point-in-time", moment, "--dry-run",
+                              "--target-database", "chain_copy"])
+    assert dry.exit_code == 0, dry.output
+    assert '"window"' in dry.output and '"chain"' in dry.output
+    started = runner.invoke(args=["backup", "restore", "--point-in-time", moment,
+                                  "--target-database", "chain_copy"])
+    assert started.exit_code == 0, started.output
+    assert f"at {moment}" in started.output
+    run_worker()
+    assert table_fingerprints(pg_server.url("chain_copy")) == state
