@@ -60,21 +60,37 @@ def assess() -> Assessment:
 
 
 def _readiness_findings(result: Assessment) -> None:
-    conn = monitoring_connection()
-    if time.monotonic() - _ready_at.get(conn.conninfo, -READY_TTL) < READY_TTL:
-        result.data.update(possible=True, problems=[])
-        return
     try:
-        readiness = capture_readiness(conn)
+        readiness = cached_readiness()
     except BackupError as exc:
         result.findings.append(Finding("warning", f"{exc}.", "See the database check."))
         return
     result.data.update(possible=readiness.ok,
                        problems=[asdict(problem) for problem in readiness.problems])
+    if not readiness.ok:
+        result.findings.append(_not_ready(readiness))
+
+
+def cached_readiness() -> Readiness:
+    """capture_readiness of the protected database; a ready one is remembered READY_TTL
+    (a problem is looked at again every time: its fix should show at once)."""
+    conn = monitoring_connection()
+    if time.monotonic() - _ready_at.get(conn.conninfo, -READY_TTL) < READY_TTL:
+        return Readiness(True, [])
+    readiness = capture_readiness(conn)
     if readiness.ok:
         _ready_at[conn.conninfo] = time.monotonic()
-        return
-    result.findings.append(_not_ready(readiness))
+    return readiness
+
+
+def capture_problem() -> Finding | None:
+    """Why change capture cannot run now, with the fix (None: it can, or the database
+    cannot be reached, which the database check reports)."""
+    try:
+        readiness = cached_readiness()
+    except BackupError:
+        return None
+    return None if readiness.ok else _not_ready(readiness)
 
 
 def _not_ready(readiness: Readiness) -> Finding:

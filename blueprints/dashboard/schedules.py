@@ -22,7 +22,7 @@ from werkzeug.datastructures import MultiDict
 from blueprints.api.schemas import CreateScheduleRequest
 from blueprints.api.serializers import iso
 from blueprints.errors import describe_validation_error
-from services import retention, schedules
+from services import capture_health, retention, schedules
 from services.errors import CatalogError
 from services.models import ACTIVE_STATUSES, Schedule, ScheduleRun
 
@@ -44,8 +44,16 @@ NEW_FORM = {"name": "", "type": "full", "frequency": "daily", "time": "02:00",
             "retention": "7", "keepAtLeast": "1", "verify": "integrity", "enabled": True,
             "destinations": []}
 TEXT_FIELDS = tuple(name for name in NEW_FORM if name not in ("enabled", "destinations"))
+# The shop guide's defaults: fulls kept 30 days, incrementals (changes since the last
+# backup) kept 7.
+PRESETS = {
+    "nightly-full": {**NEW_FORM, "name": "nightly full", "retention": "30"},
+    "hourly-incremental": {**NEW_FORM, "name": "hourly incremental", "type": "incremental",
+                           "frequency": "hourly", "time": "00:15", "retention": "7"},
+}
 # The form's choices, for the macros in partials/schedules_macros.html (imported without
 # the template's context).
+bp.add_app_template_global(capture_health.capture_problem, "capture_problem")
 bp.add_app_template_global({"type": TYPE_LABELS, "frequency": FREQUENCY_LABELS,
                             "verify": VERIFY_LABELS, "weekdays": WEEKDAYS},
                            "SCHEDULE_CHOICES")
@@ -108,6 +116,13 @@ def create() -> tuple[str, int, dict[str, str]]:
         return html, exc.status, _retarget("#schedule-form-new")
     html = _render_list(fresh_form=True, clear_alerts=True)
     return html, 200, {"HX-Trigger": SCHEDULES_EVENT}
+
+
+@bp.get("/new/<preset>")
+def preset_form(preset: str) -> str:
+    """The create form filled in with one of PRESETS (an unknown one: the empty form)."""
+    return render_template("partials/schedules/form.html",
+                           form=PRESETS.get(preset, NEW_FORM), error=None)
 
 
 @bp.get("/<id:schedule_id>/edit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -371,3 +372,23 @@ def test_next_run_texts_follow_daylight_saving(app, htmx):
     assert _zone_text(summer.isoformat(), "Europe/Berlin") == "Wed 2026-07-01 02:00 CEST"
     assert _zone_text(winter.isoformat(), "Europe/Berlin") == "Tue 2026-12-01 02:00 CET"
     assert _zone_text(None, "UTC") is None
+
+
+def test_presets_fill_the_form_with_the_guide_s_defaults(app, htmx, pg_server, pagila):
+    full = text(htmx.request("GET", f"{BASE}/new/nightly-full"))
+    assert 'value="nightly full"' in full and 'value="30"' in full
+    assert "sf-capture" not in full  # a full needs no capture
+    role = f"nocapture_{secrets.token_hex(4)}"
+    with pg_server.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:  # the protected database reached by a role without REPLICATION
+        app.config["DATABASE_URL"] = pagila.replace("postgres@", f"{role}@", 1)
+        hourly = text(htmx.request("GET", f"{BASE}/new/hourly-incremental"))
+    finally:
+        with pg_server.connect() as conn:
+            conn.execute(f"DROP ROLE {role}")
+    assert 'value="hourly incremental"' in hourly and 'value="7"' in hourly
+    assert '<option value="incremental" selected>' in hourly
+    assert ("Until change capture can run, each incremental starts a new chain with a full "
+            "backup.") in hourly
+    assert f"ALTER ROLE {role} REPLICATION" in hourly
