@@ -24,6 +24,7 @@ from pgbackup import (
     scratch_restore,
 )
 from pgbackup.chain_restore import ChainRestoreError, chain_links
+from pgbackup.chains import ChainError, check_chain
 from pgbackup.recovery import RecoveryReport, scratch_restore_chain
 from services import activity, copies, restore_chains
 from services.artifact_presence import check_stored, failed_check, state_of
@@ -47,6 +48,8 @@ def run_verify(backup_id: str, level: str) -> dict[str, Any]:
         save_progress(phase="integrity")
         source = copies.source(backup, decrypting=level == "restore")
         result = check_stored(backup, source)
+        if level == "integrity" and backup.type == "incremental":
+            result.checks.append(_continuity(backup))
         if level == "restore" and result.is_valid:
             job_id = get_current_job().id
             try:
@@ -83,6 +86,21 @@ def _with_test_restore(backup: Backup, store: Storage, integrity: VerifyResult,
     with scratch_restore_chain(server, links, name, progress=report_restore_progress,
                                identities=keys) as report:
         return _restored(integrity, [chain], report)
+
+
+def _continuity(backup: Backup) -> Check:
+    """``chain`` at the integrity level, from the catalog alone: the earlier backups are
+    completed with their files in place, and each link starts at the LSN where the one
+    before it ended (the restore level checks their files too, and replays them)."""
+    try:
+        chain = restore_chains.chain_to(backup)
+        check_chain(restore_chains.links_of(chain))
+    except CatalogError as exc:
+        return Check("chain", False, exc.message)
+    except ChainError as exc:
+        return Check("chain", False, str(exc))
+    return Check("chain", True, f"{len(chain)} backups from full {chain[0].id}, with no gap "
+                 "between them (as the catalog records them)")
 
 
 def _chain_of(backup: Backup, store: Storage,

@@ -59,6 +59,9 @@ def test_a_chain_of_incrementals_replays_to_the_source(
     assert second["capture"]["startLsn"] == first["capture"]["endLsn"]
     assert first["filename"].endswith(".sql.zst")
     assert first["verification"] == second["verification"] == "valid"  # the automatic check
+    chain_check = {c["name"]: c for c in second["verificationResult"]["checks"]}["chain"]
+    assert chain_check["ok"]
+    assert chain_check["detail"].startswith(f"3 backups from full {full['id']}")
     assert slots_of(pagila) == [second["capture"]["slot"]]  # taken over: the others dropped
 
     copy = pg_server.create_database("chain_copy")
@@ -160,3 +163,22 @@ def test_the_cli_restores_a_point_in_time(app, api, run_worker, pagila, pg_serve
     assert f"at {moment}" in started.output
     run_worker()
     assert table_fingerprints(pg_server.url("chain_copy")) == state
+
+
+def test_a_gap_in_a_chain_makes_its_incremental_corrupted(api, app, run_worker, pagila):
+    backed_up(api, run_worker)
+    write(pagila, "UPDATE actor SET first_name = 'X' WHERE actor_id = 1")
+    incremental = backed_up(api, run_worker, type="incremental")
+    with app.app_context():
+        from services.extensions import db
+        from services.models import Backup
+
+        db.session.get(Backup, incremental["id"]).start_lsn = "0/1"  # a gap before it
+        db.session.commit()
+    assert api.post(f"{BACKUP}/verify", json={"backupId": incremental["id"]}
+                    ).status_code == 202
+    run_worker()
+    checked = api.get(f"{BACKUP}/{incremental['id']}").get_json()
+    assert checked["verification"] == "corrupted"
+    chain = {c["name"]: c for c in checked["verificationResult"]["checks"]}["chain"]
+    assert not chain["ok"] and "starts at LSN 0/1" in chain["detail"]
