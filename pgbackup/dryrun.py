@@ -281,8 +281,12 @@ def analyze_restore(
     past_restore_rate: float | None = None,
     pg_restore: str = "pg_restore",
     identities: Sequence[Identity] | None = None,
+    rows_after: Sequence[TableRows] | None = None,
 ) -> DryRunReport:
     """Analyse restoring ``manifest``'s backup, changing nothing anywhere.
+
+    ``rows_after`` are the tables as the restore leaves them when that is not what the
+    manifest recorded (a chain replayed onto its full; rows None where not known).
 
     ``overwrite`` replaces ``target``'s database; ``new-database`` restores into
     ``new_database`` on ``target``'s server, which must not exist yet. The caller passes
@@ -309,6 +313,8 @@ def analyze_restore(
         )
     now = facts.database
     backup = _backup_summary(manifest, toc)
+    if rows_after is not None:
+        backup = dataclasses.replace(backup, tables=list(rows_after))
     target_summary = TargetSummary(
         dbname, facts.database_exists, facts.version, now.schemas, now.tables, now.size
     )
@@ -342,23 +348,28 @@ def analyze_chain_restore(
     analysis, and the chain, its window and the links replayed. A broken chain, or a
     moment outside its window, is an error of the report."""
     storage, full = links[0]
-    report = analyze_restore(
-        target, storage, full, mode=mode, new_database=new_database,
-        backup_dir_free_bytes=backup_dir_free_bytes, past_restore_rate=past_restore_rate,
-        pg_restore=pg_restore, identities=identities)
-    findings = _Findings(list(report.warnings), list(report.errors))
     manifests = [manifest for _, manifest in links]
-    for link_storage, manifest in links[1:]:
-        if problem := missing_identities(manifest, identities):
-            raise DryRunError(problem)
-        _check_artifact_size(link_storage, manifest, findings)
     try:
         chain = chain_links(manifests)
         window = window_of(chain)
         needed = len(links_for(chain, until)) if until is not None else len(chain)
     except (ChainRestoreError, ChainError) as exc:
-        findings.errors.append(f"The chain cannot be restored: {exc}")
-        return dataclasses.replace(report, warnings=findings.warnings, errors=findings.errors)
+        report = analyze_restore(
+            target, storage, full, mode=mode, new_database=new_database,
+            backup_dir_free_bytes=backup_dir_free_bytes, past_restore_rate=past_restore_rate,
+            pg_restore=pg_restore, identities=identities)
+        return dataclasses.replace(report, errors=[
+            *report.errors, f"The chain cannot be restored: {exc}"])
+    report = analyze_restore(
+        target, storage, full, mode=mode, new_database=new_database,
+        backup_dir_free_bytes=backup_dir_free_bytes, past_restore_rate=past_restore_rate,
+        pg_restore=pg_restore, identities=identities,
+        rows_after=_rows_after(manifests[:needed], chain[needed - 1].covers_until, until))
+    findings = _Findings(list(report.warnings), list(report.errors))
+    for link_storage, manifest in links[1:]:
+        if problem := missing_identities(manifest, identities):
+            raise DryRunError(problem)
+        _check_artifact_size(link_storage, manifest, findings)
     moment = _point_in_time(manifests[:needed], until, findings) if until else None
     findings.warnings.append(
         "Large objects and unlogged tables are not captured by the incrementals: they are "
@@ -368,6 +379,17 @@ def analyze_chain_restore(
         chain=[_chain_link(manifest, position < needed)
                for position, manifest in enumerate(manifests)],
         window=window, point_in_time=moment)
+
+
+def _rows_after(needed: list[Manifest], covers_until: datetime,
+                until: datetime | None) -> list[TableRows]:
+    """The tables as the chain's restore leaves them: as the last link replayed whole
+    recorded them; the tables a link replayed only up to the moment changes, unknown."""
+    whole = needed if until is None or until >= covers_until else needed[:-1]
+    partial = set() if len(whole) == len(needed) else set(
+        needed[-1].capture.table_changes if needed[-1].capture else ())
+    return [TableRows(t.schema, t.name, None if t.qualified_name in partial else t.rows)
+            for t in whole[-1].tables]
 
 
 def _chain_link(manifest: Manifest, replayed: bool) -> ChainLink:

@@ -28,11 +28,13 @@ _VIEWER_ENDPOINTS = (
     "dashboard.monitoring.charts_panel", "dashboard.account.page",
     "dashboard.account.change_password", "dashboard.account.totp_setup",
     "dashboard.account.totp_confirm", "dashboard.account.totp_disable",
+    "dashboard.chains.panel",
 )
 _OPERATOR_ENDPOINTS = (
     "api.create_backup", "api.verify_backup", "api.restore_backup",
     "api.run_schedule", "dashboard.create", "dashboard.verify",
     "dashboard.restore_panel", "dashboard.restore", "dashboard.schedules.run",
+    "dashboard.chains.dry_run",
 )
 MINIMUM_ROLE = {
     **dict.fromkeys(_VIEWER_ENDPOINTS, VIEWER),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from pgbackup import Manifest, Storage, read_manifest
 from pgbackup.chains import ChainError, Link, links_for
 from pgbackup.dryrun import Window, window_of
-from services import copies
+from services import capture_health, copies
 from services.backups import completed_backup
 from services.errors import CatalogError
 from services.extensions import db
@@ -82,7 +82,7 @@ def chain_for_moment(moment: datetime, backup: Backup | None = None) -> list[Bac
     """The links a restore to ``moment`` (aware) reads: of ``backup``'s chain when given,
     else of the newest chain of the protected database that reaches it; cut after the
     first link that covers it. A 409 names the reachable windows otherwise."""
-    candidates = [whole_chain(backup)] if backup is not None else _chains()
+    candidates = [whole_chain(backup)] if backup is not None else chains()
     # Searching, a broken chain is passed over; the chain asked for must be sound.
     reaches = [(chain, window(chain) if backup is not None else _sound_window(chain))
                for chain in candidates]
@@ -94,7 +94,14 @@ def chain_for_moment(moment: datetime, backup: Backup | None = None) -> list[Bac
                         f"{chain[0].id})" for chain, reach in reaches if reach is not None)
     where = f"the chain of backup {backup.id}" if backup is not None else "every chain"
     raise CatalogError(f"{iso(moment)} is outside the reach of {where}; reachable: "
-                       f"{windows or _NO_CHAIN}", status=409, code="point_in_time_unreachable")
+                       f"{windows or _no_chain()}", status=409,
+                       code="point_in_time_unreachable")
+
+
+def _no_chain() -> str:
+    """Why no chain reaches anything, with the fix when change capture cannot run."""
+    problem = capture_health.capture_problem()
+    return _NO_CHAIN + (f". {problem.problem} Fix: {problem.fix}" if problem else "")
 
 
 def _sound_window(chain: list[Backup]) -> Window | None:
@@ -104,13 +111,14 @@ def _sound_window(chain: list[Backup]) -> Window | None:
         return None
 
 
-def _chains() -> list[list[Backup]]:
-    """The protected database's chains, newest first."""
+def chains(limit: int | None = None) -> list[list[Backup]]:
+    """The protected database's chains (each its full and completed incrementals, in
+    order), newest first; the ``limit`` newest when given."""
     fulls = db.session.scalars(
         select(Backup).where(Backup.database == current_app.config["TARGET_DATABASE"],
                              Backup.type == "full", Backup.status == "completed",
                              Backup.consistent_at.is_not(None))
-        .order_by(Backup.created_at.desc(), Backup.id.desc()))
+        .order_by(Backup.created_at.desc(), Backup.id.desc()).limit(limit))
     return [whole_chain(full) for full in fulls]
 
 

@@ -15,6 +15,9 @@ labels.register(bp)
 for panel in (schedules, monitoring, users, account, destinations):
     bp.register_blueprint(panel.bp)
 
-from blueprints.dashboard import backups, page, restores  # noqa: E402  (routes on bp)
+# On bp, and chains (a panel) uses the restore panel of restores: imported once bp exists.
+from blueprints.dashboard import backups, chains, page, restores  # noqa: E402
 
-__all__ = ["backups", "bp", "page", "restores"]
+bp.register_blueprint(chains.bp)
+
+__all__ = ["backups", "bp", "chains", "page", "restores"]

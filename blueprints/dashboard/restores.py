@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, render_template, request
@@ -13,6 +14,7 @@ from blueprints.dashboard.events import REFRESH_EVENT, RESTORES_EVENT
 from services import restores
 from services.backups import get_backup
 from services.errors import CatalogError
+from services.models import Backup
 
 
 @bp.get("/system/backup/<backup_id:backup_id>/restore")
@@ -24,13 +26,21 @@ def restore_panel(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     except CatalogError as exc:
         if target is None:
             raise  # opened from a card: the page's alert area
-        return _inline_error(exc, "new-database")
-    backup = get_backup(backup_id)
+        return inline_error(exc, "new-database")
+    return render_panel(get_backup(backup_id), analysis, target)
+
+
+def render_panel(backup: Backup, analysis: dict[str, Any], new_database: str | None,
+                 point_in_time: datetime | None = None) -> str:
+    """The restore panel for ``analysis``; with ``point_in_time``, of restoring the chain
+    of ``backup`` (its last link read) to that moment."""
     protected = current_app.config["TARGET_DATABASE"]
-    suggested = f"{protected[:40]}_restored_{backup.created_at:%Y%m%d_%H%M}"
+    when = point_in_time or backup.created_at
+    suggested = f"{protected[:40]}_restored_{when:%Y%m%d_%H%M}"
     return render_template(
-        "partials/restores/panel.html", backup=backup, analysis=analysis, new_database=target,
-        protected=protected, suggested=suggested,
+        "partials/restores/panel.html", backup=backup, analysis=analysis,
+        new_database=new_database, protected=protected, suggested=suggested,
+        point_in_time=point_in_time,
     )
 
 
@@ -46,22 +56,39 @@ def restore(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
     mode = request.form.get("mode", "")
     create_roles = request.form.get("create_roles") == "on"
     try:
+        moment = parse_moment(request.form.get("point_in_time", ""))
         if mode == "new-database":
             name = request.form.get("target_database", "").strip()
             if not name:
                 raise CatalogError("Name the new database to restore into.")
-            started = restores.start_restore(backup_id, mode, name, create_roles=create_roles)
+            started = restores.start_restore(backup_id, mode, name, create_roles=create_roles,
+                                             point_in_time=moment)
         elif mode == "overwrite":
             _require_typed_name(request.form.get("confirm_database", ""))
-            started = restores.start_restore(backup_id, mode, create_roles=create_roles)
+            started = restores.start_restore(backup_id, mode, create_roles=create_roles,
+                                             point_in_time=moment)
         elif mode == "rehearsal":
-            started = restores.start_restore(backup_id, mode)
+            started = restores.start_restore(backup_id, mode, point_in_time=moment)
         else:
             raise CatalogError(f"unknown restore mode {mode!r}")
     except CatalogError as exc:
-        return _inline_error(exc, mode if mode in ("overwrite", "rehearsal") else "new-database")
+        return inline_error(exc, mode if mode in ("overwrite", "rehearsal") else "new-database")
     return render_template("partials/restores/started.html", started=started,
                            **page_context())
+
+
+def parse_moment(text: str) -> datetime | None:
+    """A moment typed in the dashboard: the browser's ``datetime-local`` value (no zone:
+    UTC, as the form says) or RFC 3339 with a zone; None for an empty field."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CatalogError(f"{text!r} is not a moment: give a date and time in UTC, such as "
+                           "2024-01-15T10:31:07Z", code="invalid_point_in_time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _require_typed_name(typed: str) -> None:
@@ -74,7 +101,7 @@ def _require_typed_name(typed: str) -> None:
         )
 
 
-def _inline_error(exc: CatalogError, slot: str) -> tuple[str, int, dict[str, str]]:
+def inline_error(exc: CatalogError, slot: str) -> tuple[str, int, dict[str, str]]:
     """The refusal, swapped into the error slot of the form that caused it."""
     message = exc.message.removeprefix("targetDatabase: ")  # the API's field name
     html = render_template("partials/shared/inline_error.html", message=message)

@@ -6,6 +6,7 @@ source."""
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import subprocess
 from collections.abc import Iterator
@@ -182,3 +183,41 @@ def test_a_gap_in_a_chain_makes_its_incremental_corrupted(api, app, run_worker, 
     assert checked["verification"] == "corrupted"
     chain = {c["name"]: c for c in checked["verificationResult"]["checks"]}["chain"]
     assert not chain["ok"] and "starts at LSN 0/1" in chain["detail"]
+
+
+def test_no_chain_to_restore_from_says_why_and_the_fix(api, app, pg_server, pagila):
+    role = f"nocapture_{secrets.token_hex(4)}"
+    with pg_server.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+    try:  # the protected database reached by a role without REPLICATION
+        app.config["DATABASE_URL"] = pagila.replace("postgres@", f"{role}@", 1)
+        refused = restore(api, pointInTime="2026-01-01T00:00:00Z", dryRun=True,
+                          targetDatabase="chain_copy")
+    finally:
+        with pg_server.connect() as conn:
+            conn.execute(f"DROP ROLE {role}")
+    assert refused.status_code == 409
+    message = refused.get_json()["error"]["message"]
+    assert "no chain yet: take a full backup with change capture on" in message
+    assert f"ALTER ROLE {role} REPLICATION" in message
+
+
+def test_a_chain_s_dry_run_counts_the_rows_the_restore_leaves(api, run_worker, pagila):
+    backed_up(api, run_worker)
+    write(pagila, "INSERT INTO actor (first_name, last_name) SELECT 'A', 'B' "
+                  "FROM generate_series(1, 5)")
+    with psycopg.connect(pagila) as pg:
+        moment = pg.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()
+    write(pagila, "INSERT INTO actor (first_name, last_name) VALUES ('C', 'D')")
+    incremental = backed_up(api, run_worker, type="incremental")
+
+    def actor(analysis: dict) -> dict:
+        return next(c for c in analysis["changes"]["replaced"] if c["table"] == "public.actor")
+
+    whole = restore(api, backupId=incremental["id"], dryRun=True).get_json()["analysis"]
+    assert (actor(whole)["rowsBefore"], actor(whole)["rowsAfter"]) == (206, 206)
+    assert not any("fewer rows" in warning for warning in whole["warnings"])
+    at_moment = restore(api, pointInTime=moment, dryRun=True).get_json()["analysis"]
+    assert actor(at_moment)["rowsAfter"] is None  # replayed up to the moment: not recorded
+    assert not any("public.actor" in warning and "fewer rows" in warning
+                   for warning in at_moment["warnings"])
