@@ -374,6 +374,13 @@ def analyze_chain_restore(
     findings.warnings.append(
         "Large objects and unlogged tables are not captured by the incrementals: they are "
         f"restored as the full backup {full.backup_id} holds them.")
+    unkeyed = sorted({table for manifest in manifests[1:needed] if manifest.capture
+                      for table in manifest.capture.tables_copied})
+    if unkeyed:
+        findings.warnings.append(
+            f"{len(unkeyed)} table(s) without a primary key or replica identity changed: the "
+            "incrementals hold them whole, as they were at the end of each one: "
+            f"{', '.join(unkeyed)}.")
     return dataclasses.replace(
         report, warnings=findings.warnings, errors=findings.errors,
         chain=[_chain_link(manifest, position < needed)

@@ -221,3 +221,15 @@ def test_a_chain_s_dry_run_counts_the_rows_the_restore_leaves(api, run_worker, p
     assert actor(at_moment)["rowsAfter"] is None  # replayed up to the moment: not recorded
     assert not any("public.actor" in warning and "fewer rows" in warning
                    for warning in at_moment["warnings"])
+
+
+def test_the_dry_run_names_the_tables_without_a_key(api, run_worker, pagila):
+    write(pagila, "CREATE TABLE visits (at timestamptz, note text)")
+    backed_up(api, run_worker)
+    write(pagila, "INSERT INTO visits VALUES (now(), 'walk-in')")
+    incremental = backed_up(api, run_worker, type="incremental")
+    analysis = restore(api, backupId=incremental["id"], dryRun=True,
+                       targetDatabase="chain_copy").get_json()["analysis"]
+    assert ("1 table(s) without a primary key or replica identity changed: the incrementals "
+            "hold them whole, as they were at the end of each one: public.visits.") in \
+        analysis["warnings"]
