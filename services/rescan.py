@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue
 from pgbackup import ConfigError, Manifest, ObjectStoreError, S3Storage, Storage
 from pgbackup.scan import ALARMING, Scanned, scan
-from services import activity, destinations, manifest_key, secretbox
+from services import activity, capture, destinations, manifest_key, secretbox
 from services.errors import CatalogError
 from services.extensions import db
 from services.models import Backup, BackupCopy, Destination, utcnow
@@ -126,7 +126,7 @@ def _new_backup(manifest: Manifest) -> Backup:
     created = manifest.created.replace(tzinfo=None)
     parent = manifest.parent_id if manifest.parent_id and db.session.get(
         Backup, manifest.parent_id) else None
-    return Backup(
+    backup = Backup(
         id=manifest.backup_id, database=manifest.database, type=manifest.type,
         status="completed", compress=manifest.compression == "zstd",
         filename=manifest.artifact, size=manifest.size, sha256=manifest.sha256,
@@ -134,6 +134,8 @@ def _new_backup(manifest: Manifest) -> Backup:
         started_at=created, finished_at=created + timedelta(milliseconds=manifest.duration_ms),
         duration_ms=manifest.duration_ms, tables=[asdict(table) for table in manifest.tables],
     )
+    capture.record(backup, manifest)  # a chain found again restores to a point in time
+    return backup
 
 
 def _stored_copy(target: Destination, storage: Storage, manifest: Manifest) -> BackupCopy:

@@ -233,3 +233,25 @@ def test_the_dry_run_names_the_tables_without_a_key(api, run_worker, pagila):
     assert ("1 table(s) without a primary key or replica identity changed: the incrementals "
             "hold them whole, as they were at the end of each one: public.visits.") in \
         analysis["warnings"]
+
+
+def test_a_chain_found_again_by_rescan_restores_to_a_point_in_time(
+        api, app, run_worker, pagila):
+    full = backed_up(api, run_worker)
+    write(pagila, "UPDATE actor SET last_name = 'RESCANNED' WHERE actor_id = 7")
+    incremental = backed_up(api, run_worker, type="incremental")
+    with app.app_context():
+        from services import rescan
+        from services.extensions import db
+        from services.models import Backup
+
+        for backup_id in (incremental["id"], full["id"]):  # the catalog lost them
+            db.session.delete(db.session.get(Backup, backup_id))
+        db.session.commit()
+        report = rescan.rescan("local")
+    assert sorted(report.imported) == sorted([full["id"], incremental["id"]])
+    found = api.get(f"{BACKUP}/{incremental['id']}").get_json()
+    assert found["parentId"] == full["id"] and found["capture"] == incremental["capture"]
+    analysis = restore(api, pointInTime=incremental["capture"]["coversUntil"], dryRun=True,
+                       targetDatabase="chain_copy").get_json()["analysis"]
+    assert [link["backupId"] for link in analysis["chain"]] == [full["id"], incremental["id"]]
