@@ -255,3 +255,22 @@ def test_a_chain_found_again_by_rescan_restores_to_a_point_in_time(
     analysis = restore(api, pointInTime=incremental["capture"]["coversUntil"], dryRun=True,
                        targetDatabase="chain_copy").get_json()["analysis"]
     assert [link["backupId"] for link in analysis["chain"]] == [full["id"], incremental["id"]]
+
+
+def test_an_hourly_incremental_schedule_starts_a_chain_then_continues_it(
+        api, run_worker, pagila):
+    created = api.post("/api/system/backup/schedule", json={
+        "name": "hourly", "type": "incremental", "frequency": "hourly", "time": "00:15",
+        "retention": 7, "keepAtLeast": 1})
+    assert created.status_code == 201, created.get_json()
+    schedule_id = created.get_json()["id"]
+    kinds = []
+    for statement in ("UPDATE film SET length = length + 1 WHERE film_id = 1",
+                      "UPDATE film SET length = length + 1 WHERE film_id = 2"):
+        run = api.post(f"{BACKUP}/schedule/{schedule_id}/run").get_json()
+        run_worker()
+        backup = api.get(f"{BACKUP}/{run['backupId']}").get_json()
+        assert backup["status"] == "completed", backup["error"]
+        kinds.append(backup["type"])
+        write(pagila, statement)
+    assert kinds == ["full", "incremental"]  # no chain at first: a full starts one
