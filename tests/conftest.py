@@ -149,6 +149,17 @@ def app(protected_url: str, redis_url: str, backup_dir: Path, tmp_path: Path):
 
 
 @pytest.fixture
+def capture(app, pagila: str, pg_server: PostgresServer) -> Iterator[str]:
+    """Change capture on for the app (the suite turns it off), and the chains' slots on
+    the protected database dropped afterwards; yields the protected database's URL."""
+    from tests.support.capture import drop_app_slots
+
+    app.config["CHANGE_CAPTURE"] = True
+    yield pagila
+    drop_app_slots(pg_server, pagila)
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -5,7 +5,6 @@ width."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,18 +19,9 @@ from tests.e2e.browser import (
     screenshot_element,
 )
 from tests.support.backups import backed_up
-from tests.support.capture import drop_app_slots, write
-from tools.localservices import PostgresServer
+from tests.support.capture import write
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def capture_on(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
-    """Change capture on (the suite turns it off), and no slot left on the shared server."""
-    app.config["CHANGE_CAPTURE"] = True
-    yield
-    drop_app_slots(pg_server, pagila)
 
 
 def typed(iso: str) -> str:
@@ -44,7 +34,7 @@ def typed(iso: str) -> str:
 
 
 def test_chains_story(page: Page, console_errors: list[str], api, run_worker, pagila: str,
-                      capture_on: None) -> None:
+                      capture: str) -> None:
     full = backed_up(api, run_worker)
     write(pagila, "UPDATE rental SET return_date = now() WHERE rental_id <= 10",
           "INSERT INTO actor (first_name, last_name) VALUES ('POINT', 'INTIME')")

@@ -20,7 +20,7 @@ import pytest
 
 from tests.engine.helpers import copy_public_schema_owner
 from tests.support.backups import backed_up, restore
-from tests.support.capture import drop_app_slots, write
+from tests.support.capture import write
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
 
@@ -38,15 +38,11 @@ def databases(pg_server: PostgresServer) -> Iterator[list[str]]:
 
 
 @pytest.fixture(autouse=True)
-def capture_on(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
-    """Change capture on (the suite turns it off), a table for the marker rows and one
-    without a key (before the full: later ones would be a schema change), and no slot left
-    on the shared server."""
-    app.config["CHANGE_CAPTURE"] = True
-    write(pagila, "CREATE TABLE chain_markers (id serial PRIMARY KEY, label text NOT NULL)",
+def capture_on(capture: str) -> None:
+    """Change capture on (see the ``capture`` fixture), a table for the marker rows and one
+    without a key (before the full: later ones would be a schema change)."""
+    write(capture, "CREATE TABLE chain_markers (id serial PRIMARY KEY, label text NOT NULL)",
           "CREATE TABLE chain_notes (note text)")
-    yield
-    drop_app_slots(pg_server, pagila)
 
 
 def workload(url: str, round_: int) -> None:

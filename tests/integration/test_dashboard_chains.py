@@ -17,7 +17,7 @@ import pytest
 from services.extensions import db
 from services.models import Restore
 from tests.support.backups import backed_up
-from tests.support.capture import drop_app_slots, write
+from tests.support.capture import write
 from tests.support.dbcompare import table_fingerprints
 from tools.localservices import PostgresServer, free_port
 
@@ -35,13 +35,10 @@ def words(response) -> str:
 
 
 @pytest.fixture(autouse=True)
-def capture_on(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
-    """Change capture on (the suite turns it off), a table for the marker rows (made before
-    the full: later, it would be a schema change), and no slot left on the shared server."""
-    app.config["CHANGE_CAPTURE"] = True
-    write(pagila, "CREATE TABLE dash_marks (id serial PRIMARY KEY, label text NOT NULL)")
-    yield
-    drop_app_slots(pg_server, pagila)
+def capture_on(capture: str) -> None:
+    """Change capture on (see the ``capture`` fixture), and a table for the marker rows
+    (made before the full: later, it would be a schema change)."""
+    write(capture, "CREATE TABLE dash_marks (id serial PRIMARY KEY, label text NOT NULL)")
 
 
 @pytest.fixture

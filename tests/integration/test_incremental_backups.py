@@ -20,7 +20,7 @@ from pgbackup.slots import list_slots
 from services.capture_slots import SLOT_PREFIX
 from tests.engine.helpers import copy_public_schema_owner
 from tests.support.backups import backed_up, restore
-from tests.support.capture import drop_app_slots, write
+from tests.support.capture import write
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
 
@@ -28,12 +28,9 @@ BACKUP = "/api/system/backup"
 
 
 @pytest.fixture(autouse=True)
-def no_slot_left(app, pagila: str, pg_server: PostgresServer) -> Iterator[None]:
-    """Change capture on (the suite turns it off); the chains' slots live on the shared
-    server: every one this test made goes."""
-    app.config["CHANGE_CAPTURE"] = True
+def capture_on(capture: str, pg_server: PostgresServer) -> Iterator[None]:
+    """Change capture on (see the ``capture`` fixture); the copies restored go too."""
     yield
-    drop_app_slots(pg_server, pagila)
     pg_server.drop_database("chain_copy")
 
 
