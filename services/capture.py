@@ -75,12 +75,13 @@ def retire(previous: Backup | None, successor: Backup) -> None:
     if previous is None or previous.slot_name is None or successor.slot_name is None:
         return
     try:
-        drop_slot(target_connection(), previous.slot_name)
+        dropped = drop_slot(target_connection(), previous.slot_name)
     except BackupError as exc:
         log.warning("could not drop replication slot %s: %s", previous.slot_name, exc)
         return
-    activity.record("slot.drop", previous.slot_name, actor="worker",
-                    detail=f"taken over by backup {successor.id}")
+    if dropped:  # not when it was gone already (the reason a new chain started)
+        activity.record("slot.drop", previous.slot_name, actor="worker",
+                        detail=f"taken over by backup {successor.id}")
 
 
 def end_chains_on(database: str, reason: str) -> list[str]:
