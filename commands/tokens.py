@@ -13,17 +13,22 @@ from services import accounts
 from services.permissions import ROLES
 
 tokens_cli = AppGroup("tokens", help="Manage API bearer tokens.")
+DEFAULT_DAYS = 90  # as the dashboard's token form
 
 
 @tokens_cli.command("create")
 @click.option("--name", required=True, help="A unique label, e.g. the script's name.")
-@click.option("--role", type=click.Choice(ROLES), default="admin", show_default=True)
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True,
+              help="The least role the script needs; admin only when asked for.")
 @click.option("--expires-in-days", type=click.IntRange(1, accounts.MAX_TOKEN_DAYS),
-              help="Refuse the token after this many days (default: never).")
+              default=DEFAULT_DAYS, show_default=True,
+              help="Refuse the token after this many days.")
+@click.option("--no-expiry", is_flag=True, help="A token that never expires.")
 @fail_on_catalog_error
-def create_token(name: str, role: str, expires_in_days: int | None) -> None:
-    """Mint a token; it is printed once, alone on the last line."""
-    _, token = accounts.create_token(name, role, expires_in_days)
+def create_token(name: str, role: str, expires_in_days: int, no_expiry: bool) -> None:
+    """Mint a token (the dashboard's defaults: viewer, 90 days); it is printed once,
+    alone on the last line."""
+    _, token = accounts.create_token(name, role, None if no_expiry else expires_in_days)
     click.echo(f"token {name!r} ({role}) created; store it now, it is not shown again:")
     click.echo(token)
 

@@ -67,6 +67,7 @@ def test_bad_and_revoked_tokens_are_refused(app, client, api_token):
 def test_cli_token_is_the_last_line_and_works(app, client):
     result = app.test_cli_runner().invoke(args=["tokens", "create", "--name", "cron"])
     assert result.exit_code == 0, result.output
+    assert "'cron' (viewer) created" in result.output  # least privilege by default
     token = result.output.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/system/backup", headers=headers).status_code == 200
@@ -77,6 +78,8 @@ def test_cli_token_is_the_last_line_and_works(app, client):
     with app.app_context():
         stored = db.session.query(ApiToken).filter_by(name="cron").one()
         assert stored.token_hash != token and token not in stored.token_hash
+        assert stored.role == "viewer" and stored.expires_at is not None  # 90 days
+        assert 89 <= (stored.expires_at - stored.created_at).days <= 90
         assert stored.last_used_at is not None
 
 
@@ -138,3 +141,15 @@ def test_sessions_can_be_ended_and_expire(app, client):
     result = app.test_cli_runner().invoke(args=["users", "end-sessions", "admin"])
     assert result.exit_code == 0, result.output
     assert client.get("/api/system/backup").status_code == 401
+
+
+def test_an_admin_token_and_one_without_expiry_are_asked_for(app):
+    runner = app.test_cli_runner()
+    admin = runner.invoke(args=["tokens", "create", "--name", "ops", "--role", "admin",
+                                "--no-expiry"])
+    assert admin.exit_code == 0, admin.output
+    from services.extensions import db
+    from services.models import ApiToken
+    with app.app_context():
+        stored = db.session.query(ApiToken).filter_by(name="ops").one()
+        assert (stored.role, stored.expires_at) == ("admin", None)
