@@ -23,6 +23,7 @@ from services.capture_slots import slot_name_for
 from services.errors import CatalogError
 from services.extensions import db
 from services.failure_messages import describe_failure, estimated_backup_size
+from services.formatting import filesize
 from services.models import Backup, Schedule
 from services.verification import start_verification
 
@@ -78,7 +79,7 @@ def dump_into(backup: Backup, phase: str = "dump") -> Manifest:
                         actor="worker")
         raise
     capture.retire(head, backup)  # only now: the chain's changes are stored
-    activity.record("backup.run", backup.id, detail=f"{manifest.size} bytes", actor="worker")
+    activity.record("backup.run", backup.id, detail=filesize(manifest.size), actor="worker")
     return manifest
 
 

@@ -31,3 +31,11 @@ def format_duration(millis: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def days_left(days: float) -> str:
+    """How long until something runs out, in words a person reads: 'about 3.5 days',
+    'about 40 days', 'more than a year'."""
+    if days > 365:
+        return "more than a year"
+    return f"about {days:.1f} days" if days < 10 else f"about {round(days)} days"

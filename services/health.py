@@ -36,6 +36,7 @@ from pgbackup.pgdump import pg_dump_version
 from services import artifact_presence, capture_health
 from services.backups import target_connection
 from services.extensions import db
+from services.formatting import days_left as describe_days_left
 from services.formatting import filesize
 from services.json_shapes import iso
 from services.models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
@@ -256,7 +257,8 @@ def check_disk(probe: Probe) -> Outcome:
         status = "warning"
         findings.append(f"warning at {warning_at}%")
     if days_left is not None:
-        findings.append(f"about {days_left:.1f} days left at {filesize(round(growth))}/day")
+        findings.append(f"{describe_days_left(days_left)} left at "
+                        f"{filesize(round(growth))}/day")
         if days_left < warning_days:
             status = worst([status, "warning"])
     reason = f"{probe.backup_dir}: {', '.join(findings)}"
