@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from pgbackup import LocalStorage
-from tests.engine.helpers import require_tool
+from tests.engine.helpers import drop_slots, require_tool
 from tools.localservices import PostgresServer
 
 
@@ -103,3 +103,13 @@ def _wait_until_password_required(url_without_password: str) -> None:
             return
         time.sleep(0.05)
     pytest.fail("the scram-sha-256 pg_hba.conf rule did not take effect")
+
+
+@pytest.fixture
+def slot_prefix(pg_server: PostgresServer) -> Iterator[str]:
+    """A name prefix for this test's replication slots; every slot with it is dropped
+    afterwards (they live on the session's shared server, where a leftover one keeps WAL
+    and keeps its database from being dropped)."""
+    prefix = f"pgbackup_t{secrets.token_hex(4)}"
+    yield prefix
+    drop_slots(pg_server, prefix)

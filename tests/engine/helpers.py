@@ -12,8 +12,10 @@ import pytest
 import zstandard
 from psycopg import sql
 
-from pgbackup import LocalStorage, Manifest, manifest_name, new_backup_id
+from pgbackup import ConnectionInfo, LocalStorage, Manifest, manifest_name, new_backup_id
+from pgbackup.slots import drop_slot, list_slots
 from tests.support.dbcompare import table_fingerprints
+from tools.localservices import PostgresServer
 
 
 def require_tool(name: str) -> str:
@@ -103,3 +105,10 @@ def copy_backup(source: LocalStorage, manifest: Manifest, root: Path) -> LocalSt
     for name in (manifest.artifact, manifest_name(manifest.backup_id), *sidecar):
         shutil.copyfile(source.path(name), target.path(name))
     return target
+
+
+def drop_slots(server: PostgresServer, prefix: str) -> None:
+    """Drop every replication slot named ``prefix``... on the server: a leftover keeps WAL
+    and keeps its database from being dropped."""
+    for info in list_slots(ConnectionInfo.from_url(server.url()), prefix):
+        drop_slot(ConnectionInfo.from_url(server.url(info.database)), info.name)

@@ -5,7 +5,6 @@ change exactly once, and the chain restores to the source."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,9 +17,8 @@ import pytest
 from pgbackup import ConnectionInfo, LocalStorage, run_dump
 from pgbackup.chain_restore import restore_chain
 from pgbackup.incremental import run_incremental_to
-from pgbackup.slots import drop_slot, list_slots
 from pgbackup.targets import Target
-from tests.engine.helpers import unique_backup_id
+from tests.engine.helpers import drop_slots, unique_backup_id
 from tests.support.dbcompare import table_fingerprints
 from tests.support.workers import wait_for
 from tools.localservices import PostgresServer
@@ -59,22 +57,21 @@ run_incremental_to(ConnectionInfo.from_url(url), [Target("local", storage)], bac
 
 
 @pytest.fixture
-def shop(scratch_db: Callable[[], str], pg_server: PostgresServer) -> Iterator[str]:
+def shop(scratch_db: Callable[[], str], pg_server: PostgresServer,
+         slot_prefix: str) -> Iterator[str]:
     url = scratch_db()
     with psycopg.connect(url, autocommit=True) as pg:
         pg.execute("CREATE TABLE rental (id int PRIMARY KEY, customer text)")
         pg.execute("INSERT INTO rental SELECT n, 'c' || n FROM generate_series(1, 100) n")
     yield url
-    database = url.rsplit("/", 1)[1]
-    for slot in list_slots(ConnectionInfo.from_url(pg_server.url()), "pgbackup_k"):
-        if slot.database == database:
-            drop_slot(ConnectionInfo.from_url(url), slot.name)
+    drop_slots(pg_server, slot_prefix)  # before scratch_db drops the database
 
 
 def test_a_writer_killed_mid_incremental_loses_and_doubles_nothing(
-        shop: str, storage: LocalStorage, tmp_path: Path, scratch_db: Callable[[], str]) -> None:
+        shop: str, slot_prefix: str, storage: LocalStorage, tmp_path: Path,
+        scratch_db: Callable[[], str]) -> None:
     conn = ConnectionInfo.from_url(shop)
-    prefix = f"pgbackup_k{secrets.token_hex(3)}"
+    prefix = slot_prefix
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
                     capture_slot=f"{prefix}_a")
     with psycopg.connect(shop, autocommit=True) as pg:

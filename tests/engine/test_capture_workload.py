@@ -15,9 +15,9 @@ import pytest
 from pgbackup import ConnectionInfo, LocalStorage, Manifest, run_dump
 from pgbackup.chain_restore import restore_chain
 from pgbackup.incremental import run_incremental_to
-from pgbackup.slots import drop_slot, list_slots
+from pgbackup.slots import drop_slot
 from pgbackup.targets import Target
-from tests.engine.helpers import copy_public_schema_owner, unique_backup_id
+from tests.engine.helpers import copy_public_schema_owner, drop_slots, unique_backup_id
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tests.support.workers import wait_for
 from tools.localservices import PostgresServer
@@ -69,21 +69,20 @@ class Workload(threading.Thread):
 
 
 @pytest.fixture
-def shop(pg_server: PostgresServer, pagila_template: str) -> Iterator[str]:
+def shop(pg_server: PostgresServer, pagila_template: str, slot_prefix: str) -> Iterator[str]:
     name = f"workload_{secrets.token_hex(4)}"
     with pg_server.connect() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pagila_template}"')
     yield pg_server.url(name)
-    for slot in list_slots(ConnectionInfo.from_url(pg_server.url()), "pgbackup_w"):
-        if slot.database == name:
-            drop_slot(ConnectionInfo.from_url(pg_server.url(name)), slot.name)
+    drop_slots(pg_server, slot_prefix)  # before the database: its slots would keep it
     pg_server.drop_database(name)
 
 
 def test_a_chain_taken_under_writes_restores_to_the_source(
-        shop: str, storage: LocalStorage, scratch_db: Callable[[], str]) -> None:
+        shop: str, slot_prefix: str, storage: LocalStorage,
+        scratch_db: Callable[[], str]) -> None:
     conn = ConnectionInfo.from_url(shop)
-    slots = iter(f"pgbackup_w{secrets.token_hex(3)}_{n}" for n in range(10))
+    slots = iter(f"{slot_prefix}_{n}" for n in range(10))
     workload = Workload(shop)
     workload.start()
     try:

@@ -3,25 +3,20 @@ then holds exactly the changes committed after the backup."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
 
 from pgbackup import ConnectionInfo, LocalStorage, run_dump
 from pgbackup.errors import BackupError
-from pgbackup.slots import drop_slot, list_slots, peek_changes
+from pgbackup.slots import list_slots, peek_changes
 from tests.engine.helpers import unique_backup_id
-from tools.localservices import PostgresServer
 
 
 @pytest.fixture
-def slot(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"pgbackup_test_{secrets.token_hex(4)}"
-    yield name
-    for info in list_slots(ConnectionInfo.from_url(pg_server.url()), name):
-        drop_slot(ConnectionInfo.from_url(pg_server.url(info.database)), info.name)
+def slot(slot_prefix: str) -> str:
+    return f"{slot_prefix}_a"
 
 
 @pytest.fixture

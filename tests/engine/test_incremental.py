@@ -4,7 +4,6 @@ stock zstd and psql replay onto the full's restore, giving the source exactly.""
 from __future__ import annotations
 
 import io
-import secrets
 import shlex
 import subprocess
 from collections.abc import Callable, Iterator
@@ -23,7 +22,6 @@ from pgbackup.slots import drop_slot, list_slots
 from pgbackup.targets import Target
 from tests.engine.helpers import require_tool, restore_with_stock_tools, unique_backup_id
 from tests.support.dbcompare import schema_dump, table_fingerprints
-from tools.localservices import PostgresServer
 
 SCHEMA = """
 CREATE TABLE rental (id int PRIMARY KEY, customer text, returned boolean DEFAULT false);
@@ -32,15 +30,6 @@ CREATE SEQUENCE tickets;
 INSERT INTO rental SELECT n, 'c' || n FROM generate_series(1, 200) n;
 INSERT INTO visits VALUES ('2024-01-01', 'first');
 """
-
-
-@pytest.fixture
-def prefix(pg_server: PostgresServer) -> Iterator[str]:
-    """Slot names of this test; every such slot is dropped afterwards."""
-    name = f"pgbackup_t{secrets.token_hex(4)}"
-    yield name
-    for info in list_slots(ConnectionInfo.from_url(pg_server.url()), name):
-        drop_slot(ConnectionInfo.from_url(pg_server.url(info.database)), info.name)
 
 
 @pytest.fixture
@@ -89,22 +78,22 @@ def replay(storage: LocalStorage, artifact: str, url: str) -> None:
 
 
 def test_full_and_incrementals_replayed_with_stock_tools_equal_the_source(
-        shop: str, prefix: str, storage: LocalStorage, scratch_db: Callable[[], str]) -> None:
+        shop: str, slot_prefix: str, storage: LocalStorage, scratch_db: Callable[[], str]) -> None:
     conn = ConnectionInfo.from_url(shop)
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
-                    capture_slot=f"{prefix}_a")
+                    capture_slot=f"{slot_prefix}_a")
     write(shop, "UPDATE rental SET returned = true WHERE id <= 50",
           "DELETE FROM rental WHERE id > 190", "INSERT INTO visits VALUES (now(), 'second')",
           "SELECT nextval('tickets') FROM generate_series(1, 5)")
-    first = incremental(conn, storage, full, f"{prefix}_b")
+    first = incremental(conn, storage, full, f"{slot_prefix}_b")
     write(shop, "INSERT INTO rental VALUES (500, 'late')", "DELETE FROM visits")
-    second = incremental(conn, storage, first, f"{prefix}_c")
+    second = incremental(conn, storage, first, f"{slot_prefix}_c")
 
     assert first.type == "incremental" and first.parent_id == full.backup_id
     assert first.artifact.endswith(".sql.zst") and first.dump_format == "sql"
     capture = first.capture
     assert capture is not None and full.capture is not None
-    assert capture.start_lsn == full.capture.end_lsn and capture.slot == f"{prefix}_b"
+    assert capture.start_lsn == full.capture.end_lsn and capture.slot == f"{slot_prefix}_b"
     assert capture.transactions == 3  # nextval alone writes no change
     assert capture.table_changes == {"public.rental": 60, "public.visits": 1}
     assert capture.tables_copied == ["public.visits"]
@@ -124,48 +113,50 @@ def test_full_and_incrementals_replayed_with_stock_tools_equal_the_source(
         assert pg.execute("SELECT nextval('tickets')").fetchone() == (6,)  # at or beyond
 
 
-def test_a_schema_change_breaks_the_chain(shop: str, prefix: str, storage: LocalStorage) -> None:
+def test_a_schema_change_breaks_the_chain(shop: str, slot_prefix: str,
+                                         storage: LocalStorage) -> None:
     conn = ConnectionInfo.from_url(shop)
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
-                    capture_slot=f"{prefix}_a")
+                    capture_slot=f"{slot_prefix}_a")
     write(shop, "ALTER TABLE rental ADD COLUMN fee numeric")
     with pytest.raises(ChainBroken, match="schema changed since backup"):
-        incremental(conn, storage, full, f"{prefix}_b")
-    assert [info.name for info in list_slots(conn, prefix)] == [f"{prefix}_a"]  # b dropped
+        incremental(conn, storage, full, f"{slot_prefix}_b")
+    # the new slot b is dropped with the failed incremental
+    assert [info.name for info in list_slots(conn, slot_prefix)] == [f"{slot_prefix}_a"]
     assert sorted(path.name for path in storage.root.iterdir()) == sorted(
         [full.artifact, f"{full.backup_id}.manifest.json", full.globals.file])
 
 
-def test_a_lost_slot_breaks_the_chain(shop: str, prefix: str, storage: LocalStorage) -> None:
+def test_a_lost_slot_breaks_the_chain(shop: str, slot_prefix: str, storage: LocalStorage) -> None:
     conn = ConnectionInfo.from_url(shop)
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
-                    capture_slot=f"{prefix}_a")
-    drop_slot(conn, f"{prefix}_a")
-    with pytest.raises(ChainBroken, match=f"replication slot {prefix}_a is gone"):
-        incremental(conn, storage, full, f"{prefix}_b")
+                    capture_slot=f"{slot_prefix}_a")
+    drop_slot(conn, f"{slot_prefix}_a")
+    with pytest.raises(ChainBroken, match=f"replication slot {slot_prefix}_a is gone"):
+        incremental(conn, storage, full, f"{slot_prefix}_b")
 
 
 def test_a_failed_incremental_keeps_the_chain_as_it_was(
-        shop: str, prefix: str, storage: LocalStorage, tmp_path: Path) -> None:
+        shop: str, slot_prefix: str, storage: LocalStorage, tmp_path: Path) -> None:
     conn = ConnectionInfo.from_url(shop)
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
-                    capture_slot=f"{prefix}_a")
+                    capture_slot=f"{slot_prefix}_a")
     write(shop, "UPDATE rental SET customer = 'x' WHERE id = 1")
     with pytest.raises(BackupError, match="disk full"):
         run_incremental_to(conn, [Target("nas", FullDisk(tmp_path / "nas"))],
-                           unique_backup_id(storage), full, f"{prefix}_b")
-    assert [info.name for info in list_slots(conn, prefix)] == [f"{prefix}_a"]
-    again = incremental(conn, storage, full, f"{prefix}_c")  # nothing lost: A still has it
+                           unique_backup_id(storage), full, f"{slot_prefix}_b")
+    assert [info.name for info in list_slots(conn, slot_prefix)] == [f"{slot_prefix}_a"]
+    again = incremental(conn, storage, full, f"{slot_prefix}_c")  # nothing lost: A still has it
     assert again.capture is not None and again.capture.table_changes == {"public.rental": 1}
 
 
-def test_an_incremental_is_checked_as_a_script(shop: str, prefix: str,
+def test_an_incremental_is_checked_as_a_script(shop: str, slot_prefix: str,
                                                 storage: LocalStorage) -> None:
     conn = ConnectionInfo.from_url(shop)
     full = run_dump(conn, storage, unique_backup_id(storage), "full",
-                    capture_slot=f"{prefix}_a")
+                    capture_slot=f"{slot_prefix}_a")
     write(shop, "UPDATE rental SET customer = 'y' WHERE id < 10")
-    manifest = incremental(conn, storage, full, f"{prefix}_b")
+    manifest = incremental(conn, storage, full, f"{slot_prefix}_b")
 
     result = check_integrity(storage, manifest.backup_id)
     assert result.is_valid, result.checks
