@@ -11,7 +11,14 @@ from flask import current_app
 from jobs.context import app_context
 from jobs.progress import save_progress
 from jobs.reconcile import settle
-from pgbackup import BackupError, DumpProgress, Manifest, backup_lock
+from pgbackup import (
+    BackupError,
+    DumpProgress,
+    Manifest,
+    ManifestError,
+    ObjectStoreError,
+    backup_lock,
+)
 from pgbackup.dump import run_dump_to
 from pgbackup.ids import artifact_name
 from pgbackup.incremental import ChainBroken, run_incremental_to
@@ -109,6 +116,11 @@ def _incremental(backup: Backup, targets: list[Target], head: Backup | None,
     if head is not None:
         try:
             parent = capture.manifest_of(head)
+        except (CatalogError, ManifestError, OSError, ObjectStoreError) as exc:
+            message = exc.message if isinstance(exc, CatalogError) else str(exc)
+            _new_chain(backup, f"the chain's last backup {head.id} cannot be read: {message}")
+            return None
+        try:
             backup.parent_id = head.id
             return run_incremental_to(
                 target_connection(), targets, backup.id, parent, slot_name_for(backup.id),
@@ -119,11 +131,16 @@ def _incremental(backup: Backup, targets: list[Target], head: Backup | None,
                 manifest_key=manifest_key.key())
         except ChainBroken as exc:
             reason = str(exc)
+    _new_chain(backup, reason)
+    return None
+
+
+def _new_chain(backup: Backup, reason: str) -> None:
+    """No chain can continue: the incremental becomes a full that starts a new one."""
     backup.parent_id = None
     backup.type = "full"
     backup.filename = artifact_name(backup.id, backup.compress)
     backup.capture_note = f"started a new chain with a full backup: {reason}"
-    return None
 
 
 def leave_restore_files(results: list[Copy]) -> None:

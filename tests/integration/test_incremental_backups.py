@@ -271,3 +271,14 @@ def test_an_hourly_incremental_schedule_starts_a_chain_then_continues_it(
         kinds.append(backup["type"])
         write(pagila, statement)
     assert kinds == ["full", "incremental"]  # no chain at first: a full starts one
+
+
+def test_a_chain_whose_last_backup_is_gone_starts_again(api, app, run_worker, pagila):
+    full = backed_up(api, run_worker)
+    for path in Path(app.config["BACKUP_DIR"]).glob(f"{full['id']}.*"):
+        path.unlink()  # the disk lost the chain's only copy
+    backup = backed_up(api, run_worker, type="incremental")
+    assert backup["type"] == "full" and backup["parentId"] is None
+    assert backup["captureNote"].startswith(
+        f"started a new chain with a full backup: the chain's last backup {full['id']} "
+        "cannot be read: ")
