@@ -67,6 +67,8 @@ def record(backup: Backup, manifest: Manifest) -> None:
     backup.covers_until = _naive(capture.covers_until)
     backup.first_commit_at = _naive(capture.first_commit)
     backup.last_commit_at = _naive(capture.last_commit)
+    if manifest.type == "incremental":
+        backup.transactions, backup.changes = capture.transactions, capture.changes
 
 
 def retire(previous: Backup | None, successor: Backup) -> None:

@@ -79,6 +79,8 @@ class Backup(Model):
     first_commit_at: Mapped[datetime | None]
     last_commit_at: Mapped[datetime | None]
     capture_note: Mapped[str | None] = mapped_column(Text)
+    transactions: Mapped[int | None]  # an incremental's, as its manifest counts them
+    changes: Mapped[int | None]
 
     parent: Mapped[Backup | None] = relationship(remote_side=[id])
     copies: Mapped[list[BackupCopy]] = relationship(

@@ -104,7 +104,7 @@ def test_a_chain_is_shown_dry_run_and_restored_to_a_moment(
     panel = text(response)
     chain = re.search(rf'<li class="chain" id="chain-{full["id"]}">.*?</ol>', panel).group(0)
     assert incremental["id"] in chain and "1 backup" not in chain
-    assert re.search(r"\d+ changes in 4 transactions", chain)  # from its manifest
+    assert re.search(r"\d+ changes in 4 transactions", chain)  # recorded in the catalog
     earliest = full["capture"]["consistentAt"]
     latest = incremental["capture"]["coversUntil"]
     assert latest[:23].replace("T", " ") in chain  # the window's end
