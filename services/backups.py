@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from flask import current_app
@@ -265,21 +266,27 @@ def remove_files(backup: Backup) -> list[str]:
     return remove_stored(stored_files(backup), backup.id)
 
 
-def stored_files(backup: Backup) -> list[tuple[str, Storage, str | None]]:
-    """(destination, storage, artifact) of each of ``backup``'s copies that the app may
-    delete (not at a destination that leaves them to its lifecycle rules); read before the
-    catalog row goes, since its copies go with it."""
+# (destination, how to open its storage, artifact): opened only when the files are removed,
+# so a destination that cannot be opened (an unmounted disk) is one problem among others.
+StoredFile = tuple[str, Callable[[], Storage], str | None]
+
+
+def stored_files(backup: Backup) -> list[StoredFile]:
+    """The files of each of ``backup``'s copies that the app may delete (not at a
+    destination that leaves them to its lifecycle rules); read before the catalog row
+    goes, since its copies go with it."""
     if not backup.copies:
-        return [("local", storage(), backup.filename)]
-    return [(copy.destination, copies.storage_of(copy), copies.artifact_of(backup, copy))
+        return [("local", storage, backup.filename)]
+    return [(copy.destination, partial(copies.storage_named, copy.destination),
+             copies.artifact_of(backup, copy))
             for copy in backup.copies if not copies.keeps_objects(copy)]
 
 
-def remove_stored(files: list[tuple[str, Storage, str | None]], backup_id: str) -> list[str]:
+def remove_stored(files: list[StoredFile], backup_id: str) -> list[str]:
     problems = []
-    for destination, store, artifact in files:
+    for destination, open_storage, artifact in files:
         try:
-            _remove_from(store, artifact, backup_id)
+            _remove_from(open_storage(), artifact, backup_id)
         except Exception as exc:  # one destination's trouble must not keep the others
             problems.append(f"{destination}: {exc}")
     return problems

@@ -173,7 +173,11 @@ def destination_of(copy: BackupCopy) -> Destination:
 
 
 def storage_of(copy: BackupCopy) -> Storage:
-    return destinations.storage_for(destination_of(copy))
+    return storage_named(copy.destination)
+
+
+def storage_named(destination: str) -> Storage:
+    return destinations.storage_for(destinations.by_name(destination))
 
 
 def keeps_objects(copy: BackupCopy) -> bool:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from flask import current_app
 from sqlalchemy import select
 
-from pgbackup import Storage
 from services import activity, copies, destinations
-from services.backups import delete_backup, remove_stored
+from services.backups import StoredFile, delete_backup, remove_stored
 from services.extensions import db
 from services.models import UNRESTORABLE, Backup, BackupCopy, Schedule
 from services.retention_policies import (
@@ -134,8 +134,9 @@ def _delete_copy(backup_id: str, destination: str, reason: str) -> None:
         BackupCopy.backup_id == backup_id, BackupCopy.destination == destination)).one()
     backup = db.session.get(Backup, backup_id)
     assert backup is not None  # a copy's backup: the foreign key says so
-    files: list[tuple[str, Storage, str | None]] = [
-        (destination, copies.storage_of(copy), copies.artifact_of(backup, copy))]
+    files: list[StoredFile] = [
+        (destination, partial(copies.storage_named, destination),
+         copies.artifact_of(backup, copy))]
     if copies.keeps_objects(copy):
         files, reason = [], f"{reason}; left to the bucket's lifecycle rules"
     db.session.delete(copy)

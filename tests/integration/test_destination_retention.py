@@ -173,3 +173,19 @@ def test_a_write_only_destination_leaves_deletion_to_the_bucket(
         [event] = db.session.query(ActivityEvent).filter_by(action="backup.delete").all()
         assert event.outcome == "ok"
         assert "drop-box: left to the bucket's lifecycle rules" in event.detail
+
+
+def test_deleting_a_backup_with_a_copy_on_an_unmounted_disk_deletes_the_rest(
+        api, app, run_worker, nas):
+    backup_id = backed_up(api, run_worker, destinations=["local", "nas"])["id"]
+    for path in nas.iterdir():
+        path.unlink()
+    nas.rmdir()  # the NAS is not mounted: its directory is not there (and is not made)
+
+    deleted = api.delete(f"{BACKUP}/{backup_id}")
+    assert deleted.status_code == 200, deleted.get_json()
+    assert not (Path(app.config["BACKUP_DIR"]) / f"{backup_id}.dump.zst").exists()
+    assert not nas.exists()
+    with app.app_context():
+        [event] = db.session.query(ActivityEvent).filter_by(action="backup.delete").all()
+        assert event.outcome == "failed" and "nas: " in event.detail  # named, not a 500
