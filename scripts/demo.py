@@ -1,13 +1,20 @@
 """The one-command demo: local services when none are configured, then the Procfile.
 
-State lives in .demo/ (PostgreSQL cluster, Redis dir, admin password) so a second run
-reuses the generated database and the login. Backups go to BACKUP_DIR (./backups).
+State lives in .demo/ (PostgreSQL cluster, Redis dir, admin password, ``env`` for a second
+terminal) so a second run reuses the generated database and the login. Backups go to
+BACKUP_DIR (./backups).
+
+Ctrl-C reaches every process in the terminal's process group at once. The services run in
+sessions of their own (pg_ctl detaches the postmaster; Redis is started with a new
+session), so they outlive the app's processes and are stopped last, after honcho has let
+the worker and scheduler say goodbye to Redis.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,9 +25,15 @@ sys.path.insert(0, str(ROOT))
 
 from tools.localservices import PostgresServer, RedisServer  # noqa: E402
 
-STATE = ROOT / ".demo"
+# DEMO_DIR and the ports can be moved, e.g. by the test that runs the demo.
+STATE = Path(os.environ.get("DEMO_DIR") or ROOT / ".demo").resolve()
 DEMO_DB = "rentalshop"
-PG_PORT, REDIS_PORT = 55432, 56379
+ENV_FILE = STATE / "env"
+# What the CLI in a second terminal needs to reach the same catalog, database and Redis.
+SHARED_SETTINGS = ("DATABASE_URL", "REDIS_URL", "METADATA_DATABASE_URL", "BACKUP_DIR",
+                   "SECRET_KEY", "MANIFEST_KEY", "BACKUP_AGE_IDENTITIES")
+PG_PORT = int(os.environ.get("DEMO_PG_PORT", "55432"))
+REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "56379"))
 
 
 def start_postgres() -> tuple[PostgresServer, str]:
@@ -52,6 +65,17 @@ def admin_password(env: dict[str, str]) -> str:
     return password
 
 
+def write_env_file(env: dict[str, str]) -> None:
+    """.demo/env (0600): ``source`` it and ``flask --app app ...`` talks to the demo."""
+    lines = [f"# written by scripts/demo; in another terminal: source {ENV_FILE}"]
+    lines += [f"export {name}={shlex.quote(env[name])}" for name in SHARED_SETTINGS
+              if env.get(name)]
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.chmod(0o600)
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+
+
 def run_procfile(env: dict[str, str]) -> int:
     """honcho runs web, worker and scheduler; on Ctrl-C it stops them before we go on."""
     honcho = Path(sys.executable).with_name("honcho")
@@ -79,10 +103,13 @@ def main() -> int:
             started.append(redis_server)
             env["REDIS_URL"] = redis_server.url
         password = admin_password(env)
+        write_env_file(env)
         print(
             f"\n  Dashboard: http://127.0.0.1:{env['PORT']}/system/backup"
             f"\n  Login:     admin / {password}"
-            f"\n  Backups:   {env.get('BACKUP_DIR', './backups')}\n",
+            f"\n  Backups:   {env.get('BACKUP_DIR', './backups')}"
+            f"\n  CLI:       in another terminal, 'source {ENV_FILE}', then e.g."
+            f" 'flask --app app tokens create --name my-script'\n",
             flush=True,
         )
         return run_procfile(env)

@@ -159,6 +159,7 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.base)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C for the app is not for Redis: see stop()
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 20
