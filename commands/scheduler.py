@@ -37,6 +37,10 @@ class SyncingScheduler(Scheduler):
 def scheduler_command(interval: int, burst: bool) -> None:
     """Run rq-scheduler with the schedules kept in sync with the catalog."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    dropped = schedules.drop_orphaned_registrations()
+    if dropped:
+        logging.getLogger(__name__).info("deleted %d orphaned schedule registrations: %s",
+                                         len(dropped), ", ".join(dropped))
     SyncingScheduler(
         current_app._get_current_object(), queue_name=BACKUP_QUEUE,
         connection=redis_connection(), interval=interval,

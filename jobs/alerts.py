@@ -11,7 +11,7 @@ from rq.exceptions import NoSuchJobError
 
 from jobs.context import app_context
 from jobs.progress import tag_job
-from jobs.queues import NOTIFY_QUEUE, queue, redis_connection
+from jobs.queues import FAILURE_TTL, NOTIFY_QUEUE, RESULT_TTL, queue, redis_connection
 from services import alerts, notifications
 
 EVALUATE_LOCK = "pgbackup:alerts:evaluate"
@@ -42,7 +42,8 @@ def _arm_watchdog() -> None:
                 registry.remove(job_id, delete_job=True)
     notify_queue.enqueue_in(WATCHDOG_DELAY, "jobs.alerts.evaluate_alerts",
                             job_id=f"{WATCHDOG_PREFIX}{uuid4().hex}",
-                            description="evaluate alerts (watchdog for rq-scheduler)")
+                            description="evaluate alerts (watchdog for rq-scheduler)",
+                            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
 
 
 def deliver(delivery_id: int) -> dict[str, Any]:

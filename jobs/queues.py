@@ -15,7 +15,10 @@ VERIFY_QUEUE = "verifications"
 NOTIFY_QUEUE = "notifications"
 QUEUES = (NOTIFY_QUEUE, RESTORE_QUEUE, BACKUP_QUEUE, VERIFY_QUEUE)  # a worker's priority order
 JOB_TIMEOUT = 24 * 3600
-RESULT_TTL = 7 * 24 * 3600
+# How long RQ keeps a job once it ends: every job the app creates says so, so that no job
+# hash stays in Redis for ever (and RQ never logs "result will never expire").
+RESULT_TTL = 7 * 24 * 3600  # finished
+FAILURE_TTL = 30 * 24 * 3600  # failed: kept longer, to find out why
 
 
 def redis_connection() -> Redis:

@@ -1,6 +1,7 @@
 """RQ worker classes that reconcile the catalog when they start and during maintenance.
 
-Use with ``rq worker --worker-class jobs.worker.BackupWorker backups``.
+Use with ``rq worker --worker-class jobs.worker.BackupWorker backups``. They are named
+``<host>.<pid>.<queues>`` (``worker_name``), so ``rq info`` says which is which.
 
 A ``BackupWorker`` never leaves a job running without it. Stopped (SIGTERM or SIGINT), it
 lets the current job go on for ``STOP_GRACE`` seconds, then sends its work horse SIGTERM;
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+from collections.abc import Iterable
 from contextlib import suppress
 from types import FrameType
+from typing import Any
 
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.worker import BaseWorker
 
 from jobs.context import app_context
@@ -37,6 +41,22 @@ class WorkerStopped(Exception):
     """Raised in a work horse to interrupt its job: its worker stopped or died."""
 
 
+def worker_name(queues: Iterable[str | Queue] | str | Queue) -> str:
+    """``<host>.<pid>.<queues>``, as ``rq info`` and each job's ``worker`` show it, instead
+    of RQ's random hex: which machine and process, taking which queues."""
+    names = [queues] if isinstance(queues, str | Queue) else queues
+    listed = ",".join(queue if isinstance(queue, str) else queue.name for queue in names)
+    return f"{socket.gethostname()}.{os.getpid()}.{listed}"
+
+
+class NamedMixin(BaseWorker):
+    """A worker named by worker_name unless given a name (``rq worker --name``)."""
+
+    def __init__(self, queues: Any, name: str | None = None, *args: Any,
+                 **kwargs: Any) -> None:
+        super().__init__(queues, name or worker_name(queues), *args, **kwargs)
+
+
 class PromptStopMixin(BaseWorker):
     """A worker whose pubsub thread notices within PUBSUB_WAIT that it should stop."""
 
@@ -51,12 +71,16 @@ class PromptStopMixin(BaseWorker):
         )
 
 
-class ReconcilingMixin(PromptStopMixin):
+class ReconcilingMixin(NamedMixin, PromptStopMixin):
     """Reconciles the catalog at birth and on maintenance passes; stops promptly."""
 
     def register_birth(self) -> None:
         super().register_birth()
-        self._reconcile()
+        try:
+            self._reconcile()
+        except BaseException:
+            self.register_death()  # rq would not: its name would stay taken for worker_ttl
+            raise
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()

@@ -21,7 +21,14 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
 
-from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue, redis_connection
+from jobs.queues import (
+    BACKUP_QUEUE,
+    FAILURE_TTL,
+    JOB_TIMEOUT,
+    RESULT_TTL,
+    queue,
+    redis_connection,
+)
 from pgbackup import Storage, artifact_name, manifest_name
 from pgbackup.globals import globals_name
 from pgbackup.recoverykit import write_restore_file
@@ -105,7 +112,7 @@ def _enqueue(backup: Backup, copy: BackupCopy, intervals: list[int]) -> str:
     first, later = intervals[0], intervals[1:]
     options: dict[str, Any] = {
         "job_id": job_id_of(copy), "description": f"copy of {backup.id} to {copy.destination}",
-        "job_timeout": JOB_TIMEOUT, "result_ttl": RESULT_TTL, "failure_ttl": RESULT_TTL,
+        "job_timeout": JOB_TIMEOUT, "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL,
         "on_failure": Callback("jobs.copy.on_copy_failure"),
         "retry": Retry(max=len(later), interval=later) if later else None,
     }

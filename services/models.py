@@ -35,6 +35,10 @@ UNRESTORABLE = ("corrupted", "missing")  # a completed backup with these restore
 SCHEDULE_TYPES = ("full", "incremental", "schema-only")
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "cron")
 RESTORE_MODES = ("overwrite", "new-database", "rehearsal")
+# Ids are never reused, so that an id in the activity log, a URL or a job id ("delivery-7")
+# names one row for good: AUTOINCREMENT on SQLite (migration 0011); PostgreSQL's sequences
+# never hand out a number twice anyway.
+NO_REUSE = {"sqlite_autoincrement": True}
 
 
 def utcnow() -> datetime:
@@ -136,7 +140,7 @@ class Claim(Model):
     """
 
     __tablename__ = "claims"
-    __table_args__ = (UniqueConstraint("job_id", "name"),)
+    __table_args__ = (UniqueConstraint("job_id", "name"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[str] = mapped_column(String(128), index=True)
@@ -148,6 +152,7 @@ class Schedule(Model):
     """A recurring backup; its times are wall-clock times in ``timezone``."""
 
     __tablename__ = "schedules"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
@@ -180,7 +185,7 @@ class ScheduleRun(Model):
     however many schedulers fire it."""
 
     __tablename__ = "schedule_runs"
-    __table_args__ = (UniqueConstraint("schedule_id", "slot"),)
+    __table_args__ = (UniqueConstraint("schedule_id", "slot"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
@@ -195,6 +200,7 @@ class Deletion(Model):
     """Why a backup was deleted, by whom or by which rule; kept after the backup is gone."""
 
     __tablename__ = "deletions"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     backup_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -207,6 +213,7 @@ class User(UserMixin, Model):
     """A dashboard login."""
 
     __tablename__ = "users"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(80), unique=True)
@@ -248,6 +255,7 @@ class ApiToken(Model):
     slow password hash would add nothing but latency to every API call."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
@@ -292,13 +300,14 @@ class ActivityEvent(Model):
     """Who did what, when: the activity log. Rows are only ever added."""
 
     __tablename__ = "activity"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(80))  # user, token:<name>, cli, scheduler, system
     action: Mapped[str] = mapped_column(String(40), index=True)  # e.g. backup.create, login
     target: Mapped[str | None] = mapped_column(String(120))
-    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # ok, failed, refused
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")  # activity.OUTCOMES
     source: Mapped[str | None] = mapped_column(String(64))  # remote address, when a request
     detail: Mapped[str | None] = mapped_column(Text)
     # How often it happened: repeats that a client can make at will (a refused token) are
@@ -312,6 +321,7 @@ class NotificationChannel(Model):
     the API."""
 
     __tablename__ = "notification_channels"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
@@ -326,6 +336,7 @@ class Alert(Model):
     (e.g. ``no-recent-backup:schedule:3``) so it is notified once, not on every check."""
 
     __tablename__ = "alerts"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(120), index=True)
@@ -340,6 +351,7 @@ class Delivery(Model):
     """One notification sent (or tried) to one channel, retried until it goes through."""
 
     __tablename__ = "deliveries"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(
@@ -358,6 +370,7 @@ class Destination(Model):
     services/destinations.py. ``secret`` is the S3 secret access key, encrypted."""
 
     __tablename__ = "destinations"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
@@ -378,7 +391,7 @@ class BackupCopy(Model):
     """One backup stored at one destination, checked there by its SHA-256."""
 
     __tablename__ = "backup_copies"
-    __table_args__ = (UniqueConstraint("backup_id", "destination"),)
+    __table_args__ = (UniqueConstraint("backup_id", "destination"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     backup_id: Mapped[str] = mapped_column(

@@ -29,7 +29,7 @@ from rq import Retry
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 
-from jobs.queues import NOTIFY_QUEUE, RESULT_TTL, queue
+from jobs.queues import FAILURE_TTL, NOTIFY_QUEUE, RESULT_TTL, queue
 from pgbackup import TOOL_NAME, __version__
 from services import activity, secretbox
 from services.errors import CatalogError
@@ -219,7 +219,7 @@ def enqueue(deliveries: Iterable[Delivery]) -> None:
             retry=Retry(max=len(intervals), interval=intervals),
             description=f"{delivery.event} notification {delivery.id} to channel "
                         f"{delivery.channel_id}",
-            job_timeout=4 * SEND_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+            job_timeout=4 * SEND_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         )
 
 

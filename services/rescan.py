@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from jobs.queues import BACKUP_QUEUE, JOB_TIMEOUT, RESULT_TTL, queue
+from jobs.queues import BACKUP_QUEUE, FAILURE_TTL, JOB_TIMEOUT, RESULT_TTL, queue
 from pgbackup import ConfigError, Manifest, ObjectStoreError, S3Storage, Storage
 from pgbackup.scan import ALARMING, Scanned, scan
 from services import activity, capture, destinations, manifest_key, secretbox
@@ -167,7 +167,7 @@ def start_rescan(destination: str | None, accept_foreign: bool, actor: str) -> s
         queue(BACKUP_QUEUE).enqueue(
             "jobs.rescan.run_rescan", destination, accept_foreign, job_id=job_id,
             description=f"rescan of {destination or 'every destination'}",
-            job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL)
+            job_timeout=JOB_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
     except RedisError as exc:
         raise CatalogError.queue_unavailable(exc, "nothing was started") from exc
     activity.record("destinations.rescan.start", destination or "all", actor=actor,

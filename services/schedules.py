@@ -7,6 +7,8 @@ ones and removes those of deleted or disabled schedules, so a flushed Redis or a
 time never leaves a ghost or a missing run. A slot fires at most once: a (schedule, slot)
 row in ``schedule_runs`` is unique. A slot missed while everything was down is fired
 once, at start-up; the next slot is computed from then on, so missed slots never pile up.
+A registration that goes takes its job with it, and one that has run expires like every
+job (RESULT_TTL, FAILURE_TTL): nothing of a schedule stays in Redis for good.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 from sqlalchemy import select
@@ -26,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jobs.queues import (
     BACKUP_QUEUE,
+    FAILURE_TTL,
     NOTIFY_QUEUE,
     RESULT_TTL,
     queue_unavailable_message,
@@ -53,6 +56,7 @@ CLEANUP_PREFIX = "retention-cleanup-"
 CLEANUP_TIMING = Timing(frequency="daily", time="03:30")  # UTC
 ALERTS_JOB_ID = "alerts-evaluate"
 ALERTS_INTERVAL = 60  # seconds
+ORPHAN_AGE = timedelta(minutes=1)
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +282,7 @@ def slot_job_id(schedule: Schedule, slot: datetime) -> str:
 def sync_schedules() -> dict[str, list[str]]:
     """Make rq-scheduler hold exactly one registration per enabled schedule."""
     sched = scheduler()
-    all_registered = {job.id for job in sched.get_jobs()}
+    all_registered = _registrations(sched)
     registered = {job_id for job_id in all_registered if job_id.startswith(JOB_PREFIX)}
     wanted, added = set(), []
     for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
@@ -295,7 +299,7 @@ def sync_schedules() -> dict[str, list[str]]:
             added.append(job_id)
     removed = sorted(registered - wanted)
     for job_id in removed:
-        sched.cancel(job_id)
+        _unregister(sched, all_registered[job_id])
     db.session.commit()
     if not any(job_id.startswith(CLEANUP_PREFIX) for job_id in all_registered):
         added.append(_register_cleanup(sched))
@@ -304,22 +308,54 @@ def sync_schedules() -> dict[str, list[str]]:
     return {"added": added, "removed": removed}
 
 
+def _registrations(sched: Scheduler) -> dict[str, Job]:
+    """rq-scheduler's registrations by id. The app's that lack its TTLs (an older version
+    made them) are dropped, so that sync_schedules makes them again."""
+    registrations = {}
+    for job in sched.get_jobs():
+        if (job.id.startswith((JOB_PREFIX, CLEANUP_PREFIX, ALERTS_JOB_ID))
+                and (job.result_ttl, job.failure_ttl) != (RESULT_TTL, FAILURE_TTL)):
+            _unregister(sched, job)
+        else:
+            registrations[job.id] = job
+    return registrations
+
+
 def _register_cleanup(sched: Scheduler) -> str:
     """The daily retention clean-up, registered one day at a time like a schedule."""
     slot = CLEANUP_TIMING.next_run(now_utc())
     job_id = f"{CLEANUP_PREFIX}{slot:%Y%m%dT%H%M%SZ}"
-    sched.enqueue_at(slot.replace(tzinfo=None), "jobs.schedule.run_cleanup", job_id=job_id,
-                     job_description="daily retention clean-up", job_result_ttl=RESULT_TTL,
-                     queue_name=BACKUP_QUEUE)
+    _expiring(sched.enqueue_at(
+        slot.replace(tzinfo=None), "jobs.schedule.run_cleanup", job_id=job_id,
+        job_description="daily retention clean-up", job_result_ttl=RESULT_TTL,
+        queue_name=BACKUP_QUEUE))
     return job_id
 
 
 def _register_alerts(sched: Scheduler) -> str:
     """Alert evaluation every minute: one repeating registration, re-created if lost."""
-    sched.schedule(now_utc().replace(tzinfo=None), "jobs.alerts.evaluate_alerts",
-                   interval=ALERTS_INTERVAL, id=ALERTS_JOB_ID,
-                   description="evaluate alerts", queue_name=NOTIFY_QUEUE)
+    _expiring(sched.schedule(now_utc().replace(tzinfo=None), "jobs.alerts.evaluate_alerts",
+                             interval=ALERTS_INTERVAL, id=ALERTS_JOB_ID, result_ttl=RESULT_TTL,
+                             description="evaluate alerts", queue_name=NOTIFY_QUEUE))
     return ALERTS_JOB_ID
+
+
+def drop_orphaned_registrations() -> list[str]:
+    """Delete the jobs of schedule registrations that rq-scheduler no longer holds, which
+    versions before this one left behind when a schedule was edited, disabled or deleted.
+    A registration younger than ORPHAN_AGE may be one being made (saved, not yet listed)."""
+    connection = redis_connection()
+    listed = scheduler()
+    pattern = f"{Job.redis_job_namespace_prefix}{JOB_PREFIX}*"
+    keys = [key.decode() for key in connection.scan_iter(match=pattern, count=1000)]
+    ids = [key.removeprefix(Job.redis_job_namespace_prefix) for key in keys]
+    dropped = []
+    for job in Job.fetch_many(ids, connection=connection):
+        if (job is not None and job.get_status(refresh=False) == JobStatus.SCHEDULED
+                and job.id not in listed and now_utc() - as_utc(job.created_at) > ORPHAN_AGE):
+            job.delete()
+            dropped.append(job.id)
+    return dropped
 
 
 def _skip_fired_slot(schedule: Schedule) -> None:
@@ -346,13 +382,37 @@ def _pending(job_id: str) -> bool:
 def _register(sched: Scheduler, schedule: Schedule, job_id: str) -> None:
     assert schedule.next_run_at is not None  # sync_schedules registers a set slot
     slot = as_utc(schedule.next_run_at)
-    sched.enqueue_at(
+    _expiring(sched.enqueue_at(
         max(slot, now_utc()).replace(tzinfo=None),  # a missed slot fires once, now
         "jobs.schedule.fire_schedule", schedule.id, slot.isoformat(),
         job_id=job_id, job_description=f"schedule {schedule.name!r}: {schedule.type} "
         f"backup due {slot:%Y-%m-%d %H:%M} UTC", job_result_ttl=RESULT_TTL,
         queue_name=BACKUP_QUEUE,
-    )
+    ))
+
+
+def _expiring(job: Job) -> None:
+    """Give a registration the failure TTL that rq-scheduler cannot pass on (its result TTL
+    is passed as it is registered): RQ forgets it FAILURE_TTL after it fails."""
+    job.failure_ttl = FAILURE_TTL
+    job.save()
+
+
+def _unregister(sched: Scheduler, job: Job) -> None:
+    """Take a registration out of rq-scheduler and delete its job: rq-scheduler's cancel
+    only takes it off its list, which would leave the job's hash (status ``scheduled``, no
+    expiry) in Redis for good. One that a scheduler has just moved to its queue is a job
+    like any other now: it runs, and expires once it ends."""
+    sched.cancel(job)
+    if _status(job) == JobStatus.SCHEDULED:
+        job.delete()
+
+
+def _status(job: Job) -> JobStatus | None:
+    try:
+        return job.get_status()
+    except InvalidJobOperation:  # its hash is gone already
+        return None
 
 
 # ---- JSON ---------------------------------------------------------------------------
