@@ -50,7 +50,11 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if _wants_json():
             code = (exc.name or "error").lower().replace(" ", "_")
-            return json_error(exc.code or 500, code, exc.description or exc.name)
+            response, status = json_error(exc.code or 500, code, exc.description or exc.name)
+            for name, value in exc.get_headers():  # Allow on a 405, Retry-After, ...
+                if name.lower() != "content-type":
+                    response.headers[name] = value
+            return response, status
         return exc
 
     @app.errorhandler(Exception)

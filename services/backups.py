@@ -20,11 +20,12 @@ from redis.exceptions import RedisError
 from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from sqlalchemy import func, select
+from sqlalchemy import Select, asc, desc, func, select
 from sqlalchemy.orm import selectinload
 
 from jobs.queues import (
     BACKUP_QUEUE,
+    FAILURE_TTL,
     JOB_TIMEOUT,
     RESTORE_QUEUE,
     RESULT_TTL,
@@ -37,6 +38,7 @@ from pgbackup import (
     LocalStorage,
     Storage,
     artifact_name,
+    backup_id_time,
     is_backup_id,
     manifest_name,
     new_backup_id,
@@ -98,7 +100,7 @@ def enqueue(queue_name: str, func: str, job_id: str, description: str, *args: An
     try:
         queue(queue_name).enqueue(
             func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL, failure_ttl=RESULT_TTL,
+            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
             on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
         )
     except RedisError as exc:
@@ -145,6 +147,8 @@ def new_backup_row(
     backup_id = _unused_backup_id()
     backup = Backup(
         id=backup_id,
+        # The id's time, which the manifest records too: one created time for the backup.
+        created_at=backup_id_time(backup_id).replace(tzinfo=None),
         job_id=job_id or backup_id,
         database=current_app.config["TARGET_DATABASE"],
         type=kind,
@@ -224,9 +228,9 @@ def delete_backup(backup_id: str, actor: str, reason: str = "deleted by hand") -
             f"backup {backup_id} is {backup.status}; wait for its job to end before deleting",
             status=409, code="backup_busy",
         )
-    child = db.session.scalars(select(Backup).where(Backup.parent_id == backup.id)).first()
-    if child is not None:
-        raise CatalogError(f"backup {child.id} depends on {backup_id}; delete it first",
+    children = children_of(backup.id)
+    if children:
+        raise CatalogError(f"backup {children[0].id} depends on {backup_id}; delete it first",
                            status=409, code="backup_has_dependents")
     _refuse_while_locked(backup)
     copy_retries.stop_before_delete(backup)
@@ -320,28 +324,53 @@ class BackupPage:
     total_size: int
 
 
+# What a list may be sorted by; ties go to the id, in the same direction.
+SORT_COLUMNS = {"created": Backup.created_at, "size": Backup.size}
+
+
 def list_backups(
-    kind: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50
+    kind: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50,
+    sort: str = "created", descending: bool = True,
 ) -> BackupPage:
-    """Newest first; ``total`` and ``total_size`` count every match, not just the page.
-    The page's backups are ``missing`` if their files are gone (artifact_presence)."""
+    """Newest first unless ``sort`` (a SORT_COLUMNS key) says otherwise; backups without a
+    size yet come last either way. ``total`` and ``total_size`` count every match, not just
+    the page, which the database cuts (LIMIT/OFFSET): a page costs the same however long the
+    catalog. The page's backups are ``missing`` if their files are gone (artifact_presence)."""
     query = select(Backup)
     if kind:
         query = query.where(Backup.type == kind)
     if status:
         query = query.where(Backup.status == status)
-    counted = query.subquery()
-    total, total_size = db.session.execute(
-        select(func.count(), func.coalesce(func.sum(counted.c.size), 0)).select_from(counted)
-    ).one()
+    total, total_size = _count(query)
+    direction = desc if descending else asc
     rows = db.session.scalars(
         query.options(selectinload(Backup.copies))  # one query for the page's copies
-        .order_by(Backup.created_at.desc(), Backup.id.desc())
+        .order_by(direction(SORT_COLUMNS[sort]).nulls_last(), direction(Backup.id))
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
     check_files(rows)
-    return BackupPage(list(rows), total, int(total_size))
+    return BackupPage(list(rows), total, total_size)
+
+
+def totals() -> tuple[int, int]:
+    """The number of backups in the catalog and their total size."""
+    return _count(select(Backup))
+
+
+def _count(query: Select[Any]) -> tuple[int, int]:
+    counted = query.subquery()
+    count, size = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(counted.c.size), 0)).select_from(counted)
+    ).one()
+    return count, int(size)
+
+
+def children_of(backup_id: str) -> list[Backup]:
+    """The backups that continue ``backup_id`` (its chain's next incrementals), oldest first."""
+    return list(db.session.scalars(
+        select(Backup).where(Backup.parent_id == backup_id)
+        .order_by(Backup.created_at, Backup.id)))
 
 
 def newest_good_backup() -> Backup | None:
@@ -358,8 +387,9 @@ class JobStatus:
     """What a job is doing, from RQ and the catalog; shaped as JSON by blueprints.api.serializers.
 
     ``status`` is in the catalog's words, ``rq_status`` RQ's own (None once RQ has forgotten
-    the job, and then the times are None too). ``progress`` is the job's saved progress as
-    it stored it (camelCase keys).
+    the job, and then the times, queue, worker and description are None too). ``progress``
+    is the job's saved progress as it stored it (camelCase keys). ``worker`` is the name of
+    the worker that runs (or ran) it, as ``rq info`` shows it.
     """
 
     job_id: str
@@ -373,40 +403,64 @@ class JobStatus:
     enqueued_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    queue: str | None = None
+    worker: str | None = None
+    description: str | None = None
+
+
+# What a job is, by its entry point, until it says so itself (jobs.progress.tag_job).
+KINDS = {"jobs.backup.run_backup": "backup", "jobs.restore.run_restore": "restore",
+         "jobs.verify.run_verify": "verification", "jobs.copy.run_copy": "copy",
+         "jobs.rescan.run_rescan": "rescan", "jobs.schedule.fire_schedule": "schedule",
+         "jobs.schedule.run_cleanup": "retention", "jobs.alerts.evaluate_alerts": "alerts",
+         "jobs.alerts.deliver": "notification"}
 
 
 def job_status(job_id: str) -> JobStatus:
     """A job's RQ status and progress, with the catalog's view of what it works on."""
     try:
         job = Job.fetch(job_id, connection=redis_connection())
-        rq_status = job.get_status().value
-        meta = job.get_meta()
-        times = {"enqueued_at": job.enqueued_at, "started_at": job.started_at,
-                 "ended_at": job.ended_at}
     except NoSuchJobError:
-        rq_status, meta, times = None, {}, {}
+        job = None
     except RedisError as exc:
         raise CatalogError.queue_unavailable(exc) from exc
     row = _row_for_job(job_id)
-    if row is None and rq_status is None:
+    if row is None and job is None:
         raise CatalogError(f"no job with id {job_id!r}", status=404, code="not_found")
+    return describe_job(job_id, job, row)
+
+
+def describe_job(job_id: str, job: Job | None, row: Backup | Restore | None) -> JobStatus:
+    """A job as fetched from RQ (None: forgotten) and the row it works on, without another
+    round trip to Redis or the catalog."""
+    meta = job.meta if job else {}
+    state = job.get_status(refresh=False) if job else None
+    rq_status = state.value if state else None
     restore = row if isinstance(row, Restore) else None
     backup_id = restore.backup_id if restore else row.id if row else meta.get("backupId")
     return JobStatus(
         job_id=job_id,
-        kind=meta.get("kind") or ("restore" if restore else "backup"),
+        kind=meta.get("kind") or (KINDS.get(job.func_name or "") if job else None)
+        or ("restore" if restore else "backup"),
         status=row.status if row else _status_from_rq(rq_status),
         rq_status=rq_status,
         backup_id=backup_id,
         restore_id=restore.id if restore else None,
         error=row.error if row else meta.get("error"),
         progress=meta.get("progress", {}),
-        **times,
+        enqueued_at=job.enqueued_at if job else None,
+        started_at=job.started_at if job else None,
+        ended_at=job.ended_at if job else None,
+        queue=job.origin if job else None,
+        worker=job.worker_name if job else None,
+        description=job.description if job else None,
     )
 
 
 def _row_for_job(job_id: str) -> Backup | Restore | None:
-    for model in (Backup, Restore):
+    """The restore first: a restore over the database shares its job id with the safety
+    backup it takes."""
+    for model in (Restore, Backup):
         # mypy joins the two models to their base class; each query returns rows of ``model``
         row = cast("Backup | Restore | None",
                    db.session.scalars(select(model).where(model.job_id == job_id)).first())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import jsonify, request, send_file
 from flask_login import current_user
 
-from blueprints.api import bp
+from blueprints.api import bp, prefer
 from blueprints.api.schemas import CreateBackupRequest, ListBackupsQuery, VerifyRequest, json_body
 from blueprints.api.serializers import backup_json
 from services import activity, backups, copies, copy_retries
+from services.job_wait import Ended
 from services.verification import start_verification
 
 
@@ -17,7 +20,14 @@ def create_backup():
     params = CreateBackupRequest.model_validate(json_body())
     backup = backups.create_backup(params.type, compress=params.compress,
                                    destinations=params.destinations)
-    return jsonify(backupId=backup.id, jobId=backup.job_id, status=backup.status), 202
+    accepted = {"backupId": backup.id, "jobId": backup.job_id, "status": backup.status}
+    return prefer.answer(backup.job_id, accepted, lambda _: finished_backup(accepted))
+
+
+def finished_backup(accepted: dict[str, Any]) -> dict[str, Any]:
+    """A backup's job ended: its final status and the backup as ``GET .../<id>`` shows it."""
+    backup = backups.get_backup(accepted["backupId"])
+    return {**accepted, "status": backup.status, "backup": backup_json(backup, detail=True)}
 
 
 @bp.get("/system/backup")
@@ -63,5 +73,14 @@ def retry_copy(backup_id: str, destination: str):
 def verify_backup():
     params = VerifyRequest.model_validate(json_body())
     job_id = start_verification(backups.checked_id(params.backupId), params.level)
-    return jsonify(backupId=params.backupId, level=params.level, jobId=job_id,
-                   status="queued"), 202
+    accepted = {"backupId": params.backupId, "level": params.level, "jobId": job_id,
+                "status": "queued"}
+    return prefer.answer(job_id, accepted, lambda ended: finished_verification(accepted, ended))
+
+
+def finished_verification(accepted: dict[str, Any], ended: Ended) -> dict[str, Any]:
+    """The verification's result (``{isValid, level, checks, warnings, checkedAt}``, as the
+    backup keeps it), or why the job failed (it found no verdict)."""
+    if ended.ok:
+        return {**accepted, "status": "completed", **ended.value}
+    return {**accepted, "status": "failed", "error": ended.error}

@@ -18,6 +18,8 @@ from blueprints.api.schemas import (
 )
 from blueprints.converters import BackupIdConverter, JobIdConverter, RestoreIdConverter
 from pgbackup import __version__
+from services import activity
+from services.job_listing import MAX_LIMIT, RQ_STATUSES
 
 # The path converters' own patterns: an id that does not match is a 404.
 BACKUP_ID = {"type": "string", "pattern": f"^{BackupIdConverter.regex}$"}
@@ -29,8 +31,11 @@ DB_ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 BACKUP = {
     "type": "object",
+    # every backup has these; the detail (GET .../<id>) adds sha256, startedAt, finishedAt,
+    # tables and verificationResult
     "required": ["id", "filename", "size", "created", "type", "status", "verification",
-                 "durationMs"],
+                 "verifiedAt", "origin", "durationMs", "database", "compression", "jobId",
+                 "parentId", "error", "copies", "capture", "captureNote"],
     "properties": {
         "id": BACKUP_ID,
         "filename": NULLABLE_STRING,
@@ -41,7 +46,15 @@ BACKUP = {
         "verification": {"type": "string",
                          "enum": ["unverified", "valid", "corrupted", "missing"]},
         "verifiedAt": NULLABLE_STRING,
-        "verificationResult": {"type": ["object", "null"]},
+        "verificationResult": {
+            "type": ["object", "null"], "description": "the newest verification's result",
+            "required": ["isValid", "level", "checks", "warnings", "checkedAt"],
+            "properties": {
+                "isValid": {"type": "boolean"},
+                "level": {"type": "string", "enum": ["integrity", "restore"]},
+                "checks": {"type": "array", "items": {"$ref": "#/components/schemas/Check"}},
+                "warnings": {"type": "array", "items": {"type": "string"}},
+                "checkedAt": {"type": "string", "format": "date-time"}}},
         "origin": {"type": "string", "enum": ["manual", "safety", "schedule"]},
         "durationMs": NULLABLE_INT,
         "database": {"type": "string"},
@@ -52,7 +65,14 @@ BACKUP = {
         "sha256": NULLABLE_STRING,
         "startedAt": NULLABLE_STRING,
         "finishedAt": NULLABLE_STRING,
-        "tables": {"type": "array", "items": {"type": "object"}},
+        "tables": {"type": "array", "description": "the manifest's tables", "items": {
+            "type": "object", "required": ["schema", "name", "rows", "checksum"],
+            "properties": {"schema": {"type": "string"}, "name": {"type": "string"},
+                           "rows": {"type": ["integer", "null"],
+                                    "description": "null for a schema-only backup"},
+                           "checksum": NULLABLE_STRING,
+                           "partitionOf": {"type": ["string", "null"], "description":
+                                           "a partition's partitioned table"}}}},
         "copies": {"type": "array", "items": {"$ref": "#/components/schemas/BackupCopy"}},
         "capture": {"type": ["object", "null"], "description": "the chain of captured "
                     "changes this backup starts or continues (null: none)", "properties": {
@@ -63,6 +83,14 @@ BACKUP = {
         "captureNote": {"type": ["string", "null"], "description": "why this backup starts "
                         "no chain, or a new one"},
     },
+}
+
+BACKUP_LIST = {
+    "type": "object", "required": ["backups", "total", "totalSize", "page", "perPage"],
+    "properties": {"backups": {"type": "array", "items": {"$ref": "#/components/schemas/Backup"}},
+                   "total": {"type": "integer", "description": "every match, not just the page"},
+                   "totalSize": {"type": "integer", "description": "bytes, every match"},
+                   "page": {"type": "integer"}, "perPage": {"type": "integer"}},
 }
 
 BACKUP_COPY = {
@@ -105,9 +133,17 @@ JOB = {
     "required": ["jobId", "status", "progress"],
     "properties": {
         "jobId": {"type": "string"},
-        "status": NULLABLE_STRING,
+        "kind": {"type": "string", "description": "backup, restore, verification, ..."},
+        "status": {"type": ["string", "null"], "description": "queued, running, completed "
+                   "or failed (the catalog's words); null when neither knows the job"},
         "rqStatus": NULLABLE_STRING,
         "backupId": NULLABLE_STRING,
+        "restoreId": NULLABLE_STRING,
+        "description": {"type": ["string", "null"], "description": "what the job does, "
+                        "e.g. full backup of shop (backup-...)"},
+        "queue": {"type": ["string", "null"], "description": "the RQ queue it runs on"},
+        "worker": {"type": ["string", "null"], "description": "the worker that runs or ran "
+                   "it, named <host>.<pid>.<queues> as rq info shows it"},
         "error": NULLABLE_STRING,
         "progress": {
             "type": "object",
@@ -180,7 +216,8 @@ HEALTH = {
     "type": "object",
     "required": ["status", "checkedAt", "checks"],
     "properties": {
-        "status": {"type": "string", "enum": ["ok", "warning", "critical"]},
+        "status": {"type": "string", "enum": ["ok", "setup", "warning", "critical"],
+                   "description": "the worst check's; setup: a first run, no backup yet"},
         "checkedAt": {"type": "string"},
         "checks": {"type": "array", "items": {
             "type": "object", "required": ["name", "status", "reason", "data"],
@@ -393,7 +430,7 @@ ACTIVITY_EVENT = {
     "required": ["at", "actor", "action", "target", "outcome", "source", "detail", "times"],
     "properties": {"at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
                    "action": {"type": "string"}, "target": NULLABLE_STRING,
-                   "outcome": {"enum": ["ok", "failed", "refused"]},
+                   "outcome": {"enum": list(activity.OUTCOMES)},
                    "source": NULLABLE_STRING, "detail": NULLABLE_STRING,
                    "times": {"type": "integer", "minimum": 1,
                              "description": "how often it happened (repeats collapsed)"}},
@@ -407,7 +444,10 @@ ACTIVITY_FILTERS = [
                                                 "maxLength": 80}},
     {"name": "action", "in": "query", "schema": {"type": "string", "minLength": 1,
                                                  "maxLength": 40}},
-    {"name": "outcome", "in": "query", "schema": {"enum": ["ok", "failed", "refused"]}},
+    {"name": "outcome", "in": "query", "schema": {"enum": list(activity.OUTCOMES)}},
+    {"name": "kind", "in": "query", "schema": {"enum": list(activity.KINDS)},
+     "description": "the action's family: backup (also copy.*, slot.*), user (also login, "
+                    "logout), destination (also destinations.*), ..."},
 ]
 _TIME = {"type": "string", "format": "date-time"}
 DRY_RUN_ANALYSIS = {
@@ -435,11 +475,70 @@ DRY_RUN_ANALYSIS = {
                                                      "the previous backup's state"}}},
     },
 }
+DRY_RUN = {
+    "type": "object", "required": ["dryRun", "analysis"],
+    "properties": {"dryRun": {"const": True}, "analysis": DRY_RUN_ANALYSIS},
+}
 REHEARSAL = {
     "type": "object", "required": ["dryRun", "analysis", "rehearsal"],
-    "properties": {"dryRun": {"type": "boolean"}, "analysis": DRY_RUN_ANALYSIS,
+    "properties": {"dryRun": {"const": True}, "analysis": DRY_RUN_ANALYSIS,
                    "rehearsal": {"$ref": "#/components/schemas/Restore"}},
 }
+
+
+BACKUP_QUEUED = {"type": "object", "required": ["backupId", "jobId", "status"],
+                 "properties": {"backupId": BACKUP_ID, "jobId": {"type": "string"},
+                                "status": {"const": "queued"}}}
+BACKUP_FINISHED = {
+    "type": "object", "required": ["backupId", "jobId", "status", "backup"],
+    "description": "The backup's job ended (Prefer: wait): completed, or failed with the "
+                   "reason in backup.error",
+    "properties": {"backupId": BACKUP_ID, "jobId": {"type": "string"},
+                   "status": {"type": "string", "enum": ["completed", "failed"]},
+                   "backup": {"$ref": "#/components/schemas/Backup"}},
+}
+_VERIFICATION_JOB = {"backupId": BACKUP_ID,
+                     "level": {"type": "string", "enum": ["integrity", "restore"]},
+                     "jobId": {"type": "string"}}
+VERIFICATION_QUEUED = {"type": "object", "required": ["backupId", "level", "jobId", "status"],
+                       "properties": {**_VERIFICATION_JOB, "status": {"const": "queued"}}}
+VERIFICATION = {
+    "type": "object",
+    "description": "A verification's verdict (Prefer: wait): the result the backup keeps as "
+                   "verificationResult",
+    "required": ["backupId", "level", "jobId", "status", "isValid", "checks", "warnings",
+                 "checkedAt"],
+    "properties": {
+        **_VERIFICATION_JOB, "status": {"const": "completed"},
+        "isValid": {"type": "boolean"},
+        "checks": {"type": "array", "items": {"$ref": "#/components/schemas/Check"}},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "checkedAt": {"type": "string", "format": "date-time"},
+    },
+}
+CHECK = {"type": "object", "required": ["name", "ok", "detail"],
+         "properties": {"name": {"type": "string"}, "ok": {"type": "boolean"},
+                        "detail": {"type": "string"}}}
+VERIFICATION_FAILED = {
+    "type": "object", "description": "The verification job failed and gave no verdict",
+    "required": ["backupId", "level", "jobId", "status", "error"],
+    "properties": {**_VERIFICATION_JOB, "status": {"const": "failed"},
+                   "error": {"type": "string"}},
+}
+PREFER = {
+    "name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "RFC 7240. `wait=N` (seconds, at most 60): answer 200 with the final "
+                   "result if the job ends within N seconds, else 202 as without it. Other "
+                   "preferences, and a wait that is not a number, are ignored.",
+}
+PREFERENCE_APPLIED = {"Preference-Applied": {
+    "description": "`wait=N`: the wait that was applied (the one asked for, at most 60)",
+    "schema": {"type": "string"}}}
+
+
+def _waited(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """The 200 of an operation that a client asked to wait for (Prefer: wait=N)."""
+    return {**_json(schema, description), "headers": PREFERENCE_APPLIED}
 
 
 RESTORE_CONFLICTS = (
@@ -475,40 +574,33 @@ def _paths() -> dict[str, Any]:
     backup_id = [_id_param("backupId", BACKUP_ID)]
     schedule_id = [_id_param("scheduleId", DB_ID)]
     list_params = [
-        {"name": "type", "in": "query", "schema": {"type": "string",
-                                                   "enum": ["full", "schema-only"]}},
+        {"name": "type", "in": "query", "schema": BACKUP["properties"]["type"]},
         {"name": "status", "in": "query", "schema": BACKUP["properties"]["status"]},
         {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
         {"name": "perPage", "in": "query",
          "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
     ]
-    backup_list = {"type": "object", "required": ["backups", "total", "totalSize"],
-                   "properties": {"backups": {"type": "array", "items": _ref("Backup")},
-                                  "total": {"type": "integer"},
-                                  "totalSize": {"type": "integer"},
-                                  "page": {"type": "integer"},
-                                  "perPage": {"type": "integer"}}}
     retry_queued = {"type": "object",
                     "required": ["backupId", "destination", "jobId", "status"],
                     "properties": {"backupId": BACKUP_ID, "destination": {"type": "string"},
                                    "jobId": {"type": "string"},
                                    "status": {"const": "retrying"}}}
-    created = {"type": "object", "required": ["backupId", "jobId", "status"],
-               "properties": {"backupId": BACKUP_ID, "jobId": {"type": "string"},
-                              "status": {"type": "string"}}}
     return {
         "/api/system/backup": {
             "post": {
-                "summary": "Start a backup (runs as a job)",
+                "summary": "Start a backup (runs as a job; Prefer: wait=N waits for it)",
+                "parameters": [PREFER],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("CreateBackupRequest")}}},
-                "responses": {"202": _json(created, "Backup queued"),
+                "responses": {"200": _waited(_ref("BackupFinished"), "The backup's job ended "
+                                             "within the wait asked for"),
+                              "202": _json(_ref("BackupQueued"), "Backup queued"),
                               **_errors(400, 401, 409, 503)},
             },
             "get": {
                 "summary": "List backups, newest first",
                 "parameters": list_params,
-                "responses": {"200": _json(backup_list, "One page of backups"),
+                "responses": {"200": _json(_ref("BackupList"), "One page of backups"),
                               **_errors(400, 401)},
             },
         },
@@ -537,22 +629,31 @@ def _paths() -> dict[str, Any]:
         },
         "/api/system/backup/verify": {
             "post": {
-                "summary": "Verify a backup (integrity, or a real test restore) as a job",
+                "summary": "Verify a backup (integrity, or a real test restore) as a job; "
+                           "Prefer: wait=N waits for the verdict",
+                "parameters": [PREFER],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("VerifyRequest")}}},
-                "responses": {"202": _json({"type": "object"}, "Verification queued"),
+                "responses": {"200": _waited({"oneOf": [_ref("Verification"),
+                                                        _ref("VerificationFailed")]},
+                                             "The verification ended within the wait"),
+                              "202": _json(_ref("VerificationQueued"), "Verification queued"),
                               **_errors(400, 401, 404, 409, 503)},
             },
         },
         "/api/system/backup/restore": {
             "post": {
-                "summary": "Dry-run, or restore into a new database or over the protected one",
+                "summary": "Dry-run, or restore into a new database or over the protected "
+                           "one; Prefer: wait=N waits for a restore or rehearsal to end",
+                "parameters": [PREFER],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": _ref("RestoreRequest")}}},
-                "responses": {"200": _json({"type": "object", "properties": {
-                                  "dryRun": {"type": "boolean"},
-                                  "analysis": DRY_RUN_ANALYSIS}}, "Dry-run analysis"),
-                              "202": _json({"oneOf": [_ref("Restore"), REHEARSAL]},
+                "responses": {"200": _waited({"anyOf": [_ref("DryRun"), _ref("Restore"),
+                                                        _ref("Rehearsal")]},
+                                             "Dry-run analysis (always at once); or, with "
+                                             "Prefer: wait, the restore (or the dry run and "
+                                             "its rehearsal) in its final state"),
+                              "202": _json({"oneOf": [_ref("Restore"), _ref("Rehearsal")]},
                                            "Restore queued, or a dry run with a rehearsal"),
                               **_errors(400, 401, 404, 409, 503),
                               "409": _json(_ref("Error"), RESTORE_CONFLICTS)},
@@ -572,9 +673,10 @@ def _paths() -> dict[str, Any]:
         },
         "/api/system/backup/schedule": {
             "get": {"summary": "All schedules",
-                    "responses": {"200": _json({"type": "object", "properties": {
-                        "schedules": {"type": "array", "items": _ref("Schedule")}}},
-                        "Schedules"), **_errors(401)}},
+                    "responses": {"200": _json({"type": "object", "required": ["schedules"],
+                                                "properties": {"schedules": {
+                                                    "type": "array", "items": _ref("Schedule")}}},
+                                               "Schedules"), **_errors(401)}},
             "post": {"summary": "Create a schedule",
                      "requestBody": {"required": True, "content": {"application/json": {
                          "schema": _ref("CreateScheduleRequest")}}},
@@ -593,7 +695,9 @@ def _paths() -> dict[str, Any]:
                                   **_errors(400, 401, 404, 409)}},
             "delete": {"summary": "Delete a schedule (its backups stay)",
                        "parameters": schedule_id,
-                       "responses": {"200": _json({"type": "object"}, "Deleted"),
+                       "responses": {"200": _json({
+                           "type": "object", "required": ["deleted"],
+                           "properties": {"deleted": {"type": "integer"}}}, "Deleted"),
                                      **_errors(401, 404)}},
         },
         "/api/system/backup/schedule/{scheduleId}/run": {
@@ -630,6 +734,19 @@ def _paths() -> dict[str, Any]:
                                                       "application/x-ndjson": {
                                                           "schema": {"type": "string"}}}},
                                   **_errors(400, 401, 403)}},
+        },
+        "/api/system/jobs": {
+            "get": {"summary": "The app's jobs as RQ holds them, newest first",
+                    "parameters": [
+                        {"name": "status", "in": "query", "description": "RQ's status",
+                         "schema": {"enum": list(RQ_STATUSES)}},
+                        {"name": "limit", "in": "query", "schema": {
+                            "type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}],
+                    "responses": {"200": _json({"type": "object", "required": ["jobs"],
+                                                "properties": {"jobs": {
+                                                    "type": "array", "items": _ref("Job")}}},
+                                               "Jobs"),
+                                  **_errors(400, 401, 503)}},
         },
         "/api/system/jobs/{jobId}": {
             "get": {"summary": "Job status and progress",
@@ -672,6 +789,15 @@ def openapi_document() -> dict[str, Any]:
                 **channel_schemas,
                 **destination_schemas,
                 "Backup": BACKUP,
+                "BackupList": BACKUP_LIST,
+                "BackupQueued": BACKUP_QUEUED,
+                "BackupFinished": BACKUP_FINISHED,
+                "VerificationQueued": VERIFICATION_QUEUED,
+                "Verification": VERIFICATION,
+                "Check": CHECK,
+                "VerificationFailed": VERIFICATION_FAILED,
+                "DryRun": DRY_RUN,
+                "Rehearsal": REHEARSAL,
                 "Job": JOB,
                 "Error": ERROR,
             },

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import jsonify
 
-from blueprints.api import bp
+from blueprints.api import bp, prefer
 from blueprints.api.schemas import RestoreRequest, json_body
 from blueprints.api.serializers import dry_run_json, restore_json
 from services import restores
@@ -21,11 +23,21 @@ def restore_backup():
         if not params.rehearse:
             return jsonify(dryRun=True, analysis=analysis)
         rehearsal = restores.start_restore(backup_id, "rehearsal", point_in_time=params.moment)
-        return jsonify(dryRun=True, analysis=analysis, rehearsal=restore_json(rehearsal)), 202
+        return prefer.answer(
+            rehearsal.job_id, {"dryRun": True, "analysis": analysis,
+                               "rehearsal": restore_json(rehearsal)},
+            lambda _: {"dryRun": True, "analysis": analysis,
+                       "rehearsal": finished_restore(rehearsal.id)})
     restore = restores.start_restore(backup_id, params.mode, params.targetDatabase,
                                      create_roles=params.createRoles,
                                      point_in_time=params.moment)
-    return jsonify(restore_json(restore)), 202
+    return prefer.answer(restore.job_id, restore_json(restore),
+                         lambda _: finished_restore(restore.id))
+
+
+def finished_restore(restore_id: str) -> dict[str, Any]:
+    """A restore's job ended: the restore in its final state, with its result."""
+    return restore_json(restores.get_restore(restore_id), detail=True)
 
 
 @bp.get("/system/backup/restore")

@@ -178,7 +178,8 @@ class ActivityFilter(Strict):
     until: NaiveUtc | None = None
     actor: str | None = Field(default=None, min_length=1, max_length=80)
     action: str | None = Field(default=None, min_length=1, max_length=40)
-    outcome: Literal["ok", "failed", "refused"] | None = None
+    outcome: activity.Outcome | None = None
+    kind: activity.Kind | None = None
 
     def filters(self) -> activity.Filters:
         return activity.Filters(**self.model_dump(exclude={"limit", "format"}))

@@ -58,11 +58,18 @@ def backup_json(backup: Backup, detail: bool = False) -> dict[str, Any]:
             "sha256": backup.sha256,
             "startedAt": iso(backup.started_at),
             "finishedAt": iso(backup.finished_at),
-            "tables": backup.tables or [],
+            "tables": [table_json(table) for table in backup.tables or []],
             # Stored already shaped (json_shapes.verification_record), served as stored.
             "verificationResult": backup.verification_result,
         }
     return data
+
+
+def table_json(table: dict[str, Any]) -> dict[str, Any]:
+    """One table as the catalog keeps it (pgbackup.TableInfo as a dict), with the API's keys;
+    ``partitionOf`` is null for rows stored before partitions were told apart."""
+    return {"schema": table["schema"], "name": table["name"], "rows": table.get("rows"),
+            "checksum": table.get("checksum"), "partitionOf": table.get("partition_of")}
 
 
 def capture_json(backup: Backup) -> dict[str, Any] | None:
@@ -110,10 +117,14 @@ def restore_json(restore: Restore, detail: bool = False) -> dict[str, Any]:
 
 
 def job_json(job: JobStatus) -> dict[str, Any]:
-    """``GET /api/system/jobs/<jobId>``; the dashboard's progress fragments read it too."""
+    """``GET /api/system/jobs/<jobId>`` and each of ``GET /api/system/jobs``; the
+    dashboard's progress fragments read it too."""
     return {
         "jobId": job.job_id,
         "kind": job.kind,
+        "description": job.description,
+        "queue": job.queue,
+        "worker": job.worker,
         "status": job.status,
         "rqStatus": job.rq_status,
         "backupId": job.backup_id,

@@ -120,6 +120,9 @@ def test_restore_over_a_changed_database_brings_back_the_backup_state(
     run_worker()
     done = api.get(f"/api/system/backup/restore/{response.get_json()['restoreId']}").get_json()
     assert done["status"] == "completed", done["error"]
+    # The job is the restore's, not the safety backup's that shares its id.
+    job = api.get(f"/api/system/jobs/{done['jobId']}").get_json()
+    assert (job["kind"], job["restoreId"]) == ("restore", done["restoreId"])
     assert (schema_dump(pagila), table_fingerprints(pagila)) == at_backup
     with app.app_context():  # the swap was named beforehand; the copy is live, the old gone
         row = db.session.get(Restore, done["restoreId"])
