@@ -27,6 +27,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+from blueprints import audit
 from blueprints.errors import json_error
 from services import accounts, activity
 from services.accounts import AccountError
@@ -169,15 +170,16 @@ def load_token(req) -> ApiToken | None:
         return None
 
 
-def record_token_use(response: Response) -> Response:
-    """after_request: a token's every state-changing call, allowed or not, is its own audit
-    event, besides whatever event the action itself records."""
-    if request.method in SAFE_METHODS or not g.get("bearer"):
+def record_token_call(response: Response) -> Response:
+    """after_request: a token's state-changing call is one event, its action's. A call
+    whose action recorded none (refused by a service, in conflict, invalid, a probe) gets
+    one here, named like the action's, with the outcome its status means. Reads are not
+    logged; the token's ``last_used_at`` notes them (accounts.authenticate_token)."""
+    if (request.method in SAFE_METHODS or not g.get("bearer")
+            or activity.recorded_in_request()):
         return response
-    principal = current_user._get_current_object()
-    if isinstance(principal, ApiToken):
-        accounts.record_token_call(principal, f"{request.method} {request.path}",
-                                   response.status_code)
+    if isinstance(current_user._get_current_object(), ApiToken):
+        audit.record_call(response)
     return response
 
 
@@ -208,7 +210,8 @@ def forbidden(role: str):
     """403: authenticated, but the role may not do this."""
     message = f"your role ({role}) may not do this; ask an admin"
     if request.method not in SAFE_METHODS:
-        activity.record(request.endpoint or "request", request.path, outcome="refused",
+        activity.record(audit.action_of(request.endpoint), activity.printable(request.path),
+                        outcome="refused",
                         detail=f"{request.method} needs a higher role than {role}")
     if request.path.startswith(MACHINE_PATHS):
         return json_error(403, "forbidden", message)
@@ -237,4 +240,4 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     app.register_blueprint(bp)
     app.before_request(guard)
-    app.after_request(record_token_use)
+    app.after_request(record_token_call)

@@ -424,18 +424,6 @@ def authenticate_token(token: str, call: str) -> ApiToken | None:
     return row
 
 
-def record_token_call(row: ApiToken, call: str, status: int) -> None:
-    """Log a token's state-changing ``call``, allowed or not, as its own event (besides
-    whatever event the action records). What a refused or failed call left pending is not
-    kept."""
-    name = row.name
-    outcome = ("ok" if status < 400 else
-               "refused" if status in (401, 403, 409, 423) else "failed")
-    if status >= 400:
-        db.session.rollback()
-    activity.record("token.use", name, outcome=outcome, detail=f"{call} -> {status}")
-
-
 def _find_token(ref: str | int) -> ApiToken:
     if isinstance(ref, int):
         row = db.session.get(ApiToken, ref) if 0 < ref < 2**31 else None

@@ -2,6 +2,10 @@
 
 Service functions call :func:`record` after a state change; the actor is the logged-in
 user or token inside a request, else what the caller names (worker, scheduler, cli).
+One action, one event: a token's call that records none of its own (refused, in conflict,
+invalid) gets one named like the action's (:func:`record_call`, from blueprints/auth.py).
+Outcomes are the fixed set OUTCOMES; actions fall into the kinds of KINDS, by their
+first name (``backup`` in ``backup.create``).
 The log is append-only from the app's point of view: a flush or statement that would
 change or delete an event raises :class:`AppendOnlyError`. The one exception is counting:
 what a client can repeat at will (a refused token) goes through :func:`record_repeatable`,
@@ -16,11 +20,11 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args
 
-from flask import has_request_context, request
+from flask import g, has_request_context, request
 from flask_login import current_user
-from sqlalchemy import ColumnElement, Select, event, inspect, select
+from sqlalchemy import ColumnElement, Select, event, func, inspect, or_, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from services.extensions import db
@@ -33,6 +37,23 @@ SHORT = 100  # characters of a client's text (a path) kept in an event
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection), and
 # actors and targets can be whatever someone typed into the login form.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ACTORS_FROM = 1000  # the filter's suggested actors: those of this many newest events
+
+# ok: done. failed: tried and did not work (a job, a wrong password, a server error).
+# refused: not allowed (a role, a bad token, a locked account, too many attempts).
+# conflict: not possible now (a backup already running, a locked backup: HTTP 409, 423).
+# invalid: the request was wrong (bad input, nothing by that id: the other 4xx).
+Outcome = Literal["ok", "failed", "refused", "conflict", "invalid"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+Kind = Literal["backup", "restore", "schedule", "destination", "channel", "user", "token",
+               "activity"]
+# Each kind's actions, by their first name: backup.create, copy.delete, login, ...
+KINDS: dict[Kind, tuple[str, ...]] = {
+    "backup": ("backup", "copy", "slot"), "restore": ("restore",),
+    "schedule": ("schedule",), "destination": ("destination", "destinations"),
+    "channel": ("channel",), "user": ("user", "login", "logout"), "token": ("token",),
+    "activity": ("activity",),
+}
 
 
 class AppendOnlyError(RuntimeError):
@@ -48,6 +69,7 @@ class Filters:
     actor: str | None = None
     action: str | None = None
     outcome: str | None = None
+    kind: Kind | None = None
 
 
 def record(action: str, target: str | None = None, *, outcome: str = "ok",
@@ -58,6 +80,27 @@ def record(action: str, target: str | None = None, *, outcome: str = "ok",
         source=request.remote_addr if has_request_context() else None, detail=detail,
     ))
     db.session.commit()
+    if has_request_context():
+        g.activity_recorded = True
+
+
+def recorded_in_request() -> bool:
+    """Whether this request has recorded an event so far."""
+    return bool(g.get("activity_recorded"))
+
+
+def record_call(action: str, outcome: str, target: str, detail: str) -> None:
+    """The event of a request whose action recorded none; what a call that did not succeed
+    left pending is not kept."""
+    if outcome != "ok":
+        db.session.rollback()
+    record(action, printable(target), outcome=outcome, detail=detail)
+
+
+def kind_of(action: str) -> str | None:
+    """The kind of ``action`` (``backup`` for ``copy.delete``), None for none of KINDS."""
+    family = action.split(".", 1)[0]
+    return next((kind for kind, families in KINDS.items() if family in families), None)
 
 
 def record_repeatable(action: str, kind: str, particulars: str, *, outcome: str,
@@ -110,6 +153,14 @@ def recent(limit: int = 50, filters: Filters | None = None) -> list[ActivityEven
         query.order_by(ActivityEvent.at.desc(), ActivityEvent.id.desc()).limit(limit)))
 
 
+def recent_actors() -> list[str]:
+    """The actors of the ACTORS_FROM newest events, the latest first: the filter's hints."""
+    newest = select(ActivityEvent.id, ActivityEvent.actor).order_by(
+        ActivityEvent.id.desc()).limit(ACTORS_FROM).subquery()
+    return list(db.session.scalars(select(newest.c.actor).group_by(newest.c.actor)
+                                   .order_by(func.max(newest.c.id).desc())))
+
+
 def oldest_first(filters: Filters) -> Iterator[ActivityEvent]:
     """Every matching event, oldest first, fetched in batches (the log can be long)."""
     query = _matching(filters).order_by(ActivityEvent.at, ActivityEvent.id)
@@ -127,6 +178,10 @@ def _matching(filters: Filters) -> Select:
                           (ActivityEvent.outcome, filters.outcome)):
         if value is not None:
             query = query.where(column == value)
+    if filters.kind is not None:
+        query = query.where(or_(*(
+            or_(ActivityEvent.action == family, ActivityEvent.action.startswith(f"{family}."))
+            for family in KINDS[filters.kind])))
     return query
 
 
