@@ -61,7 +61,7 @@ from pgbackup.restore import (
 )
 from pgbackup.storage import LocalStorage, Storage, validate_name
 from pgbackup.streams import CHUNK_SIZE, HashingReader, HashingWriter, copy_stream, zstd_writer
-from pgbackup.tablestats import table_stats
+from pgbackup.tablestats import TableCount, count_tables, table_stats
 from pgbackup.toc import Toc, TocEntry, TocError, read_toc
 from pgbackup.transfer import transfer
 from pgbackup.verify import Check, VerifyResult, check_integrity, compare_tables
@@ -96,6 +96,7 @@ __all__ = [
     "RestoreProgress",
     "S3Storage",
     "Storage",
+    "TableCount",
     "TableInfo",
     "Toc",
     "TocEntry",
@@ -110,6 +111,7 @@ __all__ = [
     "check_integrity",
     "compare_tables",
     "copy_stream",
+    "count_tables",
     "create_database",
     "database_comment",
     "database_exists",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +36,7 @@ from pgbackup.globals import (
 )
 from pgbackup.manifest import Manifest
 from pgbackup.storage import Storage
-from pgbackup.tablestats import table_stats
+from pgbackup.tablestats import TableCount, count_tables, table_stats
 from pgbackup.toc import Toc, TocError, read_toc
 
 RestoreMode = Literal["overwrite", "new-database"]
@@ -73,6 +73,7 @@ class TableRows:
     schema: str
     name: str
     rows: int | None
+    partition_of: str | None = None  # a partition: its root's schema.name (TableInfo's)
 
     @property
     def qualified_name(self) -> str:
@@ -108,6 +109,12 @@ class TableChange:
     rows_before: int | None
     rows_after: int | None
     delta: int | None
+    partition_of: str | None = None  # a partition: its root's schema.name
+
+
+def table_count(tables: Iterable[TableRows | TableChange]) -> TableCount:
+    """How many tables these are, partitions counted under their partitioned table."""
+    return count_tables(table.partition_of for table in tables)
 
 
 @dataclass(frozen=True)
@@ -395,8 +402,8 @@ def _rows_after(needed: list[Manifest], covers_until: datetime,
     whole = needed if until is None or until >= covers_until else needed[:-1]
     partial = set() if len(whole) == len(needed) else set(
         needed[-1].capture.table_changes if needed[-1].capture else ())
-    return [TableRows(t.schema, t.name, None if t.qualified_name in partial else t.rows)
-            for t in whole[-1].tables]
+    return [TableRows(t.schema, t.name, None if t.qualified_name in partial else t.rows,
+                      t.partition_of) for t in whole[-1].tables]
 
 
 def _chain_link(manifest: Manifest, replayed: bool) -> ChainLink:
@@ -550,7 +557,7 @@ def _database_facts(pg: psycopg.Connection) -> _DatabaseFacts:
 def _current_tables(pg: psycopg.Connection) -> list[TableRows]:
     """Every table the manifest would list, with its exact row count (same definition)."""
     return [
-        TableRows(table.schema, table.name, table.rows)
+        TableRows(table.schema, table.name, table.rows, table.partition_of)
         for table in table_stats(pg, count_rows=True, checksums=False)
     ]
 
@@ -561,7 +568,7 @@ def _open_connections(pg: psycopg.Connection) -> list[OpenConnection]:
 
 
 def _backup_summary(manifest: Manifest, toc: Toc | None) -> BackupSummary:
-    tables = [TableRows(t.schema, t.name, t.rows) for t in manifest.tables]
+    tables = [TableRows(t.schema, t.name, t.rows, t.partition_of) for t in manifest.tables]
     schemas = toc.schemas() if toc else sorted({t.schema for t in manifest.tables})
     return BackupSummary(
         id=manifest.backup_id, type=manifest.type, created=manifest.created,
@@ -576,20 +583,21 @@ def _changes(backup: BackupSummary, target: TargetSummary) -> Changes:
     # A schema-only backup restores every table empty.
     after = {t.qualified_name: 0 if backup.type == "schema-only" else t.rows
              for t in backup.tables}
+    roots = {t.qualified_name: t.partition_of for t in [*target.tables, *backup.tables]}
+
+    def change(name: str, rows_before: int | None, rows_after: int | None) -> TableChange:
+        delta = None if rows_before is None or rows_after is None else rows_after - rows_before
+        return TableChange(name, rows_before, rows_after, delta, roots[name])
+
     return Changes(
         schemas_dropped=sorted(set(target.schemas) - set(backup.schemas)),
         schemas_created=sorted(set(backup.schemas) - set(target.schemas)),
-        dropped=[_change(name, before[name], 0) for name in sorted(before.keys() - after)],
-        created=[_change(name, 0, after[name]) for name in sorted(after.keys() - before)],
+        dropped=[change(name, before[name], 0) for name in sorted(before.keys() - after)],
+        created=[change(name, 0, after[name]) for name in sorted(after.keys() - before)],
         replaced=[
-            _change(name, before[name], after[name]) for name in sorted(before.keys() & after)
+            change(name, before[name], after[name]) for name in sorted(before.keys() & after)
         ],
     )
-
-
-def _change(table: str, rows_before: int | None, rows_after: int | None) -> TableChange:
-    delta = None if rows_before is None or rows_after is None else rows_after - rows_before
-    return TableChange(table, rows_before, rows_after, delta)
 
 
 def _warn_about_changes(
@@ -608,14 +616,14 @@ def _warn_about_changes(
     if changes.dropped:
         listed = ", ".join(f"{c.table} ({c.rows_before} rows)" for c in changes.dropped)
         findings.warnings.append(
-            f"{len(changes.dropped)} table(s) exist only in {dbname} and will be dropped with "
-            f"their rows: {listed}."
+            f"{dbname} has {table_count(changes.dropped)} that the backup does not; they "
+            f"will be dropped with their rows: {listed}."
         )
     shrinking = [c for c in changes.replaced if c.delta is not None and c.delta < 0]
     if shrinking:
         listed = ", ".join(f"{c.table} ({c.rows_before} → {c.rows_after})" for c in shrinking)
         findings.warnings.append(
-            f"{len(shrinking)} table(s) will have fewer rows than now; the rows added since "
+            f"{table_count(shrinking)} will have fewer rows than now; the rows added since "
             f"the backup will be lost: {listed}."
         )
 

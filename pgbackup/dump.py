@@ -6,13 +6,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from pgbackup.connection import ConnectionInfo
 from pgbackup.encryption import parse_recipients
 from pgbackup.errors import BackupError
 from pgbackup.globals import capture_globals
-from pgbackup.ids import is_backup_id
+from pgbackup.ids import backup_id_time, is_backup_id
 from pgbackup.manifest import BackupKind, Capture, Manifest
 from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
 from pgbackup.slot_snapshot import slot_snapshot
@@ -136,7 +135,8 @@ def run_dump_to(
     if kind not in DUMP_KINDS:
         raise ValueError(f"unknown backup type {kind!r}: expected one of {DUMP_KINDS}")
     writes = [TargetWrite.of(target, backup_id, compress, kind) for target in targets]
-    started, created = time.monotonic(), datetime.now(UTC)
+    # The id's time: when the backup was asked for, as the catalog has it too.
+    started, created = time.monotonic(), backup_id_time(backup_id)
     dump_version = pg_dump_version(pg_dump)
     full = kind == "full"
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -23,7 +23,7 @@ from psycopg import sql
 from pgbackup.connection import ConnectionInfo
 from pgbackup.decoding import Commit, Event, parse_rows
 from pgbackup.errors import BackupError
-from pgbackup.ids import is_backup_id
+from pgbackup.ids import backup_id_time, is_backup_id
 from pgbackup.manifest import Capture, Manifest, TableInfo
 from pgbackup.pgdump import pg_dump_version
 from pgbackup.replay_sql import (
@@ -106,7 +106,8 @@ def run_incremental_to(
         raise ChainBroken(f"backup {parent.backup_id} did not start or continue a chain")
     _require_slot(conn, parent.capture.slot)
     writes = [TargetWrite.of(target, backup_id, compress, "incremental") for target in targets]
-    started, created = time.monotonic(), datetime.now(UTC)
+    # The id's time: when the backup was asked for, as the catalog has it too.
+    started, created = time.monotonic(), backup_id_time(backup_id)
     try:
         covers_until = server_time(conn)
         with exported_slot(conn, next_slot) as slot, \

@@ -7,9 +7,9 @@ The file checks itself: ``manifest_sha256`` is the SHA-256 of the canonical seri
 of all the other fields, and the file must be exactly the canonical serialization of its
 content, so any changed byte is detected when it is read.
 
-Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``) are left
-out of the file when unset, so manifests written before them keep their canonical form and
-self-checksum.
+Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``, and a
+table's ``partition_of``) are left out of the file when unset, so manifests written before
+them keep their canonical form and self-checksum.
 
 The self-checksum catches damage, not a forger (anyone can recompute it). ``signature``
 authenticates: ``hmac-sha256:<key id>:<hex>``, an HMAC-SHA256 under a key the caller holds
@@ -63,13 +63,17 @@ class TableInfo:
     """One dumped table, as seen in the dump's snapshot (see pgbackup.tablestats).
 
     ``rows`` is the exact count and ``checksum`` the content checksum; both are None for
-    schema-only backups, and ``checksum`` is None when checksums were off.
+    schema-only backups, and ``checksum`` is None when checksums were off. A partition
+    names the partitioned table at the root of its tree in ``partition_of``
+    (``schema.name``; the partitioned table itself holds no rows and is not listed); None
+    for other tables, and in manifests written before partitions were told apart.
     """
 
     schema: str
     name: str
     rows: int | None
     checksum: str | None = None
+    partition_of: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -219,6 +223,9 @@ class Manifest(BaseModel):
 
     def _fields(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
+        for table in data["tables"]:
+            if table["partition_of"] is None:
+                del table["partition_of"]
         return {k: v for k, v in data.items() if v is not None or k not in _OMITTED_WHEN_UNSET}
 
     def signed(self, key: bytes) -> Manifest:

@@ -12,6 +12,8 @@ fixed by :func:`stats_session_setup` before anything is computed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -19,11 +21,14 @@ from psycopg import sql
 
 from pgbackup.manifest import TableInfo
 
-# Ordinary tables and partitions in user schemas; tables owned by an extension are the
-# extension's business (pg_dump skips their definitions too).
+# Ordinary tables and partitions in user schemas, each partition with the partitioned table
+# at the root of its tree; tables owned by an extension are the extension's business
+# (pg_dump skips their definitions too). A partitioned table holds no rows itself.
 TABLES_SQL = """
-SELECT n.nspname, c.relname
+SELECT n.nspname, c.relname, rn.nspname || '.' || r.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
 WHERE c.relkind = 'r'
   AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
   AND NOT EXISTS (
@@ -76,22 +81,48 @@ def table_stats(pg: psycopg.Connection, count_rows: bool, checksums: bool,
     """
     stats_session_setup(pg)
     return [
-        _describe(pg, schema, name, count_rows, checksums)
-        for schema, name in pg.execute(TABLES_SQL).fetchall()
+        _describe(pg, schema, name, count_rows, checksums, root)
+        for schema, name, root in pg.execute(TABLES_SQL).fetchall()
         if only is None or f"{schema}.{name}" in only
     ]
 
 
+@dataclass(frozen=True)
+class TableCount:
+    """Tables as a person counts them: a partitioned table is one table, its partitions are
+    counted apart. ``str()``: '13 tables (25 partitions)', '1 table'."""
+
+    tables: int
+    partitions: int
+
+    def __str__(self) -> str:
+        text = _plural(self.tables, "table")
+        return f"{text} ({_plural(self.partitions, 'partition')})" if self.partitions else text
+
+
+def count_tables(partition_of: Iterable[str | None]) -> TableCount:
+    """The count of listed tables given each one's ``partition_of``: its partitions make
+    their root one table (the root itself is not listed)."""
+    roots = list(partition_of)
+    partitions = [root for root in roots if root is not None]
+    return TableCount(len(roots) - len(partitions) + len(set(partitions)), len(partitions))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _describe(
-    pg: psycopg.Connection, schema: str, name: str, count_rows: bool, checksums: bool
+    pg: psycopg.Connection, schema: str, name: str, count_rows: bool, checksums: bool,
+    partition_of: str | None,
 ) -> TableInfo:
     if checksums:
         rows, checksum = _one_row(pg, _COUNT_AND_CHECKSUM_SQL, schema, name)
-        return TableInfo(schema, name, rows, checksum)
+        return TableInfo(schema, name, rows, checksum, partition_of)
     if count_rows:
         (rows,) = _one_row(pg, _COUNT_SQL, schema, name)
-        return TableInfo(schema, name, rows)
-    return TableInfo(schema, name, None)
+        return TableInfo(schema, name, rows, partition_of=partition_of)
+    return TableInfo(schema, name, None, partition_of=partition_of)
 
 
 def _one_row(pg: psycopg.Connection, query: str, schema: str, name: str) -> tuple[Any, ...]:

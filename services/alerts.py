@@ -119,10 +119,11 @@ def _failing_destinations() -> Iterator[Problem]:
 
 def _health_problems(now: datetime) -> list[Problem]:
     """Disk space, workers, the scheduler and change capture (replication slots keeping
-    too much WAL, capture that cannot run), as the health checks see them."""
+    too much WAL, capture that cannot run), as the health checks see them; a first run's
+    ``setup`` is no problem."""
     return [Problem(f"health:{check.name}", check.status, check.reason)
             for check in health.run_checks(now)
-            if check.name in HEALTH_CHECKS and check.status != "ok"]
+            if check.name in HEALTH_CHECKS and check.status in SEVERITIES]
 
 
 def _recent(model: Any, condition: Any, when: Any, now: datetime) -> list[Any]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pgbackup import count_tables
+
 SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
 
 
@@ -39,3 +44,9 @@ def days_left(days: float) -> str:
     if days > 365:
         return "more than a year"
     return f"about {days:.1f} days" if days < 10 else f"about {round(days)} days"
+
+
+def tables(listed: Iterable[Mapping[str, Any]]) -> str:
+    """Tables as the API lists them (``partitionOf`` set on a partition), counted as a
+    person counts them: '13 tables (25 partitions)' (pgbackup.TableCount)."""
+    return str(count_tables(table.get("partitionOf") for table in listed))

@@ -1,12 +1,18 @@
-"""System health: each check says ok, warning or critical, and why in one sentence.
+"""System health: each check says ok, setup, warning or critical, and why in one sentence.
 
 ``GET /api/system/health`` runs every check on each call, so they are quick and use short
 timeouts. A check that raises is reported as critical with the error, never as a 500.
-Every reason that is not ok ends with a troubleshooting hint.
+Every reason that is not ok ends with a troubleshooting hint naming the fix: a command, a
+setting or a dashboard action.
+
+``setup`` is a new install's first run, not a failure: no full backup has ever been taken
+(and none is late). The backup-age check reports it with the first steps still to take;
+it is better than a warning, so any real problem outranks it, and alerts never fire for it.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import re
 import shutil
@@ -39,11 +45,11 @@ from services.extensions import db
 from services.formatting import days_left as describe_days_left
 from services.formatting import filesize
 from services.json_shapes import iso
-from services.models import BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
+from services.models import ACTIVE_STATUSES, BACKUP_TYPES, UNRESTORABLE, Backup, Restore, Schedule
 from services.schedules import as_utc, timing
 
 log = logging.getLogger(__name__)
-STATUSES = ("ok", "warning", "critical")  # best to worst
+STATUSES = ("ok", "setup", "warning", "critical")  # best to worst
 CONNECT_TIMEOUT = 5  # seconds, for PostgreSQL
 REDIS_TIMEOUT = 2  # seconds, to connect and per command
 CLIENT_TOOLS = {"pg_dump": "pgDump", "pg_restore": "pgRestore"}  # tool: key in data
@@ -54,11 +60,21 @@ UNSCHEDULED_MAX_AGE = timedelta(hours=24)  # the dashboard's rule when nothing i
 WARNING_FACTOR, CRITICAL_FACTOR = 1.5, 3  # times a schedule's interval
 RUNS_SAMPLED = 8  # consecutive runs whose longest gap is a schedule's interval
 SCHEDULER_PREFIX = Scheduler.redis_scheduler_namespace_prefix
-WORKER_HINT = ("start one: rq worker --url \"$REDIS_URL\" --worker-class "
-               "jobs.worker.BackupWorker --with-scheduler notifications restores backups "
-               "verifications")
-DIRECTORY_HINT = ("create the directory and give it to the user that runs the app and the "
-                  "workers (mode 0700), or point BACKUP_DIR elsewhere")
+# As the Procfile's worker line runs it (tests/unit/test_health_hints.py keeps them equal).
+WORKER_COMMAND = ("rq worker --url \"$REDIS_URL\" --worker-class jobs.worker.BackupWorker "
+                  "--with-scheduler notifications restores backups verifications")
+WORKER_HINT = f"start one: {WORKER_COMMAND}"
+SCHEDULER_HINT = "start one: flask --app app scheduler"
+NEW_BACKUP = ("Backups → New backup in the dashboard, or "
+              "flask --app app backup create --type full --wait")
+NEW_SCHEDULE = "Schedules → New schedule → Nightly full in the dashboard"
+LATE_FIX = ("a schedule runs only while a scheduler and a worker on the backups queue run: see "
+            "the scheduler and workers checks and the schedule's last status in Schedules; "
+            f"take one now: {NEW_BACKUP}")
+NO_GOOD_FULL_FIX = (f"take one now: {NEW_BACKUP}; if it fails, its error is on the backup "
+                    "(and in the failed-jobs check): fix what it names")
+MISSING_FIX = ("put a missing backup's files back into BACKUP_DIR and verify it (Backups → "
+               "Verify), or delete it")
 
 Outcome = tuple[str, str, dict[str, Any]]  # status, reason, data
 
@@ -145,7 +161,8 @@ def check_database(probe: Probe) -> Outcome:
         return "critical", _hint(
             f"cannot connect to the protected database {probe.target.redacted()}: "
             f"{server.error}", "check that PostgreSQL runs and that DATABASE_URL's host, "
-            "port, user and password are right (and pg_hba.conf lets this host in)"), {
+            "port, user and password are right: psql \"$DATABASE_URL\" -c 'SELECT 1' must "
+            "answer from this host (pg_hba.conf must let it in)"), {
             "database": name}
     return "ok", f"connected to {name} on PostgreSQL {server.version}", {
         "database": name, "serverVersion": server.version}
@@ -155,8 +172,7 @@ def check_client_tools(probe: Probe) -> Outcome:
     """pg_dump and pg_restore are on PATH and not older than the server."""
     paths = {tool: shutil.which(tool) for tool in CLIENT_TOOLS}
     missing = [tool for tool, path in paths.items() if path is None]
-    install = ("install the PostgreSQL client tools of the server's major version or newer "
-               "(postgresql-client) and put them first on PATH")
+    install = _install_hint(probe.server.major)
     if missing:
         return "critical", _hint(f"{' and '.join(missing)} not found on PATH: backups and "
                                  "restores cannot run", install), {"missing": missing}
@@ -185,6 +201,7 @@ def check_redis(probe: Probe) -> Outcome:
     """Redis, which holds the queues and the scheduler, answers a ping."""
     if probe.redis_error:
         return "critical", _hint(f"{probe.redis_error}. No backup, restore or schedule can run",
+                                 "start Redis (systemctl start redis-server) or fix REDIS_URL: "
                                  "redis-cli -u \"$REDIS_URL\" ping must answer PONG"), {}
     return "ok", "Redis answers", {}
 
@@ -226,7 +243,7 @@ def check_scheduler(probe: Probe) -> Outcome:
     if not names:
         return "critical", _hint("no scheduler is running: schedules and the daily "
                                  "retention clean-up will not fire",
-                                 "start one: flask --app app scheduler"), {"schedulers": []}
+                                 SCHEDULER_HINT), {"schedulers": []}
     return "ok", f"{_plural(len(names), 'scheduler')} running", {"schedulers": names}
 
 
@@ -234,7 +251,8 @@ def check_disk(probe: Probe) -> Outcome:
     """Free space where backups go, and how many days it lasts at the current growth."""
     if probe.backup_dir_problem:
         return "critical", _hint(f"{probe.backup_dir_problem} (directory permissions)",
-                                 DIRECTORY_HINT), {"path": str(probe.backup_dir)}
+                                 _directory_hint(probe.backup_dir)), {
+            "path": str(probe.backup_dir)}
     config = current_app.config
     warning_at = config.get("DISK_WARNING_PERCENT", 80)
     critical_at = config.get("DISK_CRITICAL_PERCENT", 90)
@@ -263,8 +281,10 @@ def check_disk(probe: Probe) -> Outcome:
             status = worst([status, "warning"])
     reason = f"{probe.backup_dir}: {', '.join(findings)}"
     if status != "ok":
-        reason = _hint(reason, "delete old backups, shorten the schedules' retention or "
-                       "give BACKUP_DIR more space")
+        reason = _hint(reason, "delete old backups (Backups → Delete, or flask --app app "
+                       "backup delete ID), keep them fewer days (Schedules → Edit → Keep for) "
+                       "or give BACKUP_DIR more space; the thresholds are DISK_WARNING_PERCENT, "
+                       "DISK_CRITICAL_PERCENT and DISK_WARNING_DAYS")
     return status, reason, data
 
 
@@ -277,21 +297,21 @@ def check_destinations(probe: Probe) -> Outcome:
 
 
 def check_backup_age(probe: Probe) -> Outcome:
-    """The newest good backup of each type is as recent as its schedules promise."""
+    """The newest good backup of each type is as recent as its schedules promise; before
+    the first full backup, the first steps (``setup``)."""
     scheduled: dict[str, list[Schedule]] = {}
     for schedule in db.session.scalars(select(Schedule).where(Schedule.enabled)):
         scheduled.setdefault(schedule.type, []).append(schedule)
-    results = [_age_of(kind, scheduled.get(kind, []), probe.now) for kind in BACKUP_TYPES]
-    status = worst(result[0] for result in results)
-    reason = "; ".join(result[1] for result in results)
+    ages = [_age_of(kind, scheduled.get(kind, []), probe.now) for kind in BACKUP_TYPES]
+    status = worst(age.status for age in ages)
+    reason = "; ".join(age.reason for age in ages)
+    data: dict[str, Any] = {kind: age.data for kind, age in zip(BACKUP_TYPES, ages, strict=True)}
+    if any(age.status == "setup" for age in ages):
+        data["firstSteps"] = _first_steps(bool(scheduled.get("full")))
+    fixes = list(dict.fromkeys(age.fix for age in ages if age.fix))
     if status != "ok":
-        hint = "see the scheduler, workers and failed-jobs checks and the schedules' last status"
-        if any(result[2].get("missing") for result in results):
-            hint += ("; put a missing backup's files back into BACKUP_DIR and verify it, or "
-                     "delete it")
-        reason = _hint(reason, hint)
-    return status, reason, {kind: result[2] for kind, result in zip(BACKUP_TYPES, results,
-                                                                     strict=True)}
+        reason = _hint(reason, "; ".join(fixes))
+    return status, reason, data
 
 
 def check_failed_jobs(probe: Probe) -> Outcome:
@@ -312,8 +332,10 @@ def check_failed_jobs(probe: Probe) -> Outcome:
     if not failures:
         return "ok", f"nothing failed in the last 24 h{checked}", data
     return "warning", _hint(f"failed in the last 24 h: {', '.join(failures)}{checked}",
-                            "read each one's error (GET /api/system/backup?status=failed, "
-                            "rq info --url \"$REDIS_URL\")"), data
+                            "read each one's error and fix what it names: the failed "
+                            "backup or restore in the dashboard (GET /api/system/backup?status="
+                            "failed), RQ's failed jobs with rq info --url \"$REDIS_URL\"; they "
+                            "stop counting after 24 h"), data
 
 
 def check_change_capture(probe: Probe) -> Outcome:
@@ -385,7 +407,7 @@ def worst(statuses: Iterable[str]) -> str:
 
 
 def overall(checks: Iterable[HealthCheck]) -> str:
-    """The worst status of all checks."""
+    """The worst status of all checks: ``setup`` when a first run is all there is."""
     return worst(check.status for check in checks)
 
 
@@ -408,12 +430,24 @@ def _redis_unknown(what: str) -> Outcome:
                              "see the redis check"), {}
 
 
+def _install_hint(major: int | None) -> str:
+    version = f"{major} or newer" if major else "of the server's major version or newer"
+    package = f"postgresql-client-{major}" if major else "postgresql-client"
+    return (f"install the PostgreSQL client tools {version} (Debian, Ubuntu: apt-get install "
+            f"{package}) and put their bin directory first on PATH for the app and the workers")
+
+
+def _directory_hint(path: Path) -> str:
+    return (f"create it for the user that runs the app and the workers: install -d -m 0700 "
+            f"-o {getpass.getuser()} {path} (or point BACKUP_DIR elsewhere)")
+
+
 def _local_destination(probe: Probe) -> dict[str, Any]:
     problem = probe.backup_dir_problem
     return {
         "name": "local", "location": str(probe.backup_dir),
         "status": "critical" if problem else "ok",
-        "reason": _hint(problem, DIRECTORY_HINT) if problem
+        "reason": _hint(problem, _directory_hint(probe.backup_dir)) if problem
         else f"{probe.backup_dir} is writable",
     }
 
@@ -426,17 +460,29 @@ def _daily_growth(now: datetime) -> float:
     return total / GROWTH_WINDOW.days
 
 
-def _age_of(kind: str, schedules: list[Schedule], now: datetime) -> Outcome:
+@dataclass(frozen=True)
+class Age:
+    """The backup-age verdict for one backup type, and the fix for it (None when ok)."""
+
+    status: str
+    reason: str
+    data: dict[str, Any]
+    fix: str | None = None
+
+
+def _age_of(kind: str, schedules: list[Schedule], now: datetime) -> Age:
     """How late the newest good backup of ``kind`` is, and which newer ones lost their files
     (a warning at least)."""
     newest, lost = _newest_good(kind)
-    status, reason, data = _lateness(kind, newest, schedules, now)
-    if lost:
-        data["missing"] = [backup.id for backup in lost]
-        problems = "; ".join(artifact_presence.problem(backup) for backup in lost)
-        newer = _plural(len(lost), f"newer {kind} backup")
-        return worst([status, "warning"]), f"{reason}; {newer} missing ({problems})", data
-    return status, reason, data
+    age = _lateness(kind, newest, schedules, now)
+    if not lost:
+        return age
+    age.data["missing"] = [backup.id for backup in lost]
+    problems = "; ".join(artifact_presence.problem(backup) for backup in lost)
+    newer = _plural(len(lost), f"newer {kind} backup")
+    fix = "; ".join(filter(None, (age.fix, MISSING_FIX)))
+    return Age(worst([age.status, "warning"]), f"{age.reason}; {newer} missing ({problems})",
+               age.data, fix)
 
 
 def _newest_good(kind: str) -> tuple[Backup | None, list[Backup]]:
@@ -456,7 +502,7 @@ def _newest_good(kind: str) -> tuple[Backup | None, list[Backup]]:
 
 
 def _lateness(kind: str, newest: Backup | None, schedules: list[Schedule],
-              now: datetime) -> Outcome:
+              now: datetime) -> Age:
     """How late ``newest`` is, for the schedules of ``kind`` or without one."""
     age: timedelta | None = None
     if newest:
@@ -464,20 +510,57 @@ def _lateness(kind: str, newest: Backup | None, schedules: list[Schedule],
         age = now - as_utc(newest.finished_at)
     data: dict[str, Any] = {"backupId": newest.id if newest else None,
                             "ageSeconds": None if age is None else round(age.total_seconds())}
+    first_run = newest is None and kind == "full" and _never_finished(kind)
     if schedules:
         interval = min(_interval(schedule, now) for schedule in schedules)
         data["intervalSeconds"] = round(interval.total_seconds())
         since = age if age is not None else now - min(
             as_utc(schedule.created_at) for schedule in schedules)
-        return (*_against_interval(kind, age is not None, since, interval), data)
+        status, reason = _against_interval(kind, age is not None, since, interval)
+        if status == "ok" and first_run:
+            return Age("setup", reason, data, f"take the first backup now ({NEW_BACKUP}), "
+                       "or wait for the schedule's first run")
+        return Age(status, reason, data, None if status == "ok" else LATE_FIX)
     if age is not None:
         late = kind == "full" and age > UNSCHEDULED_MAX_AGE
-        return ("warning" if late else "ok",
-                f"the newest good {kind} backup is {_duration(age)} old"
-                + (", and no full backup is scheduled" if late else ""), data)
+        return Age("warning" if late else "ok",
+                   f"the newest good {kind} backup is {_duration(age)} old"
+                   + (", and no full backup is scheduled" if late else ""), data,
+                   f"schedule it: {NEW_SCHEDULE}; or take one now: {NEW_BACKUP}" if late
+                   else None)
+    if first_run:
+        return Age("setup", _first_backup_state(), data,
+                   f"take the first backup: {NEW_BACKUP}; then schedule it: {NEW_SCHEDULE}")
     if kind == "full":
-        return "critical", "there is no good full backup at all", data
-    return "ok", f"no {kind} backup (none scheduled)", data
+        return Age("critical", "there is no good full backup at all", data, NO_GOOD_FULL_FIX)
+    return Age("ok", f"no {kind} backup (none scheduled)", data)
+
+
+def _never_finished(kind: str) -> bool:
+    """No backup of ``kind`` has ever completed or failed: a first run (queued or running
+    ones are on their way)."""
+    return db.session.scalar(select(Backup.id).where(
+        Backup.type == kind, Backup.status.not_in(ACTIVE_STATUSES)).limit(1)) is None
+
+
+def _first_full_status() -> str | None:
+    """``queued`` or ``running`` while the first full backup is on its way, else None."""
+    return db.session.scalar(select(Backup.status).where(
+        Backup.type == "full", Backup.status.in_(ACTIVE_STATUSES)).limit(1))
+
+
+def _first_backup_state() -> str:
+    active = _first_full_status()
+    if active is None:
+        return "no full backup yet: this is a new install"
+    return f"no full backup yet: the first one is {active}"
+
+
+def _first_steps(scheduled: bool) -> dict[str, str]:
+    """The first run's two steps, each ``todo``, ``running`` or ``done``: take the first
+    full backup, schedule full backups."""
+    return {"backup": "running" if _first_full_status() else "todo",
+            "schedule": "done" if scheduled else "todo"}
 
 
 def _against_interval(kind: str, exists: bool, since: timedelta,

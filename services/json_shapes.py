@@ -1,9 +1,10 @@
 """JSON below the API layer: the one timestamp format, and a verification result as stored.
 
 :func:`iso` is the only way the app writes a time as text, for the API
-(``blueprints/serializers.py`` re-exports it), the activity exports, the schedules' JSON and
-the notifications' payloads. It lives here, not in ``blueprints``, because services and jobs
-use it too and must not import blueprints.
+(``blueprints/api/serializers.py`` re-exports it), the activity exports, the schedules' JSON
+and the notifications' payloads. It lives here, not in ``blueprints``, because services and
+jobs use it too and must not import blueprints. The one time in another form is a schedule's
+``nextRunLocal``, on purpose: its next run on its own wall clock, with the UTC offset.
 
 :func:`verification_record` is the shape of a verification result in the catalog
 (``backup.verification_result``, a JSON column), written by the verification job and the

@@ -279,3 +279,10 @@ def get_restore(restore_id: str) -> Restore:
 def list_restores(limit: int = 50) -> list[Restore]:
     return list(db.session.scalars(
         select(Restore).order_by(Restore.created_at.desc()).limit(limit)))
+
+
+def restores_of(backup_id: str, limit: int = 20) -> list[Restore]:
+    """The newest restores that read ``backup_id`` (the last backup of a chain they read)."""
+    return list(db.session.scalars(
+        select(Restore).where(Restore.backup_id == backup_id)
+        .order_by(Restore.created_at.desc()).limit(limit)))

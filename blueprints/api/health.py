@@ -12,7 +12,8 @@ from services import health
 
 @bp.get("/system/health")
 def system_health():
-    """Always 200: the body's ``status`` (ok, warning, critical) says how things are."""
+    """Always 200: the body's ``status`` (ok, setup, warning, critical) says how things are;
+    ``setup`` is a first run with no backup yet."""
     now = datetime.now(UTC)
     response = jsonify(health.to_dict(health.run_checks(now), now))
     response.headers["Cache-Control"] = "no-store"

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from flask import Blueprint
 
-from services.formatting import filesize, format_duration
+from services.formatting import filesize, format_duration, tables
 
 KIND_LABELS = {"full": "Full (schema + data)",
                "incremental": "Incremental (changes since the last backup)",
@@ -19,7 +19,7 @@ MODE_LABELS = {"overwrite": "Over the database", "new-database": "Into a new dat
 def register(bp: Blueprint) -> None:
     """Make the filters and label tables available to every template."""
     for name, function in {"filesize": filesize, "duration": format_duration, "ago": ago,
-                           "signed": signed, "thousands": thousands}.items():
+                           "signed": signed, "thousands": thousands, "tables": tables}.items():
         bp.add_app_template_filter(function, name)
     bp.add_app_template_global(LEVEL_LABELS, "LEVEL_LABELS")
     bp.add_app_template_global(MODE_LABELS, "MODE_LABELS")

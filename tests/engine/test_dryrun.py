@@ -121,9 +121,9 @@ def test_new_database_mode(pagila: str, storage: LocalStorage, pg_server: Postgr
 
     assert fresh.can_restore and fresh.errors == [] and fresh.warnings == []
     assert (fresh.target.database, fresh.target.exists, fresh.target.tables) == (name, False, [])
-    rows = {table.qualified_name: table.rows for table in manifest.tables}
+    tables = sorted(manifest.tables, key=lambda table: table.qualified_name)
     assert fresh.changes.created == [
-        TableChange(table, 0, count, count) for table, count in sorted(rows.items())
+        TableChange(t.qualified_name, 0, t.rows, t.rows, t.partition_of) for t in tables
     ]
     assert fresh.changes.dropped == fresh.changes.replaced == []
     assert fresh.connections == [] and fresh.disk.safety_backup_bytes is None

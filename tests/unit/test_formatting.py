@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.formatting import days_left, filesize
+from services.formatting import days_left, filesize, tables
 
 
 @pytest.mark.parametrize(("days", "text"), [
@@ -20,3 +20,12 @@ def test_days_left_reads_as_words(days: float, text: str) -> None:
 ])
 def test_one_size_format(size: int | None, text: str) -> None:
     assert filesize(size) == text
+
+
+def test_tables_count_partitions_under_their_table() -> None:
+    listed = [{"name": "actor", "partitionOf": None}, {"name": "old_row"},
+              *({"name": f"payment_{month}", "partitionOf": "public.payment"}
+                for month in range(1, 26))]
+    assert tables(listed) == "3 tables (25 partitions)"
+    assert tables(listed[:1]) == "1 table"
+    assert tables([]) == "0 tables"

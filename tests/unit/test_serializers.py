@@ -83,7 +83,8 @@ def test_a_dry_run_report_in_camel_case_with_iso_times() -> None:
     assert data["backup"]["created"] == "2026-03-01T02:00:00.000Z"
     assert data["backup"]["serverVersion"] == "15.4" and data["backup"]["tocEntries"] == 250
     assert data["changes"]["dropped"] == [
-        {"table": "public.gone", "rowsBefore": 2, "rowsAfter": 0, "delta": -2}]
+        {"table": "public.gone", "rowsBefore": 2, "rowsAfter": 0, "delta": -2,
+         "partitionOf": None}]
     assert data["compatibility"]["serverVersion"]["ok"] is True
     assert data["connections"][0]["backendStart"] == "2026-03-01T01:02:03.456Z"
     assert data["disk"]["backupDirFreeBytes"] == 1000
@@ -109,7 +110,8 @@ def test_a_job_has_every_key_and_iso_times() -> None:
     job = JobStatus("backup-x", "backup", "running", "started", "backup-x", None, None,
                     {"phase": "dump"}, NAIVE.replace(tzinfo=UTC), NAIVE, None)
     assert job_json(job) == {
-        "jobId": "backup-x", "kind": "backup", "status": "running", "rqStatus": "started",
+        "jobId": "backup-x", "kind": "backup", "description": None, "queue": None,
+        "worker": None, "status": "running", "rqStatus": "started",
         "backupId": "backup-x", "restoreId": None, "error": None, "progress": {"phase": "dump"},
         "enqueuedAt": "2026-11-26T13:53:43.388Z", "startedAt": "2026-11-26T13:53:43.388Z",
         "endedAt": None}
