@@ -17,10 +17,12 @@ ROLES = (ADMIN, OPERATOR, VIEWER)
 _RANK = {VIEWER: 0, OPERATOR: 1, ADMIN: 2}
 
 _VIEWER_ENDPOINTS = (
-    "auth.logout", "api.list_backups", "api.show_backup", "api.job_status", "api.openapi",
+    "auth.logout", "api.list_backups", "api.show_backup", "api.job_status", "api.list_jobs",
+    "api.openapi",
     "api.list_restores", "api.show_restore", "api.system_health", "metrics.scrape",
     "api.list_schedules", "api.show_schedule", "api.retention_preview", "api.list_alerts",
-    "dashboard.root", "dashboard.index", "dashboard.backups", "dashboard.progress",
+    "dashboard.root", "dashboard.index", "dashboard.backups", "dashboard.backup_detail",
+    "dashboard.progress", "dashboard.restore_state",
     "dashboard.verification", "dashboard.restores_list", "dashboard.restore_progress",
     "dashboard.restore_panel_closed", "dashboard.schedules.schedule_list",
     "dashboard.schedules.card", "dashboard.schedules.last_run",
@@ -28,7 +30,8 @@ _VIEWER_ENDPOINTS = (
     "dashboard.monitoring.charts_panel", "dashboard.account.page",
     "dashboard.account.change_password", "dashboard.account.totp_setup",
     "dashboard.account.totp_confirm", "dashboard.account.totp_disable",
-    "dashboard.chains.panel",
+    "dashboard.chains.panel", "dashboard.status", "dashboard.section.schedules",
+    "dashboard.section.restores", "dashboard.section.health",
 )
 _OPERATOR_ENDPOINTS = (
     "api.create_backup", "api.verify_backup", "api.restore_backup",

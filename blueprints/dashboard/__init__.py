@@ -1,4 +1,4 @@
-"""The HTMX dashboard at /system/backup: one page (``page``), one module per panel.
+"""The HTMX dashboard at /system/backup: one page (``page``) in sections, one module per panel.
 
 Full pages for the browser, HTML fragments for htmx. Errors from the services go through
 the app's error handlers, which render ``error.html`` as a bare alert for htmx requests;
@@ -19,5 +19,6 @@ for panel in (schedules, monitoring, users, account, destinations):
 from blueprints.dashboard import backups, chains, page, restores  # noqa: E402
 
 bp.register_blueprint(chains.bp)
+bp.register_blueprint(page.sections)
 
 __all__ = ["backups", "bp", "chains", "page", "restores"]

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
-from pydantic import ValidationError
+from flask import Blueprint, current_app, render_template, request, url_for
+from pydantic import Field, ValidationError
 from werkzeug.datastructures import MultiDict
 
 from blueprints.api.notifications import CHANNEL_REQUEST
-from blueprints.auth import can
+from blueprints.api.schemas import ActivityFilter
 from blueprints.errors import describe_validation_error
 from services import activity, alerts, charts, health, notifications
 from services.errors import CatalogError
@@ -33,14 +33,16 @@ from services.models import BACKUP_TYPES, Alert, Delivery, NotificationChannel
 
 bp = Blueprint("monitoring", __name__, url_prefix="/system/backup/monitoring")
 
-ACTIVITY_LIMIT = 50
+ACTIVITY_PAGE = 20  # events shown at first, and added by each "Show more"
 CHART_POINTS = 100  # the newest completed backups drawn
 DELIVERIES_SHOWN = 20
 CHANNELS_EVENT = "channels-changed"
 DELIVERIES_EVENT = "deliveries-changed"
-STATUS_ORDER = {"critical": 0, "warning": 1, "ok": 2}
-OVERALL_LABELS = {"ok": "All systems OK", "warning": "Needs attention",
-                  "critical": "Critical problem"}
+STATUS_ORDER = {"critical": 0, "warning": 1, "setup": 2, "ok": 3}  # services.health.STATUSES
+OVERALL_LABELS = {"ok": "All systems OK", "setup": "Getting started",
+                  "warning": "Needs attention", "critical": "Critical problem"}
+# Where the first steps lead: the new-backup form, and the Schedules section.
+NEW_BACKUP_ANCHOR = "new-backup"
 CHECK_LABELS = {
     "database": "Protected database", "client-tools": "Client tools", "redis": "Redis",
     "workers": "Workers", "scheduler": "Scheduler", "disk": "Disk space",
@@ -57,7 +59,7 @@ ACTION_LABELS = {
     "schedule.delete": "Schedule deleted", "schedule.run": "Schedule fired",
     "channel.create": "Channel added", "channel.update": "Channel changed",
     "channel.delete": "Channel deleted", "channel.test": "Channel tested",
-    "token.use": "Token call", "token.refused": "Token refused",
+    "token.use": "Token call", "token.refused": "Token refused",  # token.use: older logs
     "token.create": "Token created", "token.revoke": "Token revoked",
     "user.create": "User created", "user.role": "Role changed",
     "user.password": "Password changed", "user.unlock": "User unlocked",
@@ -68,6 +70,12 @@ ACTION_LABELS = {
     "backup.import": "Backup found by rescan", "destination.create": "Destination added",
     "destination.update": "Destination changed", "destination.delete": "Destination deleted",
     "destinations.rescan.start": "Rescan requested", "destinations.rescan": "Rescan done",
+    "destination.test": "Destination tested",
+}
+ACTIVITY_KINDS = {  # activity.KINDS, as the activity panel's filter names them
+    "backup": "Backups", "restore": "Restores", "schedule": "Schedules",
+    "destination": "Destinations", "channel": "Notification channels",
+    "user": "Users and logins", "token": "API tokens", "activity": "Log exports",
 }
 KIND_LABELS = {"webhook": "Webhook", "slack": "Slack", "email": "Email (SMTP)"}
 EMAIL_SECURITY = {"starttls": "STARTTLS (usually port 587)", "ssl": "TLS (usually port 465)",
@@ -105,9 +113,28 @@ class HealthView:
 
     @property
     def problems(self) -> list[health.HealthCheck]:
-        """The checks that are not ok, worst first."""
-        bad = [check for check in self.checks if check.status != "ok"]
+        """The checks that are warning or critical, worst first (a first run is none)."""
+        bad = [check for check in self.checks if check.status not in ("ok", "setup")]
         return sorted(bad, key=lambda check: STATUS_ORDER.get(check.status, 0))
+
+    @property
+    def first_steps(self) -> dict[str, str] | None:
+        """A first run's steps ({"backup": "todo", "schedule": "done"}), else None."""
+        for check in self.checks:
+            if check.status == "setup" and "firstSteps" in check.data:
+                return check.data["firstSteps"]
+        return None
+
+    @property
+    def links(self) -> dict[str, str]:
+        """Where the first steps' buttons go."""
+        return first_step_links()
+
+
+def first_step_links() -> dict[str, str]:
+    """The new-backup form and the Schedules section."""
+    return {"backup": f"{url_for('dashboard.index')}#{NEW_BACKUP_ANCHOR}",
+            "schedule": url_for("dashboard.section.schedules")}
 
 
 @bp.app_template_filter("check_label")
@@ -140,15 +167,39 @@ def _health_view() -> HealthView:
 # Activity log
 
 
-def activity_context() -> dict[str, Any]:
-    return {"events": activity.recent(ACTIVITY_LIMIT), "limit": ACTIVITY_LIMIT,
-            "labels": ACTION_LABELS}
+class ActivityPanelQuery(ActivityFilter):
+    """The API's filters, and how many of the newest matching events the panel shows."""
+
+    limit: int = Field(default=ACTIVITY_PAGE, ge=1, le=1000)
+
+
+def activity_context(query: ActivityPanelQuery | None = None,
+                     error: str | None = None) -> dict[str, Any]:
+    """The panel's events matching ``query`` (none: every event); with ``error``, why the
+    filters asked for were refused, and no events."""
+    query = query or ActivityPanelQuery()
+    events = [] if error else activity.recent(query.limit + 1, query.filters())
+    more = len(events) > query.limit and query.limit + ACTIVITY_PAGE <= 1000
+    return {"events": events[:query.limit], "limit": query.limit,
+            "more": query.limit + ACTIVITY_PAGE if more else None,
+            "labels": ACTION_LABELS, "kinds": ACTIVITY_KINDS,
+            "outcomes": activity.OUTCOMES, "actors": activity.recent_actors(),
+            "chosen": query.model_dump(mode="json", exclude_none=True, exclude={"limit"}),
+            "error": error}
 
 
 @bp.get("/activity")
-def activity_log() -> str:
+def activity_log() -> str | tuple[str, int, dict[str, str]]:
+    """The panel, filtered as the API's list is (an empty field of its form: any)."""
+    chosen = {key: value.strip() for key, value in request.args.items() if value.strip()}
+    try:
+        query = ActivityPanelQuery.model_validate(chosen)
+    except ValidationError as exc:
+        html = render_template("partials/monitoring/activity.html", monitoring_activity=
+                               activity_context(error=describe_validation_error(exc)))
+        return html, 400, {"HX-Retarget": "#activity", "HX-Reswap": "outerHTML"}
     return render_template("partials/monitoring/activity.html",
-                           monitoring_activity=activity_context())
+                           monitoring_activity=activity_context(query))
 
 
 # Charts
@@ -355,17 +406,3 @@ def _form_error(values: dict[str, Any], message: str,
     html = render_template("partials/monitoring/channel_form.html", channel_form=values,
                            error=message)
     return html, status, {"HX-Retarget": "#channel-form", "HX-Reswap": "outerHTML"}
-
-
-# The dashboard page
-
-
-def page_context() -> dict[str, Any]:
-    """The data of this module's panels that dashboard.html includes, those the user may
-    see (the page's ``can()`` conditions): for the page's view to pass with its own."""
-    context = {"monitoring_charts": charts_context()}
-    if can("dashboard.monitoring.activity_log"):
-        context["monitoring_activity"] = activity_context()
-    if can("dashboard.monitoring.channels_panel"):
-        context["monitoring_channels"] = channels_context()
-    return context

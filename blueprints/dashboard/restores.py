@@ -46,7 +46,8 @@ def render_panel(backup: Backup, analysis: dict[str, Any], new_database: str | N
 
 @bp.get("/system/backup/restore-panel/closed")
 def restore_panel_closed() -> str:
-    """Nothing: the Close button swaps the panel's content for this."""
+    """Nothing: a panel's Close button (the restore panel's, a backup's detail's) swaps
+    the panel's content for this."""
     return ""
 
 
@@ -73,8 +74,8 @@ def restore(backup_id: str) -> str | tuple[str, int, dict[str, str]]:
             raise CatalogError(f"unknown restore mode {mode!r}")
     except CatalogError as exc:
         return inline_error(exc, mode if mode in ("overwrite", "rehearsal") else "new-database")
-    return render_template("partials/restores/started.html", started=started,
-                           **page_context())
+    html = render_template("partials/restores/started.html", restore=started, clear_alerts=True)
+    return html, 200, {"HX-Trigger": RESTORES_EVENT}
 
 
 def parse_moment(text: str) -> datetime | None:
@@ -119,13 +120,23 @@ def restores_list() -> str:
 def restore_progress(restore_id: str) -> tuple[str, int, dict[str, str]] | str:
     """Like a backup's progress: polls while the restore runs, then triggers a reload of
     the restores panel (and of the backups, which may hold a new safety backup)."""
+    return _polled("partials/restores/progress.html", restore_id)
+
+
+@bp.get("/system/backup/restores/<restore_id:restore_id>/state")
+def restore_state(restore_id: str) -> tuple[str, int, dict[str, str]] | str:
+    """The restore panel after a restore started: polls while the restore runs and ends
+    in its final state, completed or failed, with the same triggers as the progress."""
+    return _polled("partials/restores/started.html", restore_id)
+
+
+def _polled(template: str, restore_id: str) -> tuple[str, int, dict[str, str]] | str:
     row = restores.get_restore(restore_id)
     if not row.is_active:
-        html = render_template("partials/restores/progress.html", restore=row)
+        html = render_template(template, restore=row)
         return html, 200, {"HX-Trigger": f"{RESTORES_EVENT}, {REFRESH_EVENT}"}
     job, problem = job_or_problem(row.job_id or row.id)
-    return render_template("partials/restores/progress.html", restore=row, job=job,
-                           problem=problem)
+    return render_template(template, restore=row, job=job, problem=problem)
 
 
 def page_context() -> dict[str, Any]:

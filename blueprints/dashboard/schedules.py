@@ -92,14 +92,17 @@ def card(schedule_id: int) -> str:
 
 
 @bp.get("/<id:schedule_id>/last-run")
-def last_run(schedule_id: int) -> str:
+def last_run(schedule_id: int) -> str | tuple[str, int, dict[str, str]]:
     """The card's last-run block; polls itself while the schedule's backup is active.
-    Nothing (which ends the polling) once the schedule was deleted elsewhere."""
+    Nothing (which ends the polling) once the schedule was deleted elsewhere. The block
+    that ends the polling also makes the retention preview (and any panel showing
+    backups) reload: the Schedules section has no backup progress to say so."""
     schedule = schedules.find_schedule(schedule_id)
     if schedule is None:
         return ""
     [view] = _views([schedule])
-    return render_template("partials/schedules/last_run.html", view=view)
+    html = render_template("partials/schedules/last_run.html", view=view)
+    return html if view["busy"] else (html, 200, {"HX-Trigger": BACKUPS_EVENT})
 
 
 # Create, edit, enable, delete, run now

@@ -166,6 +166,11 @@ def _users_panel(notice: str) -> Fragment:
     return html, 200, {}
 
 
+def page_context() -> dict[str, Any]:
+    """The users and tokens panels, for the page's Settings section."""
+    return {**_users_context(), **_tokens_context()}
+
+
 def _users_context() -> dict[str, Any]:
     me = _acting()
     views = [UserView(user, accounts.is_locked(user), user.username == me)

@@ -34,6 +34,34 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
+# Chromium's network log, not the page's: every answer with a 4xx or 5xx status is logged
+# to the console with this text, whatever the page does with it (htmx logs none of them).
+FAILED_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of "
+                         r"(\d{3})")
+
+
+def watch_console(page: Page, console_errors: list[str], refused: list[int]) -> None:
+    """Collect the page's console errors and uncaught exceptions in ``console_errors``;
+    the statuses of Chromium's failed-load lines in ``refused``, for a test to assert."""
+    def on_console(message) -> None:
+        if message.type != "error":
+            return
+        failed = FAILED_LOAD.match(message.text)
+        if failed:
+            refused.append(int(failed.group(1)))
+        else:
+            console_errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+
+
+def open_section(page: Page, name: str) -> None:
+    """Click ``name`` in the dashboard's navigation; wait until it is the current section."""
+    page.locator("#section-nav").get_by_role("link", name=name, exact=True).click()
+    expect(page.locator("#section-nav [aria-current=page]")).to_have_text(name)
+
+
 def log_in(page: Page) -> None:
     page.goto("/system/backup")
     expect(page).to_have_url(re.compile(r"/login\?next="))

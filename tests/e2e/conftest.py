@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from werkzeug.serving import make_server
 
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, watch_console
 
 
 @pytest.fixture
@@ -41,11 +41,21 @@ def console_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
-    """A fresh browser context; console errors and uncaught exceptions are collected."""
+def refused() -> list[int]:
+    """The 4xx/5xx statuses Chromium logged as failed loads (browser.watch_console)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str, console_errors: list[str],
+         refused: list[int]) -> Iterator[Page]:
+    """A fresh browser context; console errors and uncaught exceptions are collected, and
+    every test ends with none of them and no 500 (an unhandled error), whatever else it
+    asserts; a deliberate 503 (the queue is down) is a test's own business."""
     context = browser.new_context(base_url=base_url, viewport=LAPTOP)
     page = context.new_page()
-    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: console_errors.append(str(exc)))
+    watch_console(page, console_errors, refused)
     yield page
     context.close()
+    assert console_errors == [], f"console errors: {console_errors}"
+    assert 500 not in refused, f"an internal server error was answered: {refused}"

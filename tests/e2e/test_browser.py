@@ -34,13 +34,13 @@ def figure(page: Page, label: str):
 def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[str],
                                                run_worker) -> None:
     log_in(page)
-    expect(figure(page, "Newest completed")).to_contain_text("no completed backup yet")
-    expect(figure(page, "Newest completed")).to_have_class(re.compile("figure-warn"))
+    expect(figure(page, "Newest completed")).to_contain_text("create your first backup above")
+    expect(figure(page, "Newest completed")).not_to_have_class(re.compile("figure-warn"))
     mark_document(page)
 
     page.get_by_label("Full (schema + data)").check()
     page.get_by_role("button", name="Create backup").click()
-    card = page.locator("#backups .card")
+    card = page.locator("#backups .backup-row")
     expect(card).to_have_count(1)
     expect(card.locator(".badge")).to_have_text("queued")
     expect(card.locator(".progress progress")).to_be_visible()
@@ -51,9 +51,8 @@ def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[
     run_worker()
 
     expect(card.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
-    expect(card.locator(".filename")).to_have_text(re.compile(r"^backup-.+\.dump\.zst$"))
-    expect(card.locator(".meta")).to_contain_text(re.compile(r"\d+\.\d (KiB|MiB)"))
-    expect(card.get_by_role("link", name="Download")).to_be_visible()
+    expect(card.locator(".filename")).to_have_attribute("title", re.compile(r"\.dump\.zst$"))
+    expect(card.locator(".backup-size")).to_have_text(re.compile(r"\d+\.\d (KiB|MiB)"))
     expect(card.locator(".progress")).to_have_count(0, timeout=WAIT_MS)
     expect(figure(page, "Newest completed")).to_contain_text("just now")
     expect(figure(page, "Newest completed")).not_to_have_class(re.compile("figure-warn"))
@@ -67,7 +66,7 @@ def test_create_a_backup_and_watch_it_complete(page: Page, console_errors: list[
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="Delete").click()
     expect(page.locator("#backups .empty")).to_contain_text("No backups yet")
-    expect(figure(page, "Newest completed")).to_have_class(re.compile("figure-warn"))
+    expect(figure(page, "Newest completed")).to_contain_text("create your first backup above")
     assert_not_reloaded(page)
 
     page.get_by_role("button", name="Log out").click()
@@ -121,17 +120,18 @@ def test_verify_then_restore_into_a_new_database(
     log_in(page)
     mark_document(page)
     page.get_by_role("button", name="Create backup").click()
-    card = page.locator("#backups .card")
-    expect(card.locator(".badge")).to_have_text("queued")
+    row = page.locator("#backups .backup-row")
+    expect(row.locator(".badge")).to_have_text("queued")
 
     run_worker()  # the backup, then its automatic integrity check
 
-    expect(card.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
-    expect(card.locator(".vbadge")).to_have_text("Valid", timeout=WAIT_MS)
-    card.locator(".checks-details summary").click()
+    expect(row.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(row.locator(".vbadge")).to_have_text("Valid", timeout=WAIT_MS)
+    row.locator("a.filename").click()
+    card = page.locator("#backup-detail-panel")  # the backup's detail
     expect(card.locator(".check-name").filter(has_text="sha256")).to_be_visible()
 
-    # A test restore, watched on the card.
+    # A test restore, watched in the detail.
     card.get_by_label(re.compile("Verification level")).select_option("restore")
     card.get_by_role("button", name="Verify").click()
     expect(card.locator(".verification .progress-text")).to_contain_text(
@@ -162,15 +162,13 @@ def test_verify_then_restore_into_a_new_database(
     new_db = dialog.locator(".choice-box").filter(has_text="Restore into a new database")
     new_db.get_by_label("New database name").fill(restored_copy)
     new_db.get_by_role("button", name="Restore into new database").click()
-    expect(page.locator("#restore-panel")).to_contain_text("Restore queued")
-    restore = page.locator("#restores .restore")
-    expect(restore).to_have_count(1)
-    expect(restore.locator(".badge")).to_have_text("queued")
+    restore = page.locator("#restore-panel .restore-started")
+    expect(restore.get_by_role("heading")).to_have_text("Restore queued")
     expect(restore.locator(".progress-text")).to_contain_text("Waiting for a worker")
 
     run_worker()
 
-    expect(restore.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(restore.get_by_role("heading")).to_have_text("Restore completed", timeout=WAIT_MS)
     expect(restore).to_contain_text(restored_copy)
     expect(restore.locator(".restore-outcome")).to_contain_text("Matches the backup's manifest")
     expect(restore.locator(".progress")).to_have_count(0)

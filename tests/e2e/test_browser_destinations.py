@@ -16,6 +16,7 @@ from tests.e2e.browser import (
     assert_not_reloaded,
     log_in,
     mark_document,
+    open_section,
     screenshot_element,
 )
 
@@ -42,6 +43,7 @@ def test_destinations_story(app, page: Page, console_errors: list[str], run_work
                             nas: Path) -> None:
     log_in(page)
     mark_document(page)
+    open_section(page, "Settings")
     panel = page.locator("#destinations")
     expect(panel.locator("#destination-nas")).to_contain_text("keeps 90 days")
     expect(panel.locator("#destination-nas")).to_contain_text("none yet")
@@ -52,17 +54,19 @@ def test_destinations_story(app, page: Page, console_errors: list[str], run_work
         "✓ wrote, read back and deleted 4096 bytes")
 
     # A backup to both destinations, ticked in the form.
+    open_section(page, "Backups")
     form = page.locator(".create-form")
     expect(form.get_by_label("local")).to_be_checked()  # DEFAULT_DESTINATIONS
     form.get_by_label("nas").check()
     form.get_by_role("button", name="Create backup").click()
-    expect(page.locator("#backups .card")).to_have_count(1)
+    expect(page.locator("#backups .backup-row")).to_have_count(1)
     run_worker()
-    card = page.locator("#backups .card").first
-    copies = card.locator(".copy")
+    page.locator("#backups .backup-row a.filename").click()  # its detail lists the copies
+    copies = page.locator("#backup-detail-panel .copy")
     expect(copies).to_have_count(2, timeout=WAIT_MS)
     expect(copies.nth(0)).to_contain_text("local")
     expect(copies.nth(1)).to_contain_text(f"nas stored {nas}")
+    open_section(page, "Settings")
     expect(panel.locator("#destination-nas")).not_to_contain_text("none yet", timeout=WAIT_MS)
 
     # Rescan: the catalog already knows the backup; the report says so when the job ends.

@@ -8,6 +8,8 @@ from datetime import timedelta
 import pytest
 
 from pgbackup import artifact_name
+from services.extensions import db
+from services.models import Backup, utcnow
 from tests.support.web import HX, login
 
 POLLING = 'hx-trigger="every 1s"'
@@ -66,8 +68,9 @@ def test_page_has_no_inline_javascript_and_a_strict_csp(client):
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert re.findall(r"<script[^>]*>", page) == [
         '<script src="/static/vendor/htmx.min.js" defer>',
+        '<script src="/static/js/sections.js" defer>',
         '<script src="/static/js/localtime.js" defer>']
-    assert re.findall(r"<script[^>]*>(.*?)</script>", page, re.S) == ["", ""]  # no bodies
+    assert re.findall(r"<script[^>]*>(.*?)</script>", page, re.S) == ["", "", ""]  # no bodies
     assert not re.search(r"\son[a-z]+=|hx-on|javascript:", page)
     assert client.get("/static/vendor/htmx.min.js").status_code == 200
 
@@ -132,7 +135,7 @@ def test_progress_polls_while_queued_and_stops_when_the_job_ends(app, htmx, run_
     assert POLLING not in listing
     assert artifact_name(backup_id, compressed=False) in listing
     assert re.search(r"\d+\.\d (KiB|MiB)", listing)
-    assert f'href="/api/system/backup/{backup_id}/download"' in listing
+    assert f'href="/api/system/backup/{backup_id}/download"' in card_html(htmx, backup_id)
 
 
 def test_progress_shows_bytes_tables_and_the_current_table(app, htmx):
@@ -152,7 +155,7 @@ def test_progress_shows_bytes_tables_and_the_current_table(app, htmx):
     html = htmx.request("GET", f"/system/backup/{backup_id}/progress").get_data(as_text=True)
     assert POLLING in html
     assert '<progress max="21" value="3"' in html
-    assert "1.4 MiB written · 3/21 tables" in html and "public.film" in html
+    assert "1.4 MiB written · 3/21 tables and partitions" in html and "public.film" in html
     assert 'class="badge badge-running" hx-swap-oob="true"' in html
 
 
@@ -173,15 +176,26 @@ def test_delete_removes_a_finished_backup_and_refuses_a_running_one(app, client,
     assert client.delete(url, headers=HX).status_code == 400  # no CSRF header
 
     deleted = htmx.request("DELETE", url)
-    assert deleted.status_code == 200
-    assert "No backups yet" in deleted.get_data(as_text=True)
+    assert deleted.status_code == 200 and deleted.headers["HX-Trigger"] == "backups-changed"
+    assert "No backups yet" in htmx.request("GET", "/system/backup/list").get_data(as_text=True)
     assert client.get(f"/api/system/backup/{backup_id}").status_code == 404
 
 
-def test_summary_warns_without_a_recent_completed_backup(app, htmx, run_worker):
+def test_summary_is_calm_before_the_first_backup_and_warns_when_none_completed(app, htmx):
     empty = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
-    assert "figure-warn" in empty and "no completed backup yet" in empty
+    assert "figure-warn" not in empty and "create your first backup above" in empty
 
+    with app.app_context():
+        db.session.add(Backup(id="backup-2024-01-15T10-30-00-000Z", database="shop",
+                              type="full", status="failed", compress=True, origin="manual",
+                              filename="backup-2024-01-15T10-30-00-000Z.dump.zst",
+                              created_at=utcnow()))
+        db.session.commit()
+    failed = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
+    assert "figure-warn" in failed and "none completed yet" in failed
+
+
+def test_summary_warns_without_a_recent_completed_backup(app, htmx, run_worker):
     htmx.create()
     run_worker()
     fresh = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
@@ -239,8 +253,8 @@ def completed_backup(app, htmx, run_worker) -> str:
 
 
 def card_html(htmx, backup_id: str) -> str:
-    listing = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
-    return listing.split(f'id="backup-{backup_id}"', 1)[1].split("\n</li>", 1)[0]
+    """The backup's detail panel (what its card in the list used to show)."""
+    return htmx.request("GET", f"/system/backup/backups/{backup_id}").get_data(as_text=True)
 
 
 def test_a_new_backup_is_checked_automatically_and_shows_valid(app, htmx, run_worker):
@@ -250,7 +264,7 @@ def test_a_new_backup_is_checked_automatically_and_shows_valid(app, htmx, run_wo
     assert "Integrity check · " in card and " UTC" in card
     assert re.search(r"\d+ checks, all passed", card)
     for name in ("sha256", "decompress", "toc"):
-        assert f'<span class="check-name">{name}</span>' in card
+        assert f'<td class="check-name">{name}</td>' in card
     assert 'name="level"' in card and 'value="restore"' in card
     assert f'hx-get="/system/backup/{backup_id}/restore"' in card
     assert POLLING not in card
@@ -321,10 +335,10 @@ def test_a_corrupted_artifact_shows_corrupted_with_the_failed_check_open(app, ht
 
     card = card_html(htmx, backup_id)
     assert 'class="vbadge vbadge-corrupted">Corrupted<' in card
-    assert '<details class="checks-details" open>' in card
     assert re.search(r'check-fail">\d+ failed', card)
-    assert re.search(r'class="check check-fail">\s*<span class="check-mark" '
-                     r'aria-label="failed">✗</span>\s*<span class="check-name">sha256', card)
+    # Failed checks come first in the checks table.
+    assert re.search(r'<tbody>\s*<tr class="check-row check-fail">\s*<td class="check-name">sha256'
+                     r'</td>\s*<td class="check-result">.*failed</td>', card)
 
 
 def test_verify_refusals_are_readable(app, htmx):
@@ -351,7 +365,8 @@ def test_the_list_looks_again_while_a_fresh_backup_is_unverified(app, htmx, run_
                verified_at=None, finished_at=utcnow())
     fresh = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
     assert 'hx-trigger="backups-changed from:body, every 5s"' in fresh
-    assert 'class="vbadge vbadge-unverified">Unverified<' in fresh and "Not checked yet" in fresh
+    assert 'class="vbadge vbadge-unverified">Unverified<' in fresh
+    assert "Not checked yet" in card_html(htmx, backup_id)
 
     set_backup(app, backup_id, finished_at=utcnow() - timedelta(minutes=1))
     assert "every 5s" not in htmx.request("GET", "/system/backup/list").get_data(as_text=True)
@@ -454,11 +469,14 @@ def test_restore_into_a_new_database_runs_and_shows_in_the_restores_panel(
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "Restore queued" in html and restored_copy in html
-    assert '<section id="restores" class="restores" hx-swap-oob="true"' in html
-    restore_id = re.search(r'id="restore-(restore-[^"]+)"', html).group(1)
-    assert f'id="status-{restore_id}" class="badge badge-queued"' in html
+    assert response.headers["HX-Trigger"] == "restores-changed"  # the restores list reloads
+    restore_id = re.search(r'id="restore-state-(restore-[^"]+)"', html).group(1)
+    state_url = f"/system/backup/restores/{restore_id}/state"
+    assert f'hx-get="{state_url}"' in html and POLLING in html  # the panel follows it
+    listed = htmx.request("GET", "/system/backup/restores").get_data(as_text=True)
+    assert f'id="status-{restore_id}" class="badge badge-queued"' in listed
     progress_url = f"/system/backup/restores/{restore_id}/progress"
-    assert f'hx-get="{progress_url}"' in html and POLLING in html
+    assert f'hx-get="{progress_url}"' in listed and POLLING in listed
 
     waiting = htmx.request("GET", progress_url).get_data(as_text=True)
     assert "Waiting for a worker" in waiting and POLLING in waiting
@@ -475,6 +493,12 @@ def test_restore_into_a_new_database_runs_and_shows_in_the_restores_panel(
     assert finished.headers["HX-Trigger"] == "restores-changed, backups-changed"
     assert "Restore completed." in finished.get_data(as_text=True)
     assert POLLING not in finished.get_data(as_text=True)
+    # The restore panel ends in the final state too, and stops polling.
+    final = htmx.request("GET", state_url)
+    assert final.headers["HX-Trigger"] == "restores-changed, backups-changed"
+    assert "<h2>Restore completed</h2>" in final.get_data(as_text=True)
+    assert "Matches the backup's manifest" in final.get_data(as_text=True)
+    assert POLLING not in final.get_data(as_text=True)
 
     panel = htmx.request("GET", "/system/backup/restores").get_data(as_text=True)
     assert f'id="status-{restore_id}" class="badge badge-completed"' in panel
@@ -482,7 +506,7 @@ def test_restore_into_a_new_database_runs_and_shows_in_the_restores_panel(
     assert "Matches the backup's manifest · " in panel
     assert POLLING not in panel
     assert table_fingerprints(pg_server.url(restored_copy)) == table_fingerprints(pagila)
-    page = htmx.request("GET", "/system/backup").get_data(as_text=True)
+    page = htmx.request("GET", "/system/backup/section/restores").get_data(as_text=True)
     assert "<h2>Restores</h2>" in page and f'id="restore-{restore_id}"' in page
     assert not re.search(r"\son[a-z]+=|hx-on|javascript:", page)
 
@@ -510,7 +534,7 @@ def test_restore_over_the_database_names_its_safety_backup(app, htmx, run_worker
     safety_id = re.search(r'safety backup: <span class="filename">(backup-[^<]+)</span>',
                           panel).group(1)
     listing = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
-    assert f'id="backup-{safety_id}"' in listing and " · safety" in listing
+    assert f'id="backup-{safety_id}"' in listing and '<span class="tag">safety</span>' in listing
 
 
 def test_rehearsal_is_queued_from_the_panel(app, htmx, run_worker):
@@ -536,7 +560,7 @@ def test_restore_progress_shows_the_safety_backup_then_the_restore(app, htmx, ru
     html = htmx.request("POST", f"/system/backup/{backup_id}/restore", data={
         "mode": "overwrite", "confirm_database": app.config["TARGET_DATABASE"]}
     ).get_data(as_text=True)
-    restore_id = re.search(r'id="restore-(restore-[^"]+)"', html).group(1)
+    restore_id = re.search(r'id="restore-state-(restore-[^"]+)"', html).group(1)
     with app.app_context():
         db.session.get(Restore, restore_id).status = "running"
         db.session.commit()

@@ -85,16 +85,18 @@ def make_backup(api, kind: str = "full") -> str:
 
 # ---- the page -----------------------------------------------------------------------------
 
-def test_the_page_has_the_panels_health_first_and_no_inline_code(htmx):
-    page = htmx.request("GET", "/system/backup").get_data(as_text=True)
+def test_the_sections_have_the_panels_health_first_and_no_inline_code(htmx):
+    section = "/system/backup/section"
+    page = htmx.client.get(f"{section}/health").get_data(as_text=True)
     assert '<link rel="stylesheet" href="/static/css/monitoring.css">' in page
-    positions = [page.index(marker) for marker in (
-        'id="health"', 'class="panel create-form"', 'id="backups"', 'id="charts"',
-        'id="activity"', 'id="channels"')]
-    assert positions == sorted(positions), positions
+    assert page.index('id="health"') < page.index('id="charts"')
     assert f'hx-get="{BASE}/health"' in page and 'hx-trigger="load, every 30s"' in page
-    assert not re.search(r"\son[a-z]+=|hx-on|javascript:|\sstyle=", page)
-    assert "No completed backups yet" in page and "No channels yet" in page
+    assert "No completed backups yet" in page
+    activity = htmx.request("GET", f"{section}/activity").get_data(as_text=True)
+    settings = htmx.request("GET", f"{section}/settings").get_data(as_text=True)
+    assert 'id="activity"' in activity and "No channels yet" in settings
+    for html_text in (page, activity, settings):
+        assert not re.search(r"\son[a-z]+=|hx-on|javascript:|\sstyle=", html_text)
     assert htmx.request("GET", "/static/css/monitoring.css").status_code == 200
 
 
@@ -132,7 +134,7 @@ def test_health_is_red_with_the_reason_when_the_database_is_unreachable(app, htm
                        r'hx-swap-oob="true">(.*?)</ul>', panel, flags=re.S).group(1)
     assert checks.count('<li class="check') == 10
     assert re.search(r'<span id="health-tally" class="muted" hx-swap-oob="true">'
-                     r"\d+ critical · \d+ warning · \d+ ok</span>", panel)
+                     r"\d+ critical · \d+ warning · 1 setup · \d+ ok</span>", panel)
 
 
 def test_open_alerts_show_with_their_severity_and_since_when(app, htmx):

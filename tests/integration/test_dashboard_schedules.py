@@ -13,6 +13,7 @@ import pytest
 from tests.support.web import HX, HtmxClient, login
 
 BASE = "/system/backup/schedules"
+SECTION = "/system/backup/section/schedules"
 NIGHTLY = {"name": "nightly", "type": "full", "frequency": "daily", "time": "02:00",
            "dayOfWeek": "0", "dayOfMonth": "1", "cron": "", "timezone": "Europe/Berlin",
            "retention": "14", "keepAtLeast": "3", "verify": "integrity", "enabled": "on"}
@@ -58,7 +59,7 @@ def backups_of(app, schedule_id: int):
 
 def test_the_page_has_both_panels_and_no_inline_javascript(client):
     login(client)
-    page = client.get("/system/backup").get_data(as_text=True)
+    page = client.get(SECTION).get_data(as_text=True)
     assert 'id="schedules"' in page and 'id="retention"' in page
     assert "No schedules yet" in page and "No backups yet, so nothing to clean up." in page
     assert '<details class="schedule-new" open>' in page  # nothing yet: the form is open
@@ -102,7 +103,7 @@ def test_create_lists_the_schedule_with_its_next_run_in_both_zones(app, htmx):
     assert 'name="name" aria-describedby="sf-new-name-help" value=""' in fragment
     assert '<div id="alerts" class="alerts" aria-live="polite" hx-swap-oob="true">' in fragment
 
-    page = text(htmx.request("GET", "/system/backup"))
+    page = text(htmx.request("GET", SECTION))
     assert "daily at 02:00 Europe/Berlin" in page
     assert '<details class="schedule-new">' in page  # folded once a schedule exists
 
@@ -253,8 +254,11 @@ def test_run_now_starts_a_backup_then_skips_while_it_runs(app, htmx, run_worker)
     assert 'hx-trigger="every 2s"' in skipped  # its backup is still queued
     assert backups_of(app, schedule_id) == [backup_id]
 
+    assert "HX-Trigger" not in htmx.request("GET", f"{BASE}/{schedule_id}/last-run").headers
     run_worker()
-    block = text(htmx.request("GET", f"{BASE}/{schedule_id}/last-run"))
+    done = htmx.request("GET", f"{BASE}/{schedule_id}/last-run")
+    assert done.headers["HX-Trigger"] == "backups-changed"  # the preview reloads
+    block = text(done)
     assert '<span class="badge badge-completed">completed</span>' in block
     assert "hx-trigger" not in block  # done: no more polling
     # lastStatus is the backup's again, so the block names it, not the skip.
@@ -287,7 +291,7 @@ def test_delete_removes_the_schedule_and_keeps_its_backups(app, htmx):
     nightly, weekly = catalog_schedules(app)
     htmx.request("POST", f"{BASE}/{nightly.id}/run")
     [backup_id] = backups_of(app, nightly.id)
-    page = text(htmx.request("GET", "/system/backup"))
+    page = text(htmx.request("GET", SECTION))
     assert f'hx-delete="{BASE}/{nightly.id}"' in page
     assert "hx-confirm=\"Delete the schedule nightly? Its backups stay until you delete them.\"" \
         in page

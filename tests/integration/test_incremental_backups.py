@@ -132,12 +132,13 @@ def test_the_dashboard_shows_a_chain_and_why_a_backup_starts_none(app, htmx, run
     write(pagila, "UPDATE film SET rental_rate = rental_rate + 1 WHERE film_id < 5")
     htmx.create("incremental")
     run_worker()
-    listing = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
     with app.app_context():
         from services.extensions import db
         from services.models import Backup
 
         full, incremental = db.session.query(Backup).order_by(Backup.created_at).all()
+    listing = "".join(htmx.request("GET", f"/system/backup/backups/{backup.id}").get_data(
+        as_text=True) for backup in (full, incremental))  # their details
     assert "started a new chain with a full backup: no chain to continue" in listing
     assert f"<dd>{full.id}</dd>" in listing  # the incremental's "After"
     assert listing.count("Restorable up to (UTC)") == 2

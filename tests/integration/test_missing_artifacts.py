@@ -126,11 +126,13 @@ def test_health_does_not_count_a_missing_backup_and_names_it(app, api):
 def test_the_dashboard_card_says_missing_and_offers_no_restore(app, client):
     backup_id, artifact = add_backup(app)
     artifact.unlink()
-    html = HtmxClient(client).request("GET", "/system/backup/list").get_data(as_text=True)
-    card = html[html.index(f'id="backup-{backup_id}"'):]
-    assert 'class="vbadge vbadge-missing">Missing<' in card
-    assert "is missing from BACKUP_DIR" in card
-    assert "Restore…" not in card
+    htmx = HtmxClient(client)
+    html = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
+    row = html[html.index(f'id="backup-{backup_id}"'):]
+    assert 'class="vbadge vbadge-missing">Missing<' in row
+    assert "Restore…" not in row
+    detail = htmx.request("GET", f"/system/backup/backups/{backup_id}").get_data(as_text=True)
+    assert "is missing from BACKUP_DIR" in detail and "Restore…" not in detail
 
 
 def test_an_unmounted_backup_dir_marks_nothing_missing(app, api):

@@ -15,6 +15,7 @@ EXPECTED = {
     "dashboard.account.totp_setup": VIEWER,
     "dashboard.account.totp_confirm": VIEWER, "dashboard.account.totp_disable": VIEWER,
     "api.list_backups": VIEWER, "api.show_backup": VIEWER, "api.job_status": VIEWER,
+    "api.list_jobs": VIEWER,
     "api.openapi": VIEWER, "api.list_restores": VIEWER, "api.show_restore": VIEWER,
     "api.create_backup": OPERATOR, "api.verify_backup": OPERATOR,
     "api.restore_backup": OPERATOR,
@@ -39,8 +40,12 @@ EXPECTED = {
     "dashboard.destinations.start_rescan": ADMIN,
     "dashboard.destinations.rescan_status": ADMIN, "dashboard.retry_copy": ADMIN,
     "dashboard.root": VIEWER, "dashboard.index": VIEWER, "dashboard.backups": VIEWER,
+    "dashboard.status": VIEWER, "dashboard.section.schedules": VIEWER,
+    "dashboard.section.restores": VIEWER, "dashboard.section.health": VIEWER,
+    "dashboard.section.activity": ADMIN, "dashboard.section.settings": ADMIN,
     "dashboard.progress": VIEWER, "dashboard.verification": VIEWER,
     "dashboard.restores_list": VIEWER, "dashboard.restore_progress": VIEWER,
+    "dashboard.backup_detail": VIEWER, "dashboard.restore_state": VIEWER,
     "dashboard.restore_panel_closed": VIEWER,
     "dashboard.chains.panel": VIEWER, "dashboard.chains.dry_run": OPERATOR,
     "dashboard.create": OPERATOR, "dashboard.verify": OPERATOR,
@@ -123,7 +128,10 @@ def test_the_dashboard_shows_each_role_only_what_it_may_do(app, api, run_worker)
         client = app.test_client()
         password = ADMIN_PASSWORD if role == ADMIN else "a long password"
         assert login(client, password=password, username=role).status_code == 302, role
-        pages[role] = client.get("/system/backup").get_data(as_text=True)
+        pages[role] = "".join(  # every section; a refused one is a 403 page
+            client.get(path).get_data(as_text=True) for path in (
+                "/system/backup", *(f"/system/backup/section/{name}" for name in (
+                    "schedules", "restores", "health", "activity", "settings"))))
     assert "Create backup" not in pages[VIEWER] and "Create backup" in pages[OPERATOR]
     assert ">Verify</button>" not in pages[VIEWER] and ">Verify</button>" in pages[OPERATOR]
     assert ">Delete</button>" not in pages[OPERATOR] and ">Delete</button>" in pages[ADMIN]
