@@ -556,6 +556,13 @@ def _first_backup_state() -> str:
     return f"no full backup yet: the first one is {active}"
 
 
+def first_steps() -> dict[str, str]:
+    """The first run's steps as the Backups section shows them before any backup."""
+    scheduled = db.session.scalar(select(Schedule.id).where(
+        Schedule.enabled, Schedule.type == "full").limit(1)) is not None
+    return _first_steps(scheduled)
+
+
 def _first_steps(scheduled: bool) -> dict[str, str]:
     """The first run's two steps, each ``todo``, ``running`` or ``done``: take the first
     full backup, schedule full backups."""

@@ -22,11 +22,13 @@ from rq.registry import StartedJobRegistry
 from werkzeug.wrappers import Response as BaseResponse
 
 from blueprints.api.serializers import job_json
+from blueprints.auth import can
 from blueprints.dashboard import bp
 from blueprints.dashboard.events import REFRESH_EVENT
 from blueprints.dashboard.labels import LEVEL_LABELS
+from blueprints.dashboard.monitoring import first_step_links
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
-from services import backups, copy_retries, restores
+from services import backups, copy_retries, health, restores
 from services.errors import CatalogError
 from services.models import (
     ACTIVE_STATUSES,
@@ -268,8 +270,10 @@ def page_context() -> dict[str, Any]:
                                 query.sort, query.order == "desc")
     total, total_size = backups.totals() if query.filtered else (page.total, page.total_size)
     verifying = _active_verifications()
+    first_run = total == 0 and can("dashboard.create")
     return {"query": query, "types": BACKUP_TYPES, "statuses": STATUSES, "page": page,
-            "verifying": verifying,
+            "verifying": verifying, "first_steps": health.first_steps() if first_run else None,
+            "first_step_links": first_step_links() if first_run else None,
             "summary": Summary(total, total_size, backups.newest_good_backup()),
             "recheck": _recheck_soon(page.backups, verifying)}
 

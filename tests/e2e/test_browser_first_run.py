@@ -51,6 +51,9 @@ def test_a_fresh_install_opens_on_first_steps_not_red(
 
     # The page a newcomer lands on is calm: the strip says "Getting started", nothing is red.
     expect(page.locator(".status-health")).to_have_text("Getting started", timeout=WAIT_MS)
+    landing_steps = page.locator("#backups .first-steps")
+    expect(landing_steps).to_contain_text("No backups yet: nothing is wrong.")
+    expect(landing_steps.get_by_role("link", name="Set up a nightly schedule")).to_be_visible()
     assert page.locator(RED).count() == 0
     assert_no_horizontal_overflow(page)
     shot(page, "backups", width)

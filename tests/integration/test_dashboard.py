@@ -184,6 +184,10 @@ def test_delete_removes_a_finished_backup_and_refuses_a_running_one(app, client,
 def test_summary_is_calm_before_the_first_backup_and_warns_when_none_completed(app, htmx):
     empty = htmx.request("GET", "/system/backup/list").get_data(as_text=True)
     assert "figure-warn" not in empty and "create your first backup above" in empty
+    # The table's place holds the first steps: the form above, and a nightly schedule.
+    assert "No backups yet: nothing is wrong. Two first steps:" in empty
+    assert 'href="/system/backup#new-backup">Create your first backup</a>' in empty
+    assert 'href="/system/backup/section/schedules">Set up a nightly schedule</a>' in empty
 
     with app.app_context():
         db.session.add(Backup(id="backup-2024-01-15T10-30-00-000Z", database="shop",
