@@ -180,16 +180,9 @@ def api_token(app) -> str:
 @pytest.fixture
 def api(client, api_token):
     """The test client with the bearer token on every request."""
+    from tests.support.web import BearerClient
 
-    class BearerClient:
-        def __getattr__(self, method: str):
-            def call(path: str, **kwargs):
-                headers = {"Authorization": f"Bearer {api_token}", **kwargs.pop("headers", {})}
-                return getattr(client, method)(path, headers=headers, **kwargs)
-
-            return call
-
-    return BearerClient()
+    return BearerClient(client, api_token)
 
 
 @pytest.fixture

@@ -15,15 +15,14 @@ import random
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from services.formatting import filesize
 from tests.conftest import ROOT
+from tests.support.web import served
 
 CLIENT = ROOT / "clients" / "typescript"
 SEED = Path(os.environ.get("SEED_FILE",
@@ -68,12 +67,8 @@ def npm() -> str:
 @pytest.fixture
 def live_url(app) -> Iterator[str]:
     """The app on a real threaded HTTP server: a waiting request holds one thread."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with served(app) as url:
+        yield url
 
 
 def size_cases() -> list[tuple[int | None, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADMIN_PASSWORD
 
@@ -94,3 +94,18 @@ def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
 def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
     page.set_viewport_size(viewport)
     page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
+
+
+def restore_into_new_database(page: Page, name: str, run_worker) -> Locator:
+    """In the open restore panel, restore into the new database ``name``: queued, then
+    completed once ``run_worker`` has run; returns the panel's final state."""
+    dialog = page.locator("#restore-panel .restore-dialog")
+    new_db = dialog.locator(".choice-box").filter(has_text="Restore into a new database")
+    new_db.get_by_label("New database name").fill(name)
+    new_db.get_by_role("button", name="Restore into new database").click()
+    state = page.locator("#restore-panel .restore-started")
+    expect(state.get_by_role("heading")).to_have_text("Restore queued")
+    expect(state.locator(".progress-text")).to_contain_text("Waiting for a worker")
+    run_worker()
+    expect(state.get_by_role("heading")).to_have_text("Restore completed", timeout=WAIT_MS)
+    return state

@@ -3,25 +3,20 @@ console errors, and the app on a real threaded HTTP server."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from werkzeug.serving import make_server
 
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, watch_console
+from tests.support.web import served
 
 
 @pytest.fixture
 def base_url(app) -> Iterator[str]:
     """The app served by a real threaded HTTP server, as the browser needs."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from tests.e2e.browser import (
     assert_not_reloaded,
     log_in,
     mark_document,
+    restore_into_new_database,
     screenshot,
     screenshot_element,
 )
@@ -159,16 +160,7 @@ def test_verify_then_restore_into_a_new_database(
     overwrite.get_by_role("button", name=re.compile("^Restore over")).click()
     expect(overwrite.locator(".alert-error")).to_contain_text("type its name exactly")
 
-    new_db = dialog.locator(".choice-box").filter(has_text="Restore into a new database")
-    new_db.get_by_label("New database name").fill(restored_copy)
-    new_db.get_by_role("button", name="Restore into new database").click()
-    restore = page.locator("#restore-panel .restore-started")
-    expect(restore.get_by_role("heading")).to_have_text("Restore queued")
-    expect(restore.locator(".progress-text")).to_contain_text("Waiting for a worker")
-
-    run_worker()
-
-    expect(restore.get_by_role("heading")).to_have_text("Restore completed", timeout=WAIT_MS)
+    restore = restore_into_new_database(page, restored_copy, run_worker)
     expect(restore).to_contain_text(restored_copy)
     expect(restore.locator(".restore-outcome")).to_contain_text("Matches the backup's manifest")
     expect(restore.locator(".progress")).to_have_count(0)

@@ -20,6 +20,7 @@ from tests.e2e.browser import (
     assert_not_reloaded,
     log_in,
     mark_document,
+    restore_into_new_database,
 )
 
 pytestmark = pytest.mark.browser
@@ -133,14 +134,7 @@ def test_the_table_filters_opens_a_detail_verifies_and_restores(
     detail.get_by_role("button", name="Restore…").click()
     dialog = page.locator("#restore-panel .restore-dialog")
     expect(dialog.locator(".issue-ok")).to_contain_text("The restore can go ahead")
-    new_db = dialog.locator(".choice-box").filter(has_text="Restore into a new database")
-    new_db.get_by_label("New database name").fill(restored_copy)
-    new_db.get_by_role("button", name="Restore into new database").click()
-    state = page.locator("#restore-panel .restore-started")
-    expect(state.get_by_role("heading")).to_have_text("Restore queued")
-    expect(state.locator(".progress-text")).to_contain_text("Waiting for a worker")
-    run_worker()
-    expect(state.get_by_role("heading")).to_have_text("Restore completed", timeout=WAIT_MS)
+    state = restore_into_new_database(page, restored_copy, run_worker)
     expect(state.locator(".restore-outcome")).to_contain_text("Matches the backup's manifest")
     expect(state.locator("progress")).to_have_count(0)
     expect(detail.locator(".restores-of")).to_contain_text(restored_copy, timeout=WAIT_MS)

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.web import HX, csrf_from
+from tests.support.web import HX, BearerClient, csrf_from
 from tests.support.workers import wait_for
 from tools.localservices import free_port
 
@@ -67,14 +67,7 @@ def activity_rows(fragment: str) -> list[dict[str, str]]:
 def api(app, api_token):
     """A client of its own with the bearer token: the htmx client's session cookie would
     take precedence over a token on the same client."""
-    client = app.test_client()
-
-    class BearerClient:
-        def post(self, path: str, **kwargs):
-            return client.post(path, headers={"Authorization": f"Bearer {api_token}"},
-                               **kwargs)
-
-    return BearerClient()
+    return BearerClient(app.test_client(), api_token)
 
 
 def make_backup(api, kind: str = "full") -> str:

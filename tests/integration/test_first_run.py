@@ -13,6 +13,7 @@ from services import alerts
 from services.extensions import db
 from services.models import Backup
 from tests.support.health import checks
+from tests.support.web import BearerClient
 from tests.support.workers import wait_for
 
 PANEL = "/system/backup/monitoring/health"
@@ -28,17 +29,7 @@ exit 1
 def api(app, api_token):
     """A client of its own with the bearer token: the htmx client's session cookie would
     take precedence over a token on the same client."""
-    client = app.test_client()
-
-    class BearerClient:
-        def __getattr__(self, method: str):
-            def call(path: str, **kwargs):
-                headers = {"Authorization": f"Bearer {api_token}"}
-                return getattr(client, method)(path, headers=headers, **kwargs)
-
-            return call
-
-    return BearerClient()
+    return BearerClient(app.test_client(), api_token)
 
 
 def health(api) -> dict:

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from tests.support.backups import backed_up
+from tests.support.web import BearerClient
 
 COUNT_SQL = """
 SELECT count(*) FILTER (WHERE NOT c.relispartition),
@@ -19,17 +20,7 @@ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
 @pytest.fixture
 def api(app, api_token):
     """A client of its own with the bearer token (the htmx client logs in on another)."""
-    client = app.test_client()
-
-    class BearerClient:
-        def __getattr__(self, method: str):
-            def call(path: str, **kwargs):
-                headers = {"Authorization": f"Bearer {api_token}"}
-                return getattr(client, method)(path, headers=headers, **kwargs)
-
-            return call
-
-    return BearerClient()
+    return BearerClient(app.test_client(), api_token)
 
 
 def test_partitions_count_under_their_table_in_the_api_and_the_dry_run(

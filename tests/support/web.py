@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from werkzeug.serving import make_server
 
 from tests.conftest import ADMIN_PASSWORD
 
@@ -39,3 +44,33 @@ class BackupsClient(HtmxClient):
     def create(self, kind: str = "full", compress: bool = True):
         data = {"type": kind, **({"compress": "on"} if compress else {})}
         return self.request("POST", "/system/backup", data=data)
+
+
+class BearerClient:
+    """A test client sending the bearer ``token`` on every request (``api.get(path)``).
+    Give it a client of its own when the test also logs in: a session cookie on the same
+    client would take precedence over the token."""
+
+    def __init__(self, client, token: str) -> None:
+        self.client, self.token = client, token
+
+    def __getattr__(self, method: str):
+        def call(path: str, **kwargs):
+            headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+            return getattr(self.client, method)(path, headers=headers, **kwargs)
+
+        return call
+
+
+@contextmanager
+def served(app) -> Iterator[str]:
+    """The app on a real threaded HTTP server on loopback (a browser or node needs one);
+    yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
