@@ -109,3 +109,21 @@ def restore_into_new_database(page: Page, name: str, run_worker) -> Locator:
     run_worker()
     expect(state.get_by_role("heading")).to_have_text("Restore completed", timeout=WAIT_MS)
     return state
+
+
+def backup_rows(page: Page) -> Locator:
+    return page.locator("#backups .backup-row")
+
+
+def create_backup(page: Page, label: str, run_worker) -> None:
+    """A backup of type ``label`` from the New backup form, run by a worker (with its
+    automatic integrity check) and watched in the table until it is valid."""
+    page.get_by_label(label).check()
+    page.get_by_role("button", name="Create backup").click()
+    row = backup_rows(page).first
+    expect(row.locator(".badge")).to_have_text("queued")
+    expect(row.locator(".progress-text")).to_contain_text("Waiting for a worker")
+    run_worker()
+    expect(row.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+    expect(row.locator(".vbadge")).to_have_text("Valid", timeout=WAIT_MS)
+    expect(row.locator(".progress")).to_have_count(0)

@@ -18,6 +18,8 @@ from tests.e2e.browser import (
     WAIT_MS,
     assert_no_horizontal_overflow,
     assert_not_reloaded,
+    backup_rows,
+    create_backup,
     log_in,
     mark_document,
     restore_into_new_database,
@@ -45,26 +47,8 @@ def shot(page: Page, name: str, viewport: dict[str, int], selector: str | None =
         page.screenshot(path=path, full_page=True)
 
 
-def rows(page: Page):
-    return page.locator("#backups .backup-row")
-
-
 def filters(page: Page):
     return page.locator("#backup-filters")
-
-
-def create(page: Page, label: str, run_worker) -> None:
-    """A backup of type ``label`` from the New backup form, run by a worker (with its
-    automatic integrity check) and watched in the table until it is valid."""
-    page.get_by_label(label).check()
-    page.get_by_role("button", name="Create backup").click()
-    row = rows(page).first
-    expect(row.locator(".badge")).to_have_text("queued")
-    expect(row.locator(".progress-text")).to_contain_text("Waiting for a worker")
-    run_worker()
-    expect(row.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
-    expect(row.locator(".vbadge")).to_have_text("Valid", timeout=WAIT_MS)
-    expect(row.locator(".progress")).to_have_count(0)
 
 
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280", "390"])
@@ -77,31 +61,31 @@ def test_the_table_filters_opens_a_detail_verifies_and_restores(
     page.set_viewport_size(viewport)
     log_in(page)
     mark_document(page)
-    create(page, "Full (schema + data)", run_worker)
-    create(page, "Schema only", run_worker)
-    expect(rows(page)).to_have_count(2)
-    full = rows(page).filter(has_text="full")
+    create_backup(page, "Full (schema + data)", run_worker)
+    create_backup(page, "Schema only", run_worker)
+    expect(backup_rows(page)).to_have_count(2)
+    full = backup_rows(page).filter(has_text="full")
     full_id = full.get_attribute("id").removeprefix("backup-")
     assert_not_reloaded(page)
     shot(page, "table", viewport)
 
     # A filter swaps the table and pushes its URL, which then loads the same view.
     filters(page).get_by_label("Type").select_option("schema-only")
-    expect(rows(page)).to_have_count(1)
-    expect(rows(page).first).to_contain_text("schema-only")
+    expect(backup_rows(page)).to_have_count(1)
+    expect(backup_rows(page).first).to_contain_text("schema-only")
     expect(page).to_have_url(re.compile(r"/system/backup/list\?type=schema-only"))
     expect(page.locator("#backups .pager-where")).to_contain_text("1\N{EN DASH}1 of 1")
     page.reload()
-    expect(rows(page)).to_have_count(1)
+    expect(backup_rows(page)).to_have_count(1)
     expect(filters(page).get_by_label("Type")).to_have_value("schema-only")
     mark_document(page)
     filters(page).get_by_label("Type").select_option("")
-    expect(rows(page)).to_have_count(2)
+    expect(backup_rows(page)).to_have_count(2)
     filters(page).get_by_label("Sort by").select_option("size")
-    expect(rows(page).first).to_have_id(f"backup-{full_id}")  # the full one is the largest
+    expect(backup_rows(page).first).to_have_id(f"backup-{full_id}")  # the full one is the largest
 
     # Verify from a row: its cell follows the job, then the table shows the result.
-    schema_only = rows(page).filter(has_text="schema-only")
+    schema_only = backup_rows(page).filter(has_text="schema-only")
     schema_only.get_by_role("button", name="Verify").click()
     expect(schema_only.locator(".vcell-progress")).to_contain_text("Integrity check: queued")
     run_worker()
