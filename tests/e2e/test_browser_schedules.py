@@ -56,8 +56,10 @@ def viewer_text(app, name: str) -> str:
     return f"{local:%a %Y-%m-%d %H:%M %Z}"
 
 
+@pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["1280", "390"])
 def test_schedule_story(app, page: Page, console_errors: list[str], refused: list[int],
-                        run_worker) -> None:
+                        run_worker, viewport) -> None:
+    page.set_viewport_size(viewport)
     log_in(page)
     mark_document(page)
     open_section(page, "Schedules")
@@ -112,7 +114,7 @@ def test_schedule_story(app, page: Page, console_errors: list[str], refused: lis
     expect(page.locator("#schedule-list .schedule")).to_have_count(1)
     screenshot_element(page, "#schedules", "schedules-error-phone", PHONE)
     assert_no_horizontal_overflow(page)
-    page.set_viewport_size(LAPTOP)
+    page.set_viewport_size(viewport)
     form.get_by_label("Name", exact=True).fill("")
     form.get_by_label("Time", exact=True).fill("02:00")
 
@@ -153,7 +155,7 @@ def test_schedule_story(app, page: Page, console_errors: list[str], refused: lis
     screenshot(page, "schedules-phone", PHONE)
     screenshot_element(page, "#schedules", "schedules-panel-phone", PHONE)
     assert_no_horizontal_overflow(page)
-    page.set_viewport_size(LAPTOP)
+    page.set_viewport_size(viewport)
 
     # Edit in place: weekly on Sunday at 03:30.
     card.get_by_role("button", name="Edit").click()
@@ -165,7 +167,7 @@ def test_schedule_story(app, page: Page, console_errors: list[str], refused: lis
     edit.get_by_label("Time", exact=True).fill("03:30")
     screenshot_element(page, "#schedules", "schedules-edit-phone", PHONE)
     assert_no_horizontal_overflow(page)
-    page.set_viewport_size(LAPTOP)
+    page.set_viewport_size(viewport)
     edit.get_by_role("button", name="Save").click()
     expect(card.locator(".schedule-desc")).to_have_text("weekly on Sunday at 03:30 Europe/Berlin")
     expect(card.locator(".next-viewer time")).to_have_text(viewer_text(app, "nightly"))
