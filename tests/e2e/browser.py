@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import ADMIN_PASSWORD
@@ -92,8 +93,16 @@ def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
 
 
 def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
+    """A panel's picture; a panel that reloads itself (outerHTML) while it is taken is
+    taken again, as the new one."""
     page.set_viewport_size(viewport)
-    page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
+    for attempt in range(3):
+        try:
+            page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
+            return
+        except PlaywrightError as exc:
+            if "not attached to the DOM" not in str(exc) or attempt == 2:
+                raise
 
 
 def restore_into_new_database(page: Page, name: str, run_worker) -> Locator:
