@@ -17,7 +17,8 @@ from flask import Response, jsonify, request
 
 from services.job_wait import Ended, ended_within
 
-# Each waiting request holds a web worker (gunicorn runs 2, with a 120 s timeout).
+# Each waiting request holds a web thread (the Procfile: 2 gunicorn workers of 8 threads,
+# with a 120 s timeout).
 MAX_WAIT = 60
 _DIGITS = re.compile(r"[0-9]+")
 
