@@ -17,6 +17,7 @@ from pgbackup import (
     Manifest,
     ManifestError,
     ObjectStoreError,
+    Zstd,
     backup_lock,
 )
 from pgbackup.dump import run_dump_to
@@ -102,7 +103,7 @@ def _write(backup: Backup, targets: list[Target], head: Backup | None,
         backup.capture_note = "; ".join(filter(None, (backup.capture_note, note)))
     return run_dump_to(
         target_connection(), targets, backup.id, backup.type, compress=backup.compress,
-        checksums=current_app.config["TABLE_CHECKSUMS"],
+        checksums=current_app.config["TABLE_CHECKSUMS"], zstd=_zstd(),
         progress=lambda progress: report_dump_progress(progress, phase),
         manifest_key=manifest_key.key(),
         role_passwords=current_app.config["BACKUP_ROLE_PASSWORDS"], capture_slot=slot)
@@ -128,11 +129,16 @@ def _incremental(backup: Backup, targets: list[Target], head: Backup | None,
                 progress=lambda progress: save_progress(
                     phase=phase, bytesWritten=progress.bytes_written,
                     transactions=progress.transactions, changes=progress.changes),
-                manifest_key=manifest_key.key())
+                manifest_key=manifest_key.key(), zstd=_zstd())
         except ChainBroken as exc:
             reason = str(exc)
     _new_chain(backup, reason)
     return None
+
+
+def _zstd() -> Zstd:
+    """The compression settings (ZSTD_LEVEL, ZSTD_THREADS)."""
+    return Zstd(current_app.config["ZSTD_LEVEL"], current_app.config["ZSTD_THREADS"])
 
 
 def _new_chain(backup: Backup, reason: str) -> None:

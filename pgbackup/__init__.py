@@ -60,7 +60,16 @@ from pgbackup.restore import (
     restore_into_new_database,
 )
 from pgbackup.storage import LocalStorage, Storage, validate_name
-from pgbackup.streams import CHUNK_SIZE, HashingReader, HashingWriter, copy_stream, zstd_writer
+from pgbackup.streams import (
+    CHUNK_SIZE,
+    DEFAULT_ZSTD_LEVEL,
+    DEFAULT_ZSTD_THREADS,
+    HashingReader,
+    HashingWriter,
+    Zstd,
+    copy_stream,
+    zstd_writer,
+)
 from pgbackup.tablestats import TableCount, count_tables, table_stats
 from pgbackup.toc import Toc, TocEntry, TocError, read_toc
 from pgbackup.transfer import transfer
@@ -69,6 +78,8 @@ from pgbackup.version import TOOL_NAME, __version__
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEFAULT_ZSTD_LEVEL",
+    "DEFAULT_ZSTD_THREADS",
     "KINDS",
     "TOOL_NAME",
     "Authenticity",
@@ -102,6 +113,7 @@ __all__ = [
     "TocEntry",
     "TocError",
     "VerifyResult",
+    "Zstd",
     "__version__",
     "analyze_restore",
     "artifact_name",

@@ -17,7 +17,7 @@ from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, runn
 from pgbackup.slot_snapshot import slot_snapshot
 from pgbackup.snapshot import Snapshot, exported_snapshot
 from pgbackup.storage import Storage
-from pgbackup.streams import HashingWriter, copy_stream
+from pgbackup.streams import DEFAULT_ZSTD, HashingWriter, Zstd, copy_stream
 from pgbackup.targets import Copy, Target, TargetWrite, streaming_to
 from pgbackup.version import TOOL_NAME, __version__
 
@@ -79,6 +79,7 @@ def run_dump(
     manifest_key: bytes | None = None,
     role_passwords: bool = False,
     capture_slot: str | None = None,
+    zstd: Zstd = DEFAULT_ZSTD,
 ) -> Manifest:
     """Back up ``conn``'s database as ``backup_id`` into one storage (see run_dump_to).
     ``encrypt_to`` (age public keys) makes the artifact an age file (``.age``); an empty
@@ -87,7 +88,8 @@ def run_dump(
         parse_recipients(encrypt_to)
     target = Target("storage", storage, tuple(encrypt_to or ()))
     [copy] = run_dump_to(conn, [target], backup_id, kind, compress, progress, checksums,
-                         pg_dump, tool_version, manifest_key, role_passwords, capture_slot)
+                         pg_dump, tool_version, manifest_key, role_passwords, capture_slot,
+                         zstd)
     assert copy.manifest is not None  # a required target either succeeds or raises
     return copy.manifest
 
@@ -105,6 +107,7 @@ def run_dump_to(
     manifest_key: bytes | None = None,
     role_passwords: bool = False,
     capture_slot: str | None = None,
+    zstd: Zstd = DEFAULT_ZSTD,
 ) -> list[Copy]:
     """Back up ``conn``'s database as ``backup_id`` into every target at once: one pg_dump,
     compressed once, each target's copy encrypted to its recipients and checksummed as
@@ -117,6 +120,9 @@ def run_dump_to(
     Raises BackupError when the dump or a required target fails, leaving nothing in any
     target (if the process dies: a ``.partial`` or an unfinished upload). An optional
     target that fails has its error in its Copy and nothing stored.
+
+    ``zstd`` is the compression's level and threads when ``compress``; the manifest
+    records the level.
 
     With ``manifest_key``, every manifest is signed with it (see pgbackup.manifest).
 
@@ -146,11 +152,12 @@ def run_dump_to(
                 snapshot, capture):
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
-                conn, writes, snapshot, kind, compress, progress, pg_dump)
+                conn, writes, snapshot, kind, compress, zstd, progress, pg_dump)
         base = {"backup_id": backup_id, "type": kind, "created": created,
                 "database": conn.dbname, "server_version": snapshot.server_version,
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
-                "compression": "zstd" if compress else "none", "tables": snapshot.tables,
+                "compression": "zstd" if compress else "none",
+                "compression_level": zstd.level if compress else None, "tables": snapshot.tables,
                 "snapshot": snapshot.snapshot_id, "capture": capture,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
         copies = [write.finish(base, content_sha256, manifest_key,
@@ -176,14 +183,14 @@ def _snapshot(conn: ConnectionInfo, count_rows: bool, checksums: bool, capture_s
 
 def _dump_to_targets(
     conn: ConnectionInfo, writes: list[TargetWrite], snapshot: Snapshot, kind: BackupKind,
-    compress: bool, progress: ProgressCallback | None, pg_dump: str,
+    compress: bool, zstd: Zstd, progress: ProgressCallback | None, pg_dump: str,
 ) -> str:
     """Stream pg_dump's output, compressed once, into every target; returns the sha256 of
     the archive bytes (before any encryption)."""
     with conn.subprocess_env() as (env, dsn):
         args = pg_dump_args(pg_dump, dsn, snapshot.snapshot_id, kind == "schema-only")
         with running(args, env) as (process, stderr), \
-                streaming_to(writes, compress) as (sink, archive):
+                streaming_to(writes, compress, zstd) as (sink, archive):
             reporter = _ProgressReporter(progress, archive, stderr, len(snapshot.tables))
             reporter.tick()
             assert process.stdout is not None  # started with stdout=PIPE

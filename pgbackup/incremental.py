@@ -39,7 +39,7 @@ from pgbackup.script_format import END_MARKER, SEQUENCES_MARKER, TABLES_MARKER, 
 from pgbackup.slot_snapshot import clock, server_time
 from pgbackup.slots import ExportedSlot, exported_slot, list_slots, peek_changes
 from pgbackup.slots import snapshot_transaction as slot_transaction
-from pgbackup.streams import Writable
+from pgbackup.streams import DEFAULT_ZSTD, Writable, Zstd
 from pgbackup.tablestats import stats_session_setup, table_stats
 from pgbackup.targets import Copy, Target, TargetWrite, streaming_to
 from pgbackup.version import TOOL_NAME, __version__
@@ -95,6 +95,7 @@ def run_incremental_to(
     manifest_key: bytes | None = None,
     pg_dump: str = "pg_dump",
     tool_version: str = __version__,
+    zstd: Zstd = DEFAULT_ZSTD,
 ) -> list[Copy]:
     """Back up the changes committed after ``parent`` (the chain's latest backup) as
     ``backup_id`` into every target; ``next_slot`` becomes the chain's slot. Raises
@@ -115,7 +116,7 @@ def run_incremental_to(
             consistent_at = max(clock(snap), covers_until)
             fingerprint = _same_schema(conn, slot, parent, pg_dump)
             body = _Script(conn, snap, parent, slot, table_metadata(snap))
-            content_sha256 = body.write(writes, backup_id, compress, progress)
+            content_sha256 = body.write(writes, backup_id, compress, zstd, progress)
             tables = _tables_after(snap, parent, body, checksums)
             version = str(_one(snap, "SHOW server_version")).split()[0]
         capture = body.capture(slot, covers_until, consistent_at, fingerprint)
@@ -123,7 +124,9 @@ def run_incremental_to(
                 "created": created, "database": conn.dbname, "server_version": version,
                 "pg_dump_version": pg_dump_version(pg_dump), "dump_format": "sql",
                 "tool": f"{TOOL_NAME} {tool_version}", "tables": tables,
-                "compression": "zstd" if compress else "none", "snapshot": slot.snapshot_name,
+                "compression": "zstd" if compress else "none",
+                "compression_level": zstd.level if compress else None,
+                "snapshot": slot.snapshot_name,
                 "capture": capture, "duration_ms": round((time.monotonic() - started) * 1000)}
         return [write.finish(base, content_sha256, manifest_key, saved_globals=None)
                 for write in writes]
@@ -162,10 +165,10 @@ class _Script:
         self.tally = _Tally()
         self.copied: list[TableName] = []
 
-    def write(self, writes: list[TargetWrite], backup_id: str, compress: bool,
+    def write(self, writes: list[TargetWrite], backup_id: str, compress: bool, zstd: Zstd,
               progress: Callable[[IncrementalProgress], None] | None) -> str:
         assert self.parent.capture is not None
-        with streaming_to(writes, compress) as (sink, archive):
+        with streaming_to(writes, compress, zstd) as (sink, archive):
             out = _Text(sink, lambda: progress and progress(IncrementalProgress(
                 archive.bytes_written, self.tally.transactions,
                 sum(self.renderer.stats.changes.values()))))

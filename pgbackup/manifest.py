@@ -7,9 +7,9 @@ The file checks itself: ``manifest_sha256`` is the SHA-256 of the canonical seri
 of all the other fields, and the file must be exactly the canonical serialization of its
 content, so any changed byte is detected when it is read.
 
-Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``, and a
-table's ``partition_of``) are left out of the file when unset, so manifests written before
-them keep their canonical form and self-checksum.
+Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``,
+``capture``, ``compression_level``, and a table's ``partition_of``) are left out of the file
+when unset, so manifests written before them keep their canonical form and self-checksum.
 
 The self-checksum catches damage, not a forger (anyone can recompute it). ``signature``
 authenticates: ``hmac-sha256:<key id>:<hex>``, an HMAC-SHA256 under a key the caller holds
@@ -44,7 +44,8 @@ from pgbackup.storage import Storage, validate_name
 BackupKind = Literal["full", "schema-only", "incremental"]
 KINDS: tuple[BackupKind, ...] = ("full", "schema-only", "incremental")
 SELF_CHECKSUM_FIELD = "manifest_sha256"
-_OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals", "capture")
+_OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals", "capture",
+                       "compression_level")
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 SIGNATURE_FIELD = "signature"
 _SIGNATURE_RE = re.compile(r"^hmac-sha256:(?P<key_id>[0-9a-f]{16}):(?P<mac>[0-9a-f]{64})$")
@@ -162,6 +163,7 @@ class Manifest(BaseModel):
     size: int = Field(ge=0)
     sha256: str = Field(pattern=_SHA256_PATTERN)  # of the stored bytes
     compression: Literal["zstd", "none"]
+    compression_level: int | None = Field(default=None, ge=1, le=22)  # zstd's, when known
     dump_format: Literal["custom", "sql"] = "custom"  # sql: an incremental's psql script
     tables: list[TableInfo]
     snapshot: str

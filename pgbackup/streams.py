@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
 CHUNK_SIZE = 1024 * 1024
-DEFAULT_ZSTD_LEVEL = 3
+DEFAULT_ZSTD_LEVEL = 3  # chosen by measurement: docs/performance.md
+ZSTD_LEVELS = range(1, 20)  # 20-22 ("ultra") need far more memory to compress and restore
+ZSTD_ALL_CPUS = -1
+# One thread by default: on 2 CPUs, threads do not pay at fast levels, and a threaded
+# compressor writes nothing until a job of ~4 windows is done, so progress (and a partial
+# file) would move in steps of many MB (docs/performance.md).
+DEFAULT_ZSTD_THREADS = 0
 
 
 class Writable(Protocol):
@@ -57,14 +64,35 @@ class HashingReader:
         return self._sha256.hexdigest()
 
 
+@dataclass(frozen=True)
+class Zstd:
+    """How an artifact is compressed: the zstd level and the compression threads (-1: one
+    per CPU, 0: compress in the calling thread)."""
+
+    level: int = DEFAULT_ZSTD_LEVEL
+    threads: int = DEFAULT_ZSTD_THREADS
+
+    def __post_init__(self) -> None:
+        if self.level not in ZSTD_LEVELS:
+            raise ValueError(f"zstd level must be 1 to 19, not {self.level}")
+        if self.threads < ZSTD_ALL_CPUS:
+            raise ValueError(f"zstd threads must be -1 (all CPUs) or more, not {self.threads}")
+
+
+DEFAULT_ZSTD = Zstd()
+
+
 @contextmanager
-def zstd_writer(raw: Writable, level: int = DEFAULT_ZSTD_LEVEL) -> Iterator[BinaryIO]:
+def zstd_writer(raw: Writable, zstd: Zstd = DEFAULT_ZSTD) -> Iterator[BinaryIO]:
     """Yield a writer compressing into ``raw``; the zstd frame is finished on exit.
 
-    Single-threaded, with a frame checksum so ``zstd -t`` can verify the file; the content
-    size is unknown up front and therefore not recorded. ``raw`` is left open.
+    With threads, zstd compresses jobs of a few window sizes in parallel: memory stays
+    bounded, and the output is still one standard frame that stock ``zstd -dc`` reads. The
+    frame has a checksum so ``zstd -t`` can verify the file; the content size is unknown up
+    front and therefore not recorded. ``raw`` is left open.
     """
-    compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)
+    compressor = zstandard.ZstdCompressor(level=zstd.level, write_checksum=True,
+                                          threads=zstd.threads)
     # zstandard's stub types ``writer`` as IO[bytes], but the library documents (and only
     # calls) an object with ``write()``, plus ``flush()`` when it has one.
     with compressor.stream_writer(raw, closefd=False) as writer:  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from pgbackup.globals import globals_name, write_globals
 from pgbackup.ids import artifact_name, manifest_name
 from pgbackup.manifest import BackupKind, Encryption, Manifest, write_manifest
 from pgbackup.storage import Storage
-from pgbackup.streams import HashingWriter, Writable, zstd_writer
+from pgbackup.streams import DEFAULT_ZSTD, HashingWriter, Writable, Zstd, zstd_writer
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ def sentence(exc: BaseException) -> str:
 
 
 @contextmanager
-def streaming_to(writes: list[TargetWrite],
-                 compress: bool) -> Iterator[tuple[Writable, HashingWriter]]:
-    """A sink for the backup's bytes, compressed once (zstd) and fanned out to every write
+def streaming_to(writes: list[TargetWrite], compress: bool,
+                 zstd: Zstd = DEFAULT_ZSTD) -> Iterator[tuple[Writable, HashingWriter]]:
+    """A sink for the backup's bytes, compressed once (``zstd``) and fanned out to every write
     still planned, and the hashing writer of the bytes after compression (the archive,
     before any encryption: its ``hexdigest`` is the content SHA-256). A required target's
     failure raises BackupError; an optional one's is kept on its write."""
@@ -151,7 +151,7 @@ def streaming_to(writes: list[TargetWrite],
     try:
         with fan_out(branches) as out:
             archive = HashingWriter(out)
-            with zstd_writer(archive) if compress else nullcontext(archive) as sink:
+            with zstd_writer(archive, zstd) if compress else nullcontext(archive) as sink:
                 yield sink, archive
     except FanOutError as exc:
         raise BackupError(f"writing to {exc.branch.name} failed: "

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from pgbackup import ConfigError, ConnectionInfo
+from pgbackup import DEFAULT_ZSTD_LEVEL, DEFAULT_ZSTD_THREADS, ConfigError, ConnectionInfo
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -45,6 +45,9 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         "TABLE_CHECKSUMS": _flag(environ, "TABLE_CHECKSUMS", default=True),
         # Role password hashes in the saved globals (pgbackup.globals): only if asked.
         "BACKUP_ROLE_PASSWORDS": _flag(environ, "BACKUP_ROLE_PASSWORDS", default=False),
+        # Artifacts' compression (docs/performance.md has the measured trade-off).
+        "ZSTD_LEVEL": _zstd_level(environ.get("ZSTD_LEVEL", "")),
+        "ZSTD_THREADS": _zstd_threads(environ.get("ZSTD_THREADS", "")),
         "DEFAULT_DESTINATIONS": _names(environ, "DEFAULT_DESTINATIONS") or ["local"],
         "BACKUP_AGE_IDENTITIES": environ.get("BACKUP_AGE_IDENTITIES") or None,
         "COPY_RETRY_INTERVALS": _intervals(environ, "COPY_RETRY_INTERVALS", (60, 300, 900)),
@@ -110,6 +113,26 @@ def _positive_int(environ: Mapping[str, str], name: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1 (got {value!r})")
     return int(value)
+
+
+def _zstd_level(value: str) -> int:
+    value = value.strip()
+    if not value:
+        return DEFAULT_ZSTD_LEVEL
+    if not value.isdigit() or not 1 <= int(value) <= 19:
+        raise ConfigError(f"ZSTD_LEVEL must be a whole number from 1 (fastest) to 19 "
+                          f"(smallest); the default is {DEFAULT_ZSTD_LEVEL} (got {value!r})")
+    return int(value)
+
+
+def _zstd_threads(value: str) -> int:
+    value = value.strip()
+    if not value:
+        return DEFAULT_ZSTD_THREADS
+    if value == "-1" or (value.isdigit() and int(value) <= 256):
+        return int(value)
+    raise ConfigError("ZSTD_THREADS must be -1 (one per CPU), 0 (compress in the worker's own "
+                      f"thread, the default) or a number of threads up to 256 (got {value!r})")
 
 
 def _protected_database(url: str) -> ConnectionInfo:

@@ -31,6 +31,16 @@ def test_defaults_are_embedded(tmp_path):
     assert settings(tmp_path)["SECRET_KEY"] == config["SECRET_KEY"]
 
 
+def test_compression_defaults_to_the_measured_level_on_every_cpu(tmp_path):
+    from pgbackup import DEFAULT_ZSTD_LEVEL, DEFAULT_ZSTD_THREADS
+
+    config = settings(tmp_path)
+    assert (config["ZSTD_LEVEL"], config["ZSTD_THREADS"]) == (DEFAULT_ZSTD_LEVEL,
+                                                            DEFAULT_ZSTD_THREADS) == (3, 0)
+    config = settings(tmp_path, ZSTD_LEVEL=" 19 ", ZSTD_THREADS="0")
+    assert (config["ZSTD_LEVEL"], config["ZSTD_THREADS"]) == (19, 0)
+
+
 def test_postgres_catalog_uses_psycopg(tmp_path):
     config = settings(tmp_path, METADATA_DATABASE_URL="postgresql://app@db.example/catalog")
     assert config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
@@ -50,6 +60,12 @@ def test_postgres_catalog_uses_psycopg(tmp_path):
         ({"APP_ENV": "production", "SECRET_KEY": "short"}, "at least 32"),
         ({"TABLE_CHECKSUMS": "maybe"}, "TABLE_CHECKSUMS must be true or false"),
         ({"MANUAL_RETENTION_DAYS": "0"}, "MANUAL_RETENTION_DAYS must be a whole number"),
+        ({"ZSTD_LEVEL": "0"}, r"ZSTD_LEVEL must be a whole number from 1 \(fastest\) to 19"),
+        ({"ZSTD_LEVEL": "22"}, r"ZSTD_LEVEL must be .* \(got '22'\)"),
+        ({"ZSTD_LEVEL": "fast"}, r"ZSTD_LEVEL must be .* \(got 'fast'\)"),
+        ({"ZSTD_THREADS": "-2"}, r"ZSTD_THREADS must be -1 \(one per CPU\), 0"),
+        ({"ZSTD_THREADS": "all"}, r"ZSTD_THREADS must be .* \(got 'all'\)"),
+        ({"ZSTD_THREADS": "1000"}, r"ZSTD_THREADS must be .* up to 256"),
     ],
 )
 def test_bad_values_are_named(tmp_path, env, message):
