@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from rq import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from sqlalchemy import Select, asc, desc, func, select
+from sqlalchemy import Select, asc, desc, func, literal, select, tuple_
 from sqlalchemy.orm import selectinload
 
 from jobs.queues import (
@@ -44,7 +44,13 @@ from pgbackup import (
     new_backup_id,
 )
 from pgbackup.globals import globals_name
-from services import activity, artifact_presence, copies, copy_retries
+from services import (
+    activity,
+    artifact_presence,
+    catalog_version,  # noqa: F401  its session events count every backup write
+    copies,
+    copy_retries,
+)
 from services.artifact_presence import check_files
 from services.destinations import resolve as resolve_destinations
 from services.errors import CatalogError
@@ -324,33 +330,54 @@ class BackupPage:
     total_size: int
 
 
-# What a list may be sorted by; ties go to the id, in the same direction.
+# What a list may be sorted by; ties go to the id, in the same direction. Each order is an
+# index walk (services.models.Backup's indexes); sizes not known yet come last either way.
 SORT_COLUMNS = {"created": Backup.created_at, "size": Backup.size}
 
 
 def list_backups(
     kind: str | None = None, status: str | None = None, page: int = 1, per_page: int = 50,
-    sort: str = "created", descending: bool = True,
+    sort: str = "created", descending: bool = True, after: str | None = None,
 ) -> BackupPage:
-    """Newest first unless ``sort`` (a SORT_COLUMNS key) says otherwise; backups without a
-    size yet come last either way. ``total`` and ``total_size`` count every match, not just
-    the page, which the database cuts (LIMIT/OFFSET): a page costs the same however long the
-    catalog. The page's backups are ``missing`` if their files are gone (artifact_presence)."""
+    """Newest first unless ``sort`` (a SORT_COLUMNS key) says otherwise. ``total`` and
+    ``total_size`` count every match, not just the page, which the database cuts: by
+    LIMIT/OFFSET, or, with ``after`` (a backup id: a keyset cursor, for the ``created``
+    order only), from the row after that backup, which costs the same on any page. The
+    page's backups are ``missing`` if their files are gone (artifact_presence)."""
     query = select(Backup)
     if kind:
         query = query.where(Backup.type == kind)
     if status:
         query = query.where(Backup.status == status)
     total, total_size = _count(query)
-    direction = desc if descending else asc
+    if after:
+        query, page = _after(query, after, descending), 1
     rows = db.session.scalars(
         query.options(selectinload(Backup.copies))  # one query for the page's copies
-        .order_by(direction(SORT_COLUMNS[sort]).nulls_last(), direction(Backup.id))
+        .order_by(*_order(sort, descending))
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
     check_files(rows)
     return BackupPage(list(rows), total, total_size)
+
+
+def _order(sort: str, descending: bool) -> tuple[Any, ...]:
+    direction = desc if descending else asc
+    column = direction(SORT_COLUMNS[sort])
+    # NULLS LAST only where there are nulls: on created_at it would keep PostgreSQL from
+    # walking the index backwards.
+    return (column.nulls_last() if sort == "size" else column), direction(Backup.id)
+
+
+def _after(query: Select[Any], backup_id: str, descending: bool) -> Select[Any]:
+    """The rows past ``backup_id`` in the ``created`` order. A cursor's backup may have been
+    deleted since: its id still tells its created time."""
+    checked_id(backup_id)
+    cursor = db.session.get(Backup, backup_id)
+    created = cursor.created_at if cursor else backup_id_time(backup_id).replace(tzinfo=None)
+    key, edge = tuple_(Backup.created_at, Backup.id), tuple_(literal(created), literal(backup_id))
+    return query.where(key < edge if descending else key > edge)
 
 
 def totals() -> tuple[int, int]:

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -49,6 +59,13 @@ class Backup(Model):
     """One backup of a target database; its id names the artifact file."""
 
     __tablename__ = "backups"
+    # The list's orders (services.backups.list_backups): newest first, ties by id, for the
+    # whole catalog or one type or status; each is an index walk, never a sort.
+    __table_args__ = (
+        Index("ix_backups_created_at_id", "created_at", "id"),
+        Index("ix_backups_type_created_at_id", "type", "created_at", "id"),
+        Index("ix_backups_status_created_at_id", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     target: Mapped[str] = mapped_column(String(64), default="default", index=True)
@@ -67,7 +84,7 @@ class Backup(Model):
     verified_at: Mapped[datetime | None]
     job_id: Mapped[str | None] = mapped_column(String(128), index=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -410,3 +427,18 @@ class BackupCopy(Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stored_at: Mapped[datetime | None]
     attempted_at: Mapped[datetime | None]  # the last write, first or retried
+
+
+class CatalogVersion(Model):
+    """A counter per list that changes whenever that list's rows do, in the same
+    transaction (services.catalog_version): an unchanged number is an unchanged list."""
+
+    __tablename__ = "catalog_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# A catalog made by create_all starts with its counter, as migration 0012 makes it.
+event.listen(CatalogVersion.__table__, "after_create",
+             DDL("INSERT INTO catalog_versions (name, version) VALUES ('backups', 0)"))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request, send_file
+from flask import Response, jsonify, request, send_file
 from flask_login import current_user
 
 from blueprints.api import bp, prefer
 from blueprints.api.schemas import CreateBackupRequest, ListBackupsQuery, VerifyRequest, json_body
 from blueprints.api.serializers import backup_json
-from services import activity, backups, copies, copy_retries
+from services import activity, backups, catalog_version, copies, copy_retries
+from services.errors import CatalogError
 from services.job_wait import Ended
 from services.verification import start_verification
 
@@ -32,15 +33,39 @@ def finished_backup(accepted: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/system/backup")
 def list_backups():
+    """One page of backups, by ``page`` or from the cursor ``after``. Its weak ETag is made
+    of the catalog's version, the query and the caller's role: a client that sends it back
+    in If-None-Match gets 304 for as long as no backup has changed, before any row is read."""
     query = ListBackupsQuery.model_validate(request.args.to_dict())
-    page = backups.list_backups(query.type, query.status, query.page, query.perPage)
-    return jsonify(
+    if query.after and query.page != 1:
+        raise CatalogError("page and after: page through with one of them",
+                           code="invalid_filter")
+    tag = catalog_version.etag("api", sorted(query.model_dump().items()), current_user.role)
+    if request.if_none_match.contains_weak(tag):
+        return unchanged(tag)
+    page = backups.list_backups(query.type, query.status, query.page, query.perPage,
+                                after=query.after)
+    full = len(page.backups) == query.perPage
+    response = jsonify(
         backups=[backup_json(backup) for backup in page.backups],
         total=page.total,
         totalSize=page.total_size,
         page=query.page,
         perPage=query.perPage,
+        nextAfter=page.backups[-1].id if full else None,
     )
+    return cached(response, tag)
+
+
+def unchanged(tag: str) -> Response:
+    return cached(Response(status=304), tag)
+
+
+def cached(response: Response, tag: str) -> Response:
+    """Caches keep the answer but ask each time (a 304 costs no query but the version's)."""
+    response.set_etag(tag, weak=True)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 @bp.get("/system/backup/<backup_id:backup_id>")

@@ -86,11 +86,15 @@ BACKUP = {
 }
 
 BACKUP_LIST = {
-    "type": "object", "required": ["backups", "total", "totalSize", "page", "perPage"],
+    "type": "object",
+    "required": ["backups", "total", "totalSize", "page", "perPage", "nextAfter"],
     "properties": {"backups": {"type": "array", "items": {"$ref": "#/components/schemas/Backup"}},
                    "total": {"type": "integer", "description": "every match, not just the page"},
                    "totalSize": {"type": "integer", "description": "bytes, every match"},
-                   "page": {"type": "integer"}, "perPage": {"type": "integer"}},
+                   "page": {"type": "integer"}, "perPage": {"type": "integer"},
+                   "nextAfter": {**NULLABLE_STRING, "description":
+                                 "the cursor of the next page (after=), null once a page "
+                                 "is not full"}},
 }
 
 BACKUP_COPY = {
@@ -579,6 +583,8 @@ def _paths() -> dict[str, Any]:
         {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
         {"name": "perPage", "in": "query",
          "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+        {"name": "after", "in": "query", "schema": BACKUP_ID,
+         "description": "a keyset cursor (a backup id, nextAfter): the page after it"},
     ]
     retry_queued = {"type": "object",
                     "required": ["backupId", "destination", "jobId", "status"],
@@ -601,6 +607,8 @@ def _paths() -> dict[str, Any]:
                 "summary": "List backups, newest first",
                 "parameters": list_params,
                 "responses": {"200": _json(_ref("BackupList"), "One page of backups"),
+                              "304": {"description": "Unchanged: If-None-Match holds the "
+                                                     "list's current ETag"},
                               **_errors(400, 401)},
             },
         },

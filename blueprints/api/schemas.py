@@ -198,6 +198,7 @@ class ListBackupsQuery(Strict):
     status: BackupStatus | None = None
     page: int = Field(default=1, ge=1, le=1_000_000)
     perPage: int = Field(default=50, ge=1, le=200)
+    after: str | None = Field(default=None, max_length=64)  # a keyset cursor: a backup id
 
 
 class ScheduleFields(Strict):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from flask import render_template, request
+from flask import make_response, render_template, request
 from flask_login import current_user
 from redis.exceptions import RedisError
 from rq.job import Job
@@ -28,7 +28,7 @@ from blueprints.dashboard.events import REFRESH_EVENT
 from blueprints.dashboard.labels import LEVEL_LABELS
 from blueprints.dashboard.monitoring import first_step_links
 from jobs.queues import VERIFY_QUEUE, queue, redis_connection
-from services import backups, copy_retries, health, restores
+from services import backups, catalog_version, copy_retries, health, restores
 from services.errors import CatalogError
 from services.models import (
     ACTIVE_STATUSES,
@@ -158,11 +158,26 @@ class Detail:
 
 
 @bp.get("/system/backup/list", endpoint="backups")
-def backup_list() -> str | BaseResponse:
-    """The summary and table fragment; it reloads itself on REFRESH_EVENT."""
+def backup_list() -> BaseResponse:
+    """The summary and table fragment; it reloads itself on REFRESH_EVENT (and polls while
+    it waits for a new backup's check). Its own reloads send back the tag it was rendered
+    with (``seen``): while that is still the view's tag, the answer is an empty 204, which
+    htmx does not swap, and nothing is read but the catalog's version and the queue."""
     if (whole := _whole_page()) is not None:
         return whole
-    return render_template("partials/backups/list.html", **page_context())
+    state = ListState.now()
+    if request.args.get("seen") == state.tag or request.if_none_match.contains_weak(state.tag):
+        response, tag = make_response("", 204), state.tag
+    else:
+        context = page_context(state)
+        response = make_response(render_template("partials/backups/list.html", **context))
+        tag = context["list_tag"]
+    if tag:
+        response.set_etag(tag, weak=True)
+    # Never from the browser's cache: a cached copy would make the browser send its own
+    # If-None-Match for a view the page no longer shows.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/system/backup/backups/<backup_id:backup_id>")
@@ -262,20 +277,42 @@ def job_or_problem(job_id: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, exc.message
 
 
-def page_context() -> dict[str, Any]:
+@dataclass(frozen=True)
+class ListState:
+    """What the table shows besides its rows, read before them: the view, the running
+    verifications, and the tag of both with the catalog's version, the role (which decides
+    the actions shown) and the minute (ages read '5 min ago')."""
+
+    query: ListQuery
+    verifying: dict[str, Verifying]
+    tag: str
+
+    @classmethod
+    def now(cls) -> ListState:
+        query, verifying = ListQuery.from_args(request.args), _active_verifications()
+        running = sorted((backup_id, job.job_id, job.level)
+                         for backup_id, job in verifying.items())
+        tag = catalog_version.etag("list", sorted(query.args().items()), running,
+                                   current_user.role, int(utcnow().timestamp()) // 60)
+        return cls(query, verifying, tag)
+
+
+def page_context(state: ListState | None = None) -> dict[str, Any]:
     """The table's view as the request's query parameters ask: summary, page, running
-    verifications; the same work for any size of catalog."""
-    query = ListQuery.from_args(request.args)
+    verifications; the same work for any size of catalog. ``list_tag`` is None on a first
+    run, whose first steps change with the settings, not the catalog."""
+    state = state or ListState.now()
+    query, verifying = state.query, state.verifying
     page = backups.list_backups(query.type, query.status, query.page, query.per_page,
                                 query.sort, query.order == "desc")
     total, total_size = backups.totals() if query.filtered else (page.total, page.total_size)
-    verifying = _active_verifications()
     first_run = total == 0 and can("dashboard.create")
     return {"query": query, "types": BACKUP_TYPES, "statuses": STATUSES, "page": page,
             "verifying": verifying, "first_steps": health.first_steps() if first_run else None,
             "first_step_links": first_step_links() if first_run else None,
             "summary": Summary(total, total_size, backups.newest_good_backup()),
-            "recheck": _recheck_soon(page.backups, verifying)}
+            "recheck": _recheck_soon(page.backups, verifying),
+            "list_tag": None if first_run else state.tag}
 
 
 def section_context() -> dict[str, Any]:

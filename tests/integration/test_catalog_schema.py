@@ -20,7 +20,7 @@ from services.extensions import db
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "k" * 40
-HEAD = "0011_ids_never_reused"
+HEAD = "0012_list_indexes_and_version"
 # A catalog of release 0.1.0, as its create_all made it: no alembic_version.
 RELEASE_ROWS = [
     "INSERT INTO users (id, username, password_hash, role, created_at, failed_logins, "

@@ -61,7 +61,7 @@ def test_filters_by_type_and_status_and_keeps_them_in_the_form(app, htmx):
     assert '<option value="incremental" selected>' in html
     assert '<option value="failed" selected>' in html
     # The section reloads itself with the same view, and the summary counts every backup.
-    assert f'hx-get="{LIST}?type=incremental&amp;status=failed"' in html
+    assert f'hx-get="{LIST}?type=incremental&amp;status=failed&amp;seen=' in html
     assert re.search(r'figure-label">Backups</span>\s*<span class="figure-value">7<', html)
     assert "1\N{EN DASH}2 of 2 · page 1 of 1" in html
     assert "pg_dump: connection refused" in html  # a failed row says why, in short

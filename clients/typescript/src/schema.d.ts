@@ -238,6 +238,8 @@ export interface paths {
                     status?: "queued" | "running" | "completed" | "failed";
                     page?: number;
                     perPage?: number;
+                    /** @description a keyset cursor (a backup id, nextAfter): the page after it */
+                    after?: string;
                 };
                 header?: never;
                 path?: never;
@@ -253,6 +255,13 @@ export interface paths {
                     content: {
                         "application/json": components["schemas"]["BackupList"];
                     };
+                };
+                /** @description Unchanged: If-None-Match holds the list's current ETag */
+                304: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
                 /** @description Invalid input */
                 400: {
@@ -2603,6 +2612,8 @@ export interface components {
         };
         BackupList: {
             backups: components["schemas"]["Backup"][];
+            /** @description the cursor of the next page (after=), null once a page is not full */
+            nextAfter: string | null;
             page: number;
             perPage: number;
             /** @description every match, not just the page */
