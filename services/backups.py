@@ -86,10 +86,9 @@ def create_backup(
         backup.schedule_id = schedule_id
         copies.plan(backup, chosen)
         assert backup.job_id is not None  # new_backup_row names the job: the backup's id
-        enqueue(BACKUP_QUEUE, "jobs.backup.run_backup", backup.job_id,
-                f"{kind} backup of {backup.database} ({backup.id})", backup.id,
-                consequence="nothing was created")
-        db.session.commit()
+        commit_then_enqueue(backup, BACKUP_QUEUE, "jobs.backup.run_backup", backup.job_id,
+                            f"{kind} backup of {backup.database} ({backup.id})", backup.id,
+                            consequence="nothing was created")
     activity.record("backup.create", backup.id, detail=f"{kind}, origin {origin}")
     return backup
 
@@ -104,14 +103,33 @@ def enqueue(queue_name: str, func: str, job_id: str, description: str, *args: An
     """Queue a job with the failure callback that cleans up after it; when Redis cannot
     take it, roll back what the caller recorded and refuse (``consequence`` says so)."""
     try:
-        queue(queue_name).enqueue(
-            func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
-            result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-            on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
-        )
+        _queue_job(queue_name, func, job_id, description, *args)
     except RedisError as exc:
         db.session.rollback()
         raise CatalogError.queue_unavailable(exc, consequence) from exc
+
+
+def commit_then_enqueue(row: Backup | Restore, queue_name: str, func: str, job_id: str,
+                        description: str, *args: Any, consequence: str) -> None:
+    """Commit ``row`` (and what else the caller recorded), then queue the job that runs
+    it. In this order a worker taking the job at once finds its row committed; queued
+    first, a quick worker found no row yet and refused to run the job. When Redis cannot
+    take the job, the row is deleted again (with its copies) and the request refused."""
+    db.session.commit()
+    try:
+        _queue_job(queue_name, func, job_id, description, *args)
+    except RedisError as exc:
+        db.session.delete(row)
+        db.session.commit()
+        raise CatalogError.queue_unavailable(exc, consequence) from exc
+
+
+def _queue_job(queue_name: str, func: str, job_id: str, description: str, *args: Any) -> None:
+    queue(queue_name).enqueue(
+        func, *args, job_id=job_id, description=description, job_timeout=JOB_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        on_failure=Callback(FAILURE_CALLBACKS[queue_name]),
+    )
 
 
 @contextmanager

@@ -37,8 +37,8 @@ from services import activity, copies, restore_chains
 from services.artifact_presence import check_stored
 from services.backups import (
     admitted,
+    commit_then_enqueue,
     completed_backup,
-    enqueue,
     storage,
     target_connection,
 )
@@ -184,10 +184,9 @@ def _record_restore(backup_id: str | None, mode: str, target_database: str | Non
     restore.job_id = restore.id
     _take_restore_slot(restore)
     at = f" at {iso(moment)}" if moment else ""
-    enqueue(RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
-            f"{mode} restore of {backup.id}{at} into {target_database}", restore.id,
-            create_roles, consequence="nothing was started")
-    db.session.commit()
+    commit_then_enqueue(restore, RESTORE_QUEUE, "jobs.restore.run_restore", restore.job_id,
+                        f"{mode} restore of {backup.id}{at} into {target_database}",
+                        restore.id, create_roles, consequence="nothing was started")
     return restore
 
 

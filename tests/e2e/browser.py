@@ -58,9 +58,14 @@ def watch_console(page: Page, console_errors: list[str], refused: list[int]) -> 
 
 
 def open_section(page: Page, name: str) -> None:
-    """Click ``name`` in the dashboard's navigation; wait until it is the current section."""
-    page.locator("#section-nav").get_by_role("link", name=name, exact=True).click()
+    """Click ``name`` in the dashboard's navigation; wait until it is the current section
+    and its URL is pushed (htmx pushes after the swap settles: a Back before that would
+    leave the page)."""
+    link = page.locator("#section-nav").get_by_role("link", name=name, exact=True)
+    href = link.get_attribute("href")
+    link.click()
     expect(page.locator("#section-nav [aria-current=page]")).to_have_text(name)
+    expect(page).to_have_url(re.compile(re.escape(href) + "$"))
 
 
 def log_in(page: Page) -> None:
