@@ -47,7 +47,7 @@ from pgbackup.globals import globals_name
 from services import (
     activity,
     artifact_presence,
-    catalog_version,  # noqa: F401  its session events count every backup write
+    catalog_version,  # also: its session events count every backup write
     copies,
     copy_retries,
 )
@@ -367,7 +367,8 @@ def list_backups(
         query = query.where(Backup.type == kind)
     if status:
         query = query.where(Backup.status == status)
-    total, total_size = _count(query)
+    total, total_size = catalog_version.memoized(("totals", kind, status),
+                                                  partial(_count, query))
     if after:
         query, page = _after(query, after, descending), 1
     rows = db.session.scalars(
@@ -400,7 +401,7 @@ def _after(query: Select[Any], backup_id: str, descending: bool) -> Select[Any]:
 
 def totals() -> tuple[int, int]:
     """The number of backups in the catalog and their total size."""
-    return _count(select(Backup))
+    return catalog_version.memoized(("totals", None, None), partial(_count, select(Backup)))
 
 
 def _count(query: Select[Any]) -> tuple[int, int]:
@@ -419,12 +420,15 @@ def children_of(backup_id: str) -> list[Backup]:
 
 
 def newest_good_backup() -> Backup | None:
-    return db.session.scalars(
-        select(Backup)
+    """The last completed backup not known to be unrestorable; found once per version of
+    the list (catalog_version.memoized), since no index orders by finish time."""
+    backup_id = catalog_version.memoized(("newest good",), lambda: db.session.scalars(
+        select(Backup.id)
         .where(Backup.status == "completed", Backup.verification.not_in(UNRESTORABLE))
         .order_by(Backup.finished_at.desc())
         .limit(1)
-    ).first()
+    ).first())
+    return None if backup_id is None else db.session.get(Backup, backup_id)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ render, never a stale list.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
@@ -26,6 +28,11 @@ from services.models import Backup, BackupCopy, CatalogVersion
 BACKUPS = "backups"
 TRACKED = (Backup, BackupCopy)
 _CHANGED = "catalog_version.backups_changed"  # a key of Session.info
+MEMO_SIZE = 64  # values kept by memoized(), all dropped when full
+
+T = TypeVar("T")
+_memo: dict[tuple[Any, ...], Any] = {}
+_memo_lock = threading.Lock()
 
 
 def current() -> int:
@@ -40,6 +47,31 @@ def etag(*parts: Any) -> str:
     read it before the rows, so that a change in between only costs one more render."""
     key = repr((current(), parts)).encode()
     return hashlib.blake2b(key, digest_size=12).hexdigest()
+
+
+def memoized(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """``compute()`` (a read of the backups), computed once per version of the list in this
+    process for each ``key``: totals over the whole catalog cost one read by primary key
+    while nothing changes. A session holding uncommitted backup changes computes afresh
+    and keeps nothing. Each catalog (engine) has its own values."""
+    if _pending(db.session()):
+        return compute()
+    full_key = (str(db.engine.url), id(db.engine), current(), key)
+    with _memo_lock:
+        if full_key in _memo:
+            return _memo[full_key]
+    value = compute()
+    with _memo_lock:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.clear()
+        _memo[full_key] = value
+    return value
+
+
+def _pending(session: Session) -> bool:
+    return bool(session.info.get(_CHANGED)) or any(
+        isinstance(row, TRACKED) for rows in (session.new, session.dirty, session.deleted)
+        for row in rows)
 
 
 @event.listens_for(Session, "after_flush")

@@ -200,3 +200,24 @@ def test_a_backup_job_changes_the_fragment(app, htmx, run_worker, frozen_minute)
     assert after.status_code == 200
     row = re.search(rf'id="backup-{backup_id}">.*?</tr>', after.get_data(as_text=True), re.S)
     assert "completed" in row.group(0)
+
+
+def test_totals_are_counted_once_per_version(app, api):
+    from services import backups
+    from services.extensions import db
+    from services.models import Backup
+
+    add_backups(app, 3)
+    assert api.get(BACKUP).get_json()["total"] == 3
+    with watched(app) as seen:
+        assert api.get(BACKUP).get_json()["total"] == 3  # no If-None-Match: a full answer
+    assert not [sql for sql in seen["backup_reads"] if "count(" in sql]
+    add_backups(app, 1, first=3)
+    assert api.get(BACKUP).get_json()["total"] == 4
+
+    with app.app_context():  # an uncommitted change is counted, and not kept
+        db.session.delete(db.session.scalars(db.select(Backup)).first())
+        db.session.flush()
+        assert backups.totals()[0] == 3
+        db.session.rollback()
+        assert backups.totals()[0] == 4
