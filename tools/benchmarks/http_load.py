@@ -9,6 +9,10 @@ import time
 from dataclasses import dataclass
 
 
+class UnexpectedAnswer(RuntimeError):
+    """A request of the load got another status than the one the load measures."""
+
+
 @dataclass
 class Load:
     """Latencies of every request, in seconds, and the wall time of the whole load."""
@@ -31,17 +35,19 @@ class Load:
 
 
 def run_load(port: int, path: str, headers: dict[str, str], clients: int,
-             requests_per_client: int) -> Load:
-    """Drive ``clients`` concurrent connections to 127.0.0.1:``port``; any answer but 200
-    is an error (the load measures the page it was asked to, not a redirect)."""
-    return asyncio.run(_load(port, path, headers, clients, requests_per_client))
+             requests_per_client: int, expect: int = 200) -> Load:
+    """Drive ``clients`` concurrent connections to 127.0.0.1:``port``; any answer but
+    ``expect`` is an error (the load measures the answer it was asked to, not a redirect;
+    204 and 304 are a poll's answers for an unchanged list)."""
+    return asyncio.run(_load(port, path, headers, clients, requests_per_client, expect))
 
 
 async def _load(port: int, path: str, headers: dict[str, str], clients: int,
-                count: int) -> Load:
+                count: int, expect: int) -> Load:
     request = _request(path, headers)
     started = time.monotonic()
-    per_client = await asyncio.gather(*(_client(port, request, count) for _ in range(clients)))
+    per_client = await asyncio.gather(
+        *(_client(port, request, count, expect) for _ in range(clients)))
     return Load([seconds for client in per_client for seconds in client],
                 time.monotonic() - started)
 
@@ -52,26 +58,28 @@ def _request(path: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def _client(port: int, request: bytes, count: int) -> list[float]:
+async def _client(port: int, request: bytes, count: int, expect: int) -> list[float]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     latencies = []
     try:
         for _ in range(count):
             started = time.monotonic()
             writer.write(request)
-            await _response(reader)
+            await _response(reader, expect)
             latencies.append(time.monotonic() - started)
     finally:
         writer.close()
     return latencies
 
 
-async def _response(reader: asyncio.StreamReader) -> bytes:
+async def _response(reader: asyncio.StreamReader, expect: int) -> bytes:
     """Read one response (Content-Length or chunked) and return its body."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     status, *header_lines = head.split("\r\n")
-    if status.split()[1] != "200":
-        raise RuntimeError(f"load request answered {status!r}")
+    if status.split()[1] != str(expect):
+        raise UnexpectedAnswer(f"load request answered {status!r}, not {expect}")
+    if expect in (204, 304):
+        return b""  # no body, whatever the headers say
     fields = {name.strip().lower(): value.strip() for name, _, value in
               (line.partition(":") for line in header_lines if line)}
     if "content-length" in fields:
