@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
@@ -59,7 +59,7 @@ def memoized(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
     full_key = (str(db.engine.url), id(db.engine), current(), key)
     with _memo_lock:
         if full_key in _memo:
-            return _memo[full_key]
+            return cast(T, _memo[full_key])
     value = compute()
     with _memo_lock:
         if len(_memo) >= MEMO_SIZE:
