@@ -8,16 +8,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pgbackup.connection import ConnectionInfo
+from pgbackup.copydigest import ArchiveFormatError, CopyDigester, stream_tables
 from pgbackup.encryption import parse_recipients
 from pgbackup.errors import BackupError
 from pgbackup.globals import capture_globals
 from pgbackup.ids import backup_id_time, is_backup_id
-from pgbackup.manifest import BackupKind, Capture, Manifest
-from pgbackup.pgdump import StderrCollector, pg_dump_args, pg_dump_version, running
+from pgbackup.manifest import BackupKind, Capture, Manifest, TableInfo
+from pgbackup.pgdump import (
+    StderrCollector,
+    pg_dump_args,
+    pg_dump_version,
+    pinned,
+    running,
+)
 from pgbackup.slot_snapshot import slot_snapshot
 from pgbackup.snapshot import Snapshot, exported_snapshot
 from pgbackup.storage import Storage
-from pgbackup.streams import DEFAULT_ZSTD, HashingWriter, Zstd, copy_stream
+from pgbackup.streams import DEFAULT_ZSTD, HashingWriter, Writable, Zstd, copy_stream
 from pgbackup.targets import Copy, Target, TargetWrite, streaming_to
 from pgbackup.version import TOOL_NAME, __version__
 
@@ -114,8 +121,8 @@ def run_dump_to(
     stored; artifact first, then its manifest.
 
     A full backup records every table's row count and, with ``checksums``, its content
-    checksum, both taken in the dump's own snapshot (a second read of the data); a
-    schema-only backup records neither.
+    checksum, both computed from pg_dump's stream as it passes (pgbackup.copydigest: no
+    second read of the data); a schema-only backup records neither.
 
     Raises BackupError when the dump or a required target fails, leaving nothing in any
     target (if the process dies: a ``.partial`` or an unfinished upload). An optional
@@ -145,19 +152,20 @@ def run_dump_to(
     started, created = time.monotonic(), backup_id_time(backup_id)
     dump_version = pg_dump_version(pg_dump)
     full = kind == "full"
+    digester = CopyDigester(hashing=checksums) if full else None
     try:
         # The snapshot's transaction ends when this block exits, and may fail then (its
         # backend was terminated, say): the artifacts are not a backup until after that.
-        with _snapshot(conn, full, full and checksums, capture_slot, pg_dump) as (
-                snapshot, capture):
+        with _snapshot(conn, capture_slot, pg_dump) as (snapshot, capture):
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
-                conn, writes, snapshot, kind, compress, zstd, progress, pg_dump)
+                conn, writes, snapshot, kind, compress, zstd, progress, pg_dump, digester)
         base = {"backup_id": backup_id, "type": kind, "created": created,
                 "database": conn.dbname, "server_version": snapshot.server_version,
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
                 "compression": "zstd" if compress else "none",
-                "compression_level": zstd.level if compress else None, "tables": snapshot.tables,
+                "compression_level": zstd.level if compress else None,
+                "tables": _tables(snapshot, digester, checksums),
                 "snapshot": snapshot.snapshot_id, "capture": capture,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
         copies = [write.finish(base, content_sha256, manifest_key,
@@ -170,31 +178,60 @@ def run_dump_to(
 
 
 @contextmanager
-def _snapshot(conn: ConnectionInfo, count_rows: bool, checksums: bool, capture_slot: str | None,
+def _snapshot(conn: ConnectionInfo, capture_slot: str | None,
               pg_dump: str) -> Iterator[tuple[Snapshot, Capture | None]]:
     """The dump's snapshot: a new slot's when it starts a chain, else its own."""
     if capture_slot is not None:
-        with slot_snapshot(conn, capture_slot, count_rows, checksums, pg_dump) as described:
+        with slot_snapshot(conn, capture_slot, pg_dump) as described:
             yield described
         return
-    with exported_snapshot(conn, count_rows=count_rows, checksums=checksums) as snapshot:
+    with exported_snapshot(conn) as snapshot:
         yield snapshot, None
+
+
+def _tables(snapshot: Snapshot, digester: CopyDigester | None,
+            checksums: bool) -> list[TableInfo]:
+    """The snapshot's tables, with their rows (and checksums) from the stream when full."""
+    if digester is None:
+        return snapshot.tables
+    try:
+        return stream_tables(snapshot.tables, digester.finish(), checksums)
+    except ArchiveFormatError as exc:
+        raise BackupError(f"cannot count the tables' rows in pg_dump's archive: {exc}") from None
+
+
+class _Digesting:
+    """Forwards the archive to ``sink``, then feeds it to ``digester``."""
+
+    def __init__(self, sink: Writable, digester: CopyDigester) -> None:
+        self._sink, self._digester = sink, digester
+
+    def write(self, data: bytes) -> int:
+        written = self._sink.write(data)
+        self._digester.feed(data)
+        return written
 
 
 def _dump_to_targets(
     conn: ConnectionInfo, writes: list[TargetWrite], snapshot: Snapshot, kind: BackupKind,
     compress: bool, zstd: Zstd, progress: ProgressCallback | None, pg_dump: str,
+    digester: CopyDigester | None,
 ) -> str:
-    """Stream pg_dump's output, compressed once, into every target; returns the sha256 of
-    the archive bytes (before any encryption)."""
-    with conn.subprocess_env() as (env, dsn):
+    """Stream pg_dump's output, compressed once, into every target, and through
+    ``digester``; returns the sha256 of the archive bytes (before any encryption)."""
+    with conn.subprocess_env() as (tool_env, tool_dsn):
+        env, dsn = pinned(tool_env, tool_dsn)
         args = pg_dump_args(pg_dump, dsn, snapshot.snapshot_id, kind == "schema-only")
         with running(args, env) as (process, stderr), \
                 streaming_to(writes, compress, zstd) as (sink, archive):
             reporter = _ProgressReporter(progress, archive, stderr, len(snapshot.tables))
             reporter.tick()
             assert process.stdout is not None  # started with stdout=PIPE
-            copy_stream(process.stdout, sink, on_chunk=reporter.tick)
+            try:
+                copy_stream(process.stdout, _Digesting(sink, digester) if digester else sink,
+                            on_chunk=reporter.tick)
+            except ArchiveFormatError as exc:
+                raise BackupError(f"cannot read pg_dump's archive as it streams: {exc}") from None
             returncode = process.wait()
             stderr.join()
             if returncode != 0:

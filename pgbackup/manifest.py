@@ -64,7 +64,10 @@ class TableInfo:
     """One dumped table, as seen in the dump's snapshot (see pgbackup.tablestats).
 
     ``rows`` is the exact count and ``checksum`` the content checksum; both are None for
-    schema-only backups, and ``checksum`` is None when checksums were off. A partition
+    schema-only backups, and ``checksum`` is None when checksums were off. A checksum says
+    how it was computed: ``copy-xxh3:<hex>`` from pg_dump's stream (pgbackup.copydigest),
+    a plain decimal by the server (pgbackup.tablestats: older full backups, an
+    incremental's changed tables). A partition
     names the partitioned table at the root of its tree in ``partition_of``
     (``schema.name``; the partitioned table itself holds no rows and is not listed); None
     for other tables, and in manifests written before partitions were told apart.

@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from pgbackup.connection import tool_env
 from pgbackup.errors import BackupError
 from pgbackup.processes import die_with_parent
@@ -22,6 +24,14 @@ _TABLE_RE = re.compile(r'dumping contents of table "(?P<table>.+)"$')
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\S+)")
 # pg_dump's own message prefixes that are not progress chatter (--verbose adds the rest).
 _PROBLEM_RE = re.compile(r"^pg_dump: (error|warning|detail|hint):")
+# The settings the text of COPY depends on that pg_dump leaves to the session (it sets
+# DateStyle, IntervalStyle, extra_float_digits and search_path itself): pinned so that a
+# backup's stream and a restored copy read back print the same text (pgbackup.copydigest),
+# whatever the server's, the database's or the worker's defaults. Either form of a value
+# restores the same on any server. The time zone goes in PGTZ: libpq sends it after the
+# ``options``, so a PGTZ of the worker's would win over an option.
+PINNED_TIMEZONE = "UTC"
+PINNED_OPTIONS = "-c bytea_output=hex"
 
 
 def _not_found(pg_dump: str) -> BackupError:
@@ -59,6 +69,19 @@ def pg_dump_args(
         f"--snapshot={snapshot_id}", f"--dbname={dsn}",
     ]
     return [*args, "--schema-only"] if schema_only else args
+
+
+def pinned(env: Mapping[str, str], dsn: str) -> tuple[dict[str, str], str]:
+    """``env`` and ``dsn`` for pg_dump with the pinned settings: PGTZ, and PINNED_OPTIONS
+    after the dsn's own ``options`` if it has some (libpq then ignores PGOPTIONS), else
+    after PGOPTIONS."""
+    pinned_env = {**env, "PGTZ": PINNED_TIMEZONE}
+    params = conninfo_to_dict(dsn)
+    if params.get("options"):
+        params["options"] = f"{params['options']} {PINNED_OPTIONS}"
+        return pinned_env, make_conninfo("", **params)
+    pinned_env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {PINNED_OPTIONS}".strip()
+    return pinned_env, dsn
 
 
 class StderrCollector:

@@ -25,15 +25,22 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import psycopg
 
 from pgbackup.chain_restore import ChainRestoreReport, ReplayReport, restore_chain
 from pgbackup.connection import ConnectionInfo
+from pgbackup.copydigest import (
+    ArchiveFormatError,
+    TableDigest,
+    dump_digests,
+    is_stream_checksum,
+)
 from pgbackup.dbadmin import drop_database, maintenance_connection
 from pgbackup.encryption import Identity
+from pgbackup.errors import BackupError
 from pgbackup.globals import GlobalsError, SavedGlobals, read_globals
 from pgbackup.globals_apply import (
     RolesCreated,
@@ -251,7 +258,8 @@ def _checks(target: ConnectionInfo, restored: _Restored) -> list[Check]:
     """The table comparison; for a moment inside a link, the one check saying why none
     was made."""
     if restored.expected is not None:
-        return compare_tables(restored.expected, describe_database(target))
+        return compare_tables(restored.expected,
+                              describe_database(target, restored.expected))
     assert restored.chain is not None and restored.chain.until is not None
     return [Check("point-in-time", True,
                   f"restored to {restored.chain.until.isoformat()}, a moment inside backup "
@@ -315,11 +323,33 @@ def _thrown_away(server: ConnectionInfo, report: RecoveryReport) -> Iterator[Rec
         drop_database(server, report.database)
 
 
-def describe_database(conn: ConnectionInfo) -> list[TableInfo]:
-    """Row counts and content checksums of every table, computed as at backup time."""
+def describe_database(conn: ConnectionInfo,
+                      expected: Sequence[TableInfo] = ()) -> list[TableInfo]:
+    """Row counts and content checksums of every table, computed as the ``expected`` ones
+    were: a table whose expected checksum is a stream digest is read back with pg_dump
+    (pgbackup.copydigest); the others are counted, and their older server-side checksum
+    computed, in the database (pgbackup.tablestats: backups taken before stream digests,
+    the changed tables of an incremental). Raises RestoreError if pg_dump fails."""
+    streamed = {t.qualified_name for t in expected if is_stream_checksum(t.checksum)}
+    summed = {t.qualified_name for t in expected if t.checksum is not None} - streamed
     with psycopg.connect(conn.conninfo, autocommit=True) as pg:
         pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return table_stats(pg, count_rows=True, checksums=True)
+        listed = table_stats(pg, count_rows=False, checksums=False)
+        names = {table.qualified_name for table in listed}
+        counted = {t.qualified_name: t for t in [
+            *table_stats(pg, count_rows=True, checksums=True, only=summed & names),
+            *table_stats(pg, count_rows=True, checksums=False, only=names - streamed - summed),
+        ]}
+    try:
+        digests = dump_digests(conn) if streamed & names else {}
+    except (BackupError, ArchiveFormatError) as exc:
+        raise RestoreError(f"cannot read the restored tables back: {exc}") from None
+    return [counted.get(table.qualified_name) or _digested(table, digests) for table in listed]
+
+
+def _digested(table: TableInfo, digests: dict[tuple[str, str], TableDigest]) -> TableInfo:
+    found = digests.get((table.schema, table.name))
+    return replace(table, rows=found.rows, checksum=found.checksum) if found else table
 
 
 def missing_roles(server: ConnectionInfo, roles: Iterable[str]) -> list[str]:

@@ -1,9 +1,9 @@
 """The snapshot of a full backup that starts a chain: exported by a new replication slot,
 so the slot holds exactly the changes committed after what pg_dump writes.
 
-Row counts and checksums are read in that same snapshot, as pgbackup.snapshot does for a
-backup without a chain; so is the schema's fingerprint, which every incremental of the
-chain must match.
+The tables are listed in that same snapshot, as pgbackup.snapshot does for a backup
+without a chain (their rows and checksums come from pg_dump's stream); so is the schema's
+fingerprint read there, which every incremental of the chain must match.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from pgbackup.tablestats import table_stats
 
 @contextmanager
 def slot_snapshot(
-    conn: ConnectionInfo, slot_name: str, count_rows: bool, checksums: bool,
-    pg_dump: str = "pg_dump",
+    conn: ConnectionInfo, slot_name: str, pg_dump: str = "pg_dump",
 ) -> Iterator[tuple[Snapshot, Capture]]:
-    """Create the logical slot ``slot_name`` and describe the database in its exported
+    """Create the logical slot ``slot_name`` and list the database's tables in its exported
     snapshot, kept alive for the body (pg_dump's). The Capture says where the chain
     starts: the slot's consistent point, and when (see pgbackup.manifest.Capture). The
     slot is dropped if the body fails."""
@@ -37,7 +36,8 @@ def slot_snapshot(
             snapshot_transaction(conn, slot.snapshot_name) as pg:
         consistent_at = max(clock(pg), covers_until)
         version = str(_one(pg, "SHOW server_version")).split()[0]
-        snapshot = Snapshot(slot.snapshot_name, version, table_stats(pg, count_rows, checksums))
+        tables = table_stats(pg, count_rows=False, checksums=False)
+        snapshot = Snapshot(slot.snapshot_name, version, tables)
         capture = Capture(
             slot=slot.name, start_lsn=slot.consistent_lsn, end_lsn=slot.consistent_lsn,
             covers_until=covers_until, consistent_at=consistent_at,

@@ -1,8 +1,9 @@
 """A consistent view of a database, exported so pg_dump can share it.
 
 The transaction opened here must stay open until pg_dump has finished: the exported
-snapshot is valid only as long as its transaction lives. Row counts and checksums are
-taken in that same snapshot, so they describe exactly the data pg_dump writes.
+snapshot is valid only as long as its transaction lives. The tables are listed in that same
+snapshot without reading them: their rows are counted and digested from pg_dump's own
+stream (pgbackup.copydigest), so they describe exactly the data pg_dump writes.
 """
 
 from __future__ import annotations
@@ -35,26 +36,24 @@ class Snapshot:
 
 
 @contextmanager
-def exported_snapshot(
-    conn: ConnectionInfo, count_rows: bool, checksums: bool
-) -> Iterator[Snapshot]:
-    """Open a repeatable-read transaction, export its snapshot and describe the tables
-    (see :func:`pgbackup.tablestats.table_stats` for ``count_rows`` and ``checksums``)."""
+def exported_snapshot(conn: ConnectionInfo) -> Iterator[Snapshot]:
+    """Open a repeatable-read transaction, export its snapshot and list the tables (rows
+    and checksums unknown: see pgbackup.copydigest)."""
     try:
         with psycopg.connect(conn.conninfo, autocommit=True) as pg:
             for statement in SESSION_SETUP:
                 pg.execute(statement)
             pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield _describe(pg, count_rows, checksums)
+            yield _describe(pg)
     except psycopg.Error as exc:
         message = conn.redact_text(str(exc).strip())
         raise BackupError(f"cannot read database {conn.redacted()}: {message}") from None
 
 
-def _describe(pg: psycopg.Connection, count_rows: bool, checksums: bool) -> Snapshot:
+def _describe(pg: psycopg.Connection) -> Snapshot:
     snapshot_id = _scalar(pg, "SELECT pg_export_snapshot()")
     server_version = _scalar(pg, "SHOW server_version").split()[0]
-    return Snapshot(snapshot_id, server_version, table_stats(pg, count_rows, checksums))
+    return Snapshot(snapshot_id, server_version, table_stats(pg, count_rows=False, checksums=False))
 
 
 def _scalar(pg: psycopg.Connection, query: str) -> str:

@@ -1,9 +1,11 @@
-"""What the tables hold: row counts and order-independent content checksums.
+"""What the tables hold: the list of tables, row counts and server-side checksums.
 
-The same code describes the source snapshot at backup time and a restored copy at
-verification time, so the two can be compared table by table.
+A full backup lists its tables here and takes their rows and checksums from pg_dump's
+stream (pgbackup.copydigest). The server-side checksums below are an incremental's, for
+the tables that changed, and those of full backups taken before stream digests; a restored
+copy is described the same way to be compared with them table by table.
 
-A table's checksum is the sum of a 64-bit hash of every row's text form
+A table's server-side checksum is the sum of a 64-bit hash of every row's text form
 (``hashtextextended``), as a decimal string: independent of row order and physical
 layout, so a faithful pg_restore of the table into another database on the same server
 gives the same value. The text form of some types depends on session settings; these are

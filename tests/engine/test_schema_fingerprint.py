@@ -15,7 +15,7 @@ from pgbackup.snapshot import exported_snapshot
 
 def fingerprint(url: str) -> str:
     conn = ConnectionInfo.from_url(url)
-    with exported_snapshot(conn, count_rows=False, checksums=False) as snapshot:
+    with exported_snapshot(conn) as snapshot:
         return schema_fingerprint(conn, snapshot.snapshot_id)
 
 

@@ -197,7 +197,8 @@ def _completed_restores(fault: Fault, restores: list[Restore]) -> list[str]:
             problems.append(f"restore {restore.id} is completed but database {name} is missing")
             continue
         manifest = read_manifest(storage, restore.backup_id)
-        checks = compare_tables(manifest.tables, describe_database(server.for_database(name)))
+        checks = compare_tables(manifest.tables,
+                                describe_database(server.for_database(name), manifest.tables))
         if not all(check.ok for check in checks):
             bad = "; ".join(check.detail for check in checks if not check.ok)
             problems.append(f"restore {restore.id} is completed but {name} does not match the "
@@ -228,7 +229,7 @@ def _protected(fault: Fault, backups: list[Backup], restores: list[Restore]) -> 
     storage = LocalStorage(fault.backup_dir)
     server = ConnectionInfo.from_url(fault.protected_url)
     manifest = read_manifest(storage, restore.backup_id)
-    checks = compare_tables(manifest.tables, describe_database(server))
+    checks = compare_tables(manifest.tables, describe_database(server, manifest.tables))
     if not all(check.ok for check in checks):
         bad = "; ".join(check.detail for check in checks if not check.ok)
         problems.append(f"restore {restore.id} over {fault.database} is completed but the "
