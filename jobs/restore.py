@@ -10,6 +10,9 @@ Only then:
 - ``overwrite`` takes a safety backup of the live database, swaps the checked copy in
   under the live name and drops the old one (the safety backup can undo it);
 - ``rehearsal`` reports the outcome and drops the copy.
+Since that database is dropped if its restore fails, a single backup may be restored
+into it in parallel (RESTORE_JOBS, :mod:`pgbackup.restore_jobs`); the result says which
+mode ran (``restoreMode``).
 A restore that fails at any step leaves the live database as it was, and drops the
 databases it created (or names them in its error when it cannot).
 """
@@ -56,6 +59,7 @@ from services.extensions import db
 from services.failure_messages import describe_failure, estimated_backup_size
 from services.json_shapes import iso
 from services.models import Backup, Restore
+from services.restores import restore_parallelism
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,20 @@ class _Plan:
         return [(source.storage, manifest) for source, manifest in self.links]
 
     def restored(self, server: Any, name: str, **options: Any) -> RecoveryReport:
-        """restore_checked, or its chain counterpart, into the new database ``name``."""
+        """restore_checked, or its chain counterpart, into the new database ``name``
+        (dropped if the restore fails: so a single backup may restore in parallel; a
+        chain's full restores serially)."""
         if self.chained:
             return restore_chain_checked(server, name, self.stored, self.until, **options)
-        return restore_checked(server, name, *self.stored[0], **options)
+        return restore_checked(server, name, *self.stored[0], parallel=restore_parallelism(),
+                               **options)
 
     def rehearsed(self, server: Any, name: str,
                   **options: Any) -> AbstractContextManager[RecoveryReport]:
         if self.chained:
             return scratch_restore_chain(server, self.stored, name, self.until, **options)
-        return scratch_restore(server, *self.stored[0], name, **options)
+        return scratch_restore(server, *self.stored[0], name, parallel=restore_parallelism(),
+                               **options)
 
     def sources(self) -> Iterator[copies.Source]:
         return (source for source, _ in self.links)
@@ -220,6 +228,9 @@ def _result(report: RecoveryReport) -> dict[str, Any]:
         "matchesManifest": report.matches,
         "itemsRestored": report.outcome.items_total,
         "restoreMs": report.outcome.duration_ms,
+        "restoreJobs": report.outcome.jobs.jobs,  # 1: serial
+        "restoreMode": report.outcome.jobs.mode,  # serial, or parallel (N jobs)
+        "restoreModeReason": report.outcome.jobs.reason,
         "skippedRoles": report.skipped_roles,
         "rolesCreated": report.roles_created.roles if report.roles_created else [],
         "databaseSettings": asdict(report.settings) if report.settings else None,

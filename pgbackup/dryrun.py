@@ -35,6 +35,9 @@ from pgbackup.globals import (
     read_globals,
 )
 from pgbackup.manifest import Manifest
+from pgbackup.restore import RestoreError, checked_archive_size
+from pgbackup.restore_jobs import JobsChoice, Parallelism, choose_jobs, needs_size
+from pgbackup.restore_jobs import human_size as _size
 from pgbackup.storage import Storage
 from pgbackup.tablestats import TableCount, count_tables, table_stats
 from pgbackup.toc import Toc, TocError, read_toc
@@ -158,11 +161,27 @@ class Compatibility:
 
 
 @dataclass(frozen=True)
+class RestoreTemp:
+    """How the restore would run (``jobs`` 1: serial) and, for a parallel one, the
+    temporary file it writes: the uncompressed archive, ``bytes`` long, in ``directory``
+    (``free_bytes`` free there). ``fits`` False: it falls back to serial."""
+
+    jobs: int
+    mode: str  # serial, or parallel (N jobs)
+    reason: str
+    directory: str | None
+    bytes: int | None  # None: not measured (serial whatever the size)
+    free_bytes: int | None
+    fits: bool | None  # None: no temporary file considered
+
+
+@dataclass(frozen=True)
 class DiskCheck:
     backup_dir_free_bytes: int | None
     safety_backup_bytes: int | None  # estimate; None when no safety backup is taken
     fits: bool | None  # None when unknown or not applicable
     notes: list[str]
+    restore_temp: RestoreTemp | None = None  # None: the caller did not ask (a chain)
 
 
 @dataclass(frozen=True)
@@ -289,6 +308,7 @@ def analyze_restore(
     pg_restore: str = "pg_restore",
     identities: Sequence[Identity] | None = None,
     rows_after: Sequence[TableRows] | None = None,
+    parallel: Parallelism | None = None,
 ) -> DryRunReport:
     """Analyse restoring ``manifest``'s backup, changing nothing anywhere.
 
@@ -301,6 +321,11 @@ def analyze_restore(
     goes) and ``past_restore_rate``, artifact bytes per second of past restores; an
     encrypted backup needs ``identities`` holding one of its keys. Raises ValueError for
     bad arguments and DryRunError if the server cannot be read or identities are missing.
+
+    ``parallel``, what the restore may do (RESTORE_JOBS), adds whether it would run in
+    parallel and the temporary space that takes (``disk.restore_temp``; a read of the
+    archive to measure it): a file that does not fit is a warning, as the restore then
+    runs serially.
     """
     dbname = _target_name(target, mode, new_database)
     if past_restore_rate is not None and past_restore_rate <= 0:
@@ -331,6 +356,8 @@ def analyze_restore(
                    if toc is not None and saved is not None else None)
     compatibility = _compatibility(manifest, toc, facts, saved_check, findings)
     disk = _disk_check(backup_dir_free_bytes, now.size, dbname, findings)
+    if parallel is not None:
+        disk = _with_restore_temp(disk, storage, manifest, identities, parallel, findings)
     _warn_about_connections(dbname, now.connections, findings)
     return DryRunReport(
         mode, backup, target_summary, changes, compatibility, disk, now.connections,
@@ -727,14 +754,35 @@ def _disk_check(
     return DiskCheck(free, database_size, fits, notes)
 
 
-def _size(size: int) -> str:
-    """1536 -> '1.5 KiB' (binary units, one decimal), as the dashboard shows sizes."""
-    value, unit = float(size), "B"
-    for larger in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, larger
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+def _with_restore_temp(
+    disk: DiskCheck, storage: Storage, manifest: Manifest,
+    identities: Sequence[Identity] | None, parallel: Parallelism, findings: _Findings,
+) -> DiskCheck:
+    """``disk`` with the restore's mode and temporary file, and a note saying them."""
+    encrypted = manifest.encryption is not None
+    try:
+        size = (checked_archive_size(storage, manifest, identities)
+                if needs_size(parallel, encrypted) else None)
+    except RestoreError as exc:  # the integrity check says more
+        note = f"The restore's mode was not decided: {exc}."
+        return dataclasses.replace(disk, notes=[*disk.notes, note])
+    choice = choose_jobs(parallel, size, encrypted=encrypted)
+    temp = RestoreTemp(choice.jobs, choice.mode, choice.reason, choice.temp_dir,
+                       choice.temp_bytes, choice.temp_free_bytes,
+                       None if choice.temp_free_bytes is None else choice.warning is None)
+    if choice.warning:
+        findings.warnings.append(f"The backup would be {choice.warning}.")
+    return dataclasses.replace(disk, restore_temp=temp,
+                               notes=[*disk.notes, _restore_temp_note(choice)])
+
+
+def _restore_temp_note(choice: JobsChoice) -> str:
+    if choice.parallel:
+        assert choice.temp_bytes is not None and choice.temp_free_bytes is not None
+        return (f"Restored in parallel ({choice.jobs} jobs): the uncompressed archive, "
+                f"{_size(choice.temp_bytes)}, is written to {choice.temp_dir} "
+                f"({_size(choice.temp_free_bytes)} free) for the restore's duration.")
+    return f"Restored serially ({choice.reason.removeprefix('serial: ')})."
 
 
 def _warn_about_connections(

@@ -56,6 +56,7 @@ from pgbackup.restore import (
     new_database,
     restore_archive,
 )
+from pgbackup.restore_jobs import Parallelism
 from pgbackup.storage import Storage
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import read_toc
@@ -161,6 +162,7 @@ def restore_checked(
     like: str | None = None, progress: ProgressCallback | None = None,
     identities: Sequence[Identity] | None = None, create_missing_roles: bool = False,
     settings_as: str | None = None, settings_comment: bool = True,
+    parallel: Parallelism | None = None,
 ) -> RecoveryReport:
     """Restore into the new database ``name`` and compare it with the manifest.
 
@@ -172,12 +174,13 @@ def restore_checked(
     grants and settings need and the server lacks, from the backup's saved roles
     (RestoreError if it saved none). ``settings_as``, the name the database is about to
     get, gives it the saved database settings and grants (its comment too with
-    ``settings_comment``) once it matches.
+    ``settings_comment``) once it matches. ``parallel`` allows ``pg_restore -j``
+    (:mod:`pgbackup.restore_jobs`): the new database is dropped if the restore fails.
     """
     def restore(target: ConnectionInfo, portable: bool) -> _Restored:
         return _Restored(restore_archive(
             target, storage, manifest, no_owner=portable, no_acl=portable, progress=progress,
-            identities=identities), manifest.tables)
+            identities=identities, parallel=parallel), manifest.tables)
 
     return _restored_and_checked(
         server, name, storage, manifest, restore, like=like, identities=identities,
@@ -289,13 +292,13 @@ def scratch_name(purpose: str) -> str:
 def scratch_restore(
     server: ConnectionInfo, storage: Storage, manifest: Manifest, name: str,
     progress: ProgressCallback | None = None, identities: Sequence[Identity] | None = None,
-    create_missing_roles: bool = False,
+    create_missing_roles: bool = False, parallel: Parallelism | None = None,
 ) -> Iterator[RecoveryReport]:
     """restore_checked into the throwaway database ``name`` (see :func:`scratch_name`),
     dropped afterwards, always."""
     with _thrown_away(server, restore_checked(
         server, name, storage, manifest, progress=progress, identities=identities,
-        create_missing_roles=create_missing_roles,
+        create_missing_roles=create_missing_roles, parallel=parallel,
     )) as report:
         yield report
 

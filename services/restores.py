@@ -33,6 +33,7 @@ from pgbackup import (
     validate_database_name,
 )
 from pgbackup.dryrun import RestoreMode, analyze_chain_restore
+from pgbackup.restore_jobs import Parallelism
 from services import activity, copies, restore_chains
 from services.artifact_presence import check_stored
 from services.backups import (
@@ -100,11 +101,18 @@ def dry_run(backup_id: str | None, target_database: str | None = None,
             report = analyze_restore(
                 target_connection(), *stored[0], mode=mode, new_database=target_database,
                 backup_dir_free_bytes=free, past_restore_rate=past_restore_rate(),
-                identities=copies.identities())
+                identities=copies.identities(), parallel=restore_parallelism())
     except DryRunError as exc:
         raise CatalogError(f"cannot analyse the target: {exc}", status=503,
                            code="target_unavailable") from None
     return DryRun(integrity, report)
+
+
+def restore_parallelism() -> Parallelism:
+    """What RESTORE_JOBS and RESTORE_TEMP_DIR allow a restore of one backup (a chain's
+    full restores serially): see pgbackup.restore_jobs."""
+    config = current_app.config
+    return Parallelism(jobs=config["RESTORE_JOBS"], temp_dir=config["RESTORE_TEMP_DIR"])
 
 
 def _asked(backup: Backup | None) -> Backup:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from pgbackup import DEFAULT_ZSTD_LEVEL, DEFAULT_ZSTD_THREADS, ConfigError, ConnectionInfo
+from pgbackup.restore_jobs import MAX_JOBS as MAX_RESTORE_JOBS
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -48,6 +49,9 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         # Artifacts' compression (docs/performance.md has the measured trade-off).
         "ZSTD_LEVEL": _zstd_level(environ.get("ZSTD_LEVEL", "")),
         "ZSTD_THREADS": _zstd_threads(environ.get("ZSTD_THREADS", "")),
+        # Parallel restores (docs/restore.md#parallel-restore): None is auto.
+        "RESTORE_JOBS": _restore_jobs(environ.get("RESTORE_JOBS", "")),
+        "RESTORE_TEMP_DIR": environ.get("RESTORE_TEMP_DIR", "").strip() or None,
         "DEFAULT_DESTINATIONS": _names(environ, "DEFAULT_DESTINATIONS") or ["local"],
         "BACKUP_AGE_IDENTITIES": environ.get("BACKUP_AGE_IDENTITIES") or None,
         "COPY_RETRY_INTERVALS": _intervals(environ, "COPY_RETRY_INTERVALS", (60, 300, 900)),
@@ -133,6 +137,18 @@ def _zstd_threads(value: str) -> int:
         return int(value)
     raise ConfigError("ZSTD_THREADS must be -1 (one per CPU), 0 (compress in the worker's own "
                       f"thread, the default) or a number of threads up to 256 (got {value!r})")
+
+
+def _restore_jobs(value: str) -> int | None:
+    """``auto`` (or unset): None, the restore chooses; else a number of pg_restore jobs."""
+    value = value.strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value.isdigit() and 1 <= int(value) <= MAX_RESTORE_JOBS:
+        return int(value)
+    raise ConfigError(f"RESTORE_JOBS must be auto (the default: parallel when it pays), 1 "
+                      f"(always serial) or a number of parallel jobs up to {MAX_RESTORE_JOBS} "
+                      f"(got {value!r})")
 
 
 def _protected_database(url: str) -> ConnectionInfo:
