@@ -1,37 +1,110 @@
-"""Peak resident memory of a process tree, sampled from /proc in a background thread."""
+"""Peak memory of a process tree, sampled from /proc in a background thread.
+
+Each sample reads every process's ``/proc/<pid>/smaps_rollup``: Rss (what ``ps`` shows),
+Pss (each shared page divided among the processes that map it, so a tree's sum counts a
+page once: the fair figure for a forked work horse, which shares its parent's pages until
+either writes them) and USS (the pages only that process maps: what it costs on its own).
+The sums are kept per kind of process (the worker, its work horse, pg_dump or pg_restore,
+...), and the peak of each is the largest sum one sample saw.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 INTERVAL = 0.05  # seconds between samples
+TOOLS = ("pg_dump", "pg_restore")
+PYTHON_KINDS = ("worker", "horse", "other Python")
+KINDS = (*PYTHON_KINDS, "pg_dump/pg_restore", "other")
+
+
+@dataclass
+class Usage:
+    """Memory in bytes: Rss, Pss and USS (private pages)."""
+
+    rss: int = 0
+    pss: int = 0
+    uss: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.rss += other.rss
+        self.pss += other.pss
+        self.uss += other.uss
+
+    def keep_max(self, other: Usage) -> None:
+        self.rss = max(self.rss, other.rss)
+        self.pss = max(self.pss, other.pss)
+        self.uss = max(self.uss, other.uss)
 
 
 @dataclass
 class Peak:
-    """Largest sums of VmRSS seen in one sample, in bytes: the whole tree, its Python
-    processes only."""
+    """The largest sums seen in one sample: ``tree`` and ``python`` are Rss (the whole tree,
+    its Python processes only), ``tree_pss`` and ``python_pss`` the same in Pss, and
+    ``kinds`` each kind's own peak (a kind's peaks may come from different samples)."""
 
     tree: int = 0
     python: int = 0
+    tree_pss: int = 0
+    python_pss: int = 0
+    kinds: dict[str, Usage] = field(default_factory=dict)
+
+    def merge(self, sample: Sample) -> None:
+        tree, python = sample.total(), sample.total(python_only=True)
+        self.tree = max(self.tree, tree.rss)
+        self.python = max(self.python, python.rss)
+        self.tree_pss = max(self.tree_pss, tree.pss)
+        self.python_pss = max(self.python_pss, python.pss)
+        for kind, usage in sample.kinds.items():
+            self.kinds.setdefault(kind, Usage()).keep_max(usage)
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
+@dataclass
+class Sample:
+    """One look at the tree: the sums per kind."""
+
+    kinds: dict[str, Usage] = field(default_factory=dict)
+
+    def total(self, python_only: bool = False) -> Usage:
+        total = Usage()
+        for kind, usage in self.kinds.items():
+            if not python_only or kind in PYTHON_KINDS:
+                total.add(usage)
+        return total
+
+
+@dataclass(frozen=True)
+class Proc:
+    """What /proc/<pid>/stat says of one process."""
+
+    pid: int
+    parent: int
+    group: int
+    name: str
+
+
+def _processes() -> dict[int, Proc]:
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            text = stat.read_text()
+            name = text[text.index("(") + 1:text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            found[int(stat.parent.name)] = Proc(int(stat.parent.name), int(fields[1]),
+                                                int(fields[2]), name)
         except (OSError, IndexError, ValueError):
             continue
-        tree.setdefault(parent, []).append(int(stat.parent.name))
-    return tree
+    return found
 
 
-def descendants(pid: int) -> list[int]:
+def descendants(pid: int, processes: dict[int, Proc] | None = None) -> list[int]:
     """``pid`` and every process below it."""
-    children, pending, found = _children(), [pid], []
+    children: dict[int, list[int]] = {}
+    for proc in (_processes() if processes is None else processes).values():
+        children.setdefault(proc.parent, []).append(proc.pid)
+    pending, found = [pid], []
     while pending:
         current = pending.pop()
         found.append(current)
@@ -39,15 +112,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _rss_and_name(pid: int) -> tuple[int, str]:
-    """VmRSS in bytes and the process's name; (0, "") for one that is gone."""
+def usage(pid: int) -> Usage:
+    """The process's memory from smaps_rollup; zeros for one that is gone (or a kernel
+    thread, which has none)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
     except OSError:
-        return 0, ""
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    rss = fields.get("VmRSS", "0 kB").split()[0]  # kernel threads have none
-    return int(rss) * 1024, fields.get("Name", "").strip()
+        return Usage()
+    kb = {}
+    for line in text.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        kb[name] = int(value.split()[0]) if value.strip() else 0
+    return Usage(kb.get("Rss", 0) * 1024, kb.get("Pss", 0) * 1024,
+                 (kb.get("Private_Clean", 0) + kb.get("Private_Dirty", 0)) * 1024)
 
 
 def _is_python(pid: int, name: str) -> bool:
@@ -60,20 +137,34 @@ def _is_python(pid: int, name: str) -> bool:
         return False
 
 
-def sample(pid: int) -> Peak:
+def kind_of(proc: Proc, root: int) -> str:
+    """The root is the worker; a Python process that leads its own process group is a
+    work horse (rq's horse calls setpgrp; its scheduler process does not)."""
+    if proc.name in TOOLS:
+        return "pg_dump/pg_restore"
+    if not _is_python(proc.pid, proc.name):
+        return "other"
+    if proc.pid == root:
+        return "worker"
+    return "horse" if proc.group == proc.pid else "other Python"
+
+
+def sample(pid: int) -> Sample:
     """One sample of the tree below ``pid``."""
-    tree = python = 0
-    for member in descendants(pid):
-        rss, name = _rss_and_name(member)
-        tree += rss
-        if rss and _is_python(member, name):
-            python += rss
-    return Peak(tree, python)
+    processes = _processes()
+    taken = Sample()
+    for member in descendants(pid, processes):
+        proc = processes.get(member)
+        measured = usage(member)
+        if proc is None or not measured.rss:
+            continue
+        taken.kinds.setdefault(kind_of(proc, pid), Usage()).add(measured)
+    return taken
 
 
 class PeakRss:
     """``with PeakRss(pid) as peak:`` samples the tree every 50 ms until the block ends;
-    ``peak.tree`` and ``peak.python`` then hold the largest sums seen."""
+    ``peak`` then holds the largest sums seen."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -91,8 +182,6 @@ class PeakRss:
 
     def _run(self) -> None:
         while True:
-            current = sample(self.pid)
-            self.peak.tree = max(self.peak.tree, current.tree)
-            self.peak.python = max(self.peak.python, current.python)
+            self.peak.merge(sample(self.pid))
             if self._stop.wait(INTERVAL):
                 return
