@@ -16,22 +16,29 @@ from tools.benchmarks import run
 ROWS = (
     "full backup, checksums on, s",
     "full backup, checksums off, s",
-    "peak RSS, backup: worker tree, MB",
-    "peak RSS, backup: Python processes, MB",
+    "peak Pss, backup: worker tree, MB",
+    "peak Pss, backup: Python processes, MB",
+    "peak Rss summed, backup: worker tree, MB",
     "artifact size, MB (vs plain pg_dump -Fc)",
-    "restore into a new database, s",
-    "peak RSS, restore: worker tree, MB",
-    "peak RSS, restore: Python processes, MB",
+    "restore into a new database, RESTORE_JOBS=1, s",
+    "restore, RESTORE_JOBS=1: pg_restore jobs used",
+    "peak Pss, restore: worker tree, MB",
+    "peak Pss, restore: Python processes, MB",
+    "peak Rss summed, restore: worker tree, MB",
+    "restore into a new database, RESTORE_JOBS=auto, s",
+    "restore, RESTORE_JOBS=auto: pg_restore jobs used",
     "GET /api/system/backup, 5 clients: p50 ms",
     "GET /api/system/backup, 5 clients: p95 ms",
     "GET /api/system/backup, 5 clients: req/s",
+    "same, unchanged (If-None-Match: 304), 5 clients: p95 ms",
     "list fragment /system/backup/list, 5 clients: p50 ms",
     "list fragment /system/backup/list, 5 clients: p95 ms",
     "list fragment /system/backup/list, 5 clients: req/s",
+    "same, unchanged poll (seen=: 204), 5 clients: p95 ms",
     "dashboard index, KB of HTML",
     "dashboard index, ms for one request",
 )
-WITH_BASELINE = {ROWS[i] for i in (0, 1, 2, 4, 5, 6)}
+WITH_BASELINE = {ROWS[i] for i in (0, 1, 2, 4, 5, 6, 8, 10, 11)}
 NUMBER = r"[0-9]+\.[0-9]{2}"
 
 

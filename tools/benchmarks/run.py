@@ -78,16 +78,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _measure(stack: AppStack, client: WebClient, url: str, args: argparse.Namespace,
              scratch: Path) -> list[Row]:
-    """Checksums on (the default) first, then off in a second worker phase."""
-    stack.start_worker(TABLE_CHECKSUMS="true")
+    """Checksums on (the default) and serial restores first, then checksums off and
+    restores as RESTORE_JOBS=auto chooses, in a second worker phase."""
+    stack.start_worker(TABLE_CHECKSUMS="true", RESTORE_JOBS="1")
     ours, raw, backup_id = _backups(stack, client, url, args.repeat, scratch)
     rows = _backup_rows("on", ours, raw)
     plain = raw_tools.plain_dump_size(url, scratch / "plain.dump")
     rows.append(Row("artifact size, MB (vs plain pg_dump -Fc)", ours["size"] / MB, plain / MB))
-    rows += _restores(stack, client, backup_id, args.repeat, scratch / "raw.dump.zst")
-    stack.start_worker(TABLE_CHECKSUMS="false")
+    raw_artifact = scratch / "raw.dump.zst"
+    rows += _restores(stack, client, backup_id, args.repeat, raw_artifact, "1")
+    stack.start_worker(TABLE_CHECKSUMS="false", RESTORE_JOBS="auto")
     ours, raw, _ = _backups(stack, client, url, args.repeat, scratch)
     rows[1:1] = _backup_rows("off", ours, raw)
+    rows += _restores(stack, client, backup_id, args.repeat, raw_artifact, "auto")
     rows += _serving(client, stack.port, args)
     return rows
 
@@ -96,8 +99,8 @@ def _backups(stack: AppStack, client: WebClient, url: str, repeat: int, scratch:
              ) -> tuple[dict[str, float], dict[str, float], str]:
     """Medians of ours and the raw pipeline, alternating, after an unmeasured warm-up of
     each (the warm-up also waits for the new worker)."""
-    ours: dict[str, list[float]] = {"seconds": [], "size": [], "tree": [], "python": []}
-    raw: dict[str, list[float]] = {"seconds": [], "tree": [], "python": []}
+    ours: dict[str, list[float]] = {"size": []}
+    raw: dict[str, list[float]] = {}
     newest = ""
     for run in range(repeat + 1):
         for which in ("ours", "raw") if run % 2 else ("raw", "ours"):
@@ -115,11 +118,10 @@ def _record(into: dict[str, list[float]], run: int, seconds: float, peak: Peak,
             **extra: float) -> None:
     if run == 0:
         return  # the warm-up
-    into["seconds"].append(seconds)
-    into["tree"].append(peak.tree)
-    into["python"].append(peak.python)
-    for key, value in extra.items():
-        into[key].append(value)
+    measured = {"seconds": seconds, "tree": peak.tree, "python": peak.python,
+                "tree_pss": peak.tree_pss, "python_pss": peak.python_pss, **extra}
+    for key, value in measured.items():
+        into.setdefault(key, []).append(value)
 
 
 def _medians(values: dict[str, list[float]]) -> dict[str, float]:
@@ -153,37 +155,48 @@ def _until_ended(stack: AppStack, client: WebClient, path: str) -> dict[str, obj
 
 def _backup_rows(mode: str, ours: dict[str, float], raw: dict[str, float]) -> list[Row]:
     rows = [Row(f"full backup, checksums {mode}, s", ours["seconds"], raw["seconds"])]
-    if mode == "on":
-        rows += [Row("peak RSS, backup: worker tree, MB", ours["tree"] / MB, raw["tree"] / MB),
-                 Row("peak RSS, backup: Python processes, MB", ours["python"] / MB, None)]
-    return rows
+    return rows + (_memory_rows("backup", ours, raw) if mode == "on" else [])
+
+
+def _memory_rows(work: str, ours: dict[str, float], raw: dict[str, float]) -> list[Row]:
+    """Pss counts a page shared by several processes (a forked work horse and its worker)
+    once; the Rss sum, as the issue measured, counts it in each."""
+    return [
+        Row(f"peak Pss, {work}: worker tree, MB", ours["tree_pss"] / MB, raw["tree_pss"] / MB),
+        Row(f"peak Pss, {work}: Python processes, MB", ours["python_pss"] / MB, None),
+        Row(f"peak Rss summed, {work}: worker tree, MB", ours["tree"] / MB, raw["tree"] / MB),
+    ]
 
 
 def _restores(stack: AppStack, client: WebClient, backup_id: str, repeat: int,
-              raw_artifact: Path) -> list[Row]:
-    """Restores into new databases, ours and raw alternating, each dropped afterwards."""
+              raw_artifact: Path, jobs: str) -> list[Row]:
+    """Restores into new databases, ours (the worker's RESTORE_JOBS is ``jobs``) and the
+    raw serial pipeline alternating, each dropped afterwards."""
     server = stack.postgres.url()
-    ours: dict[str, list[float]] = {"seconds": [], "tree": [], "python": []}
-    raw: dict[str, list[float]] = {"seconds": [], "tree": [], "python": []}
+    ours: dict[str, list[float]] = {}
+    raw: dict[str, list[float]] = {}
     for run in range(repeat):
         for which in ("ours", "raw") if run % 2 else ("raw", "ours"):
-            name = f"bench_restore_{which}_{run}"
+            name = f"bench_restore_{jobs}_{which}_{run}"
             if which == "ours":
-                seconds, peak = _our_restore(stack, client, backup_id, name)
-                _record(ours, run + 1, seconds, peak)
+                seconds, peak, used = _our_restore(stack, client, backup_id, name)
+                _record(ours, run + 1, seconds, peak, jobs=used)
             else:
                 seconds, peak = raw_tools.restore(server, name, raw_artifact)
                 _record(raw, run + 1, seconds, peak)
             stack.postgres.drop_database(name)
-            print(f"restore run {run} {which}: {seconds:.2f} s", file=sys.stderr)
+            print(f"restore run {run} {which} ({jobs}): {seconds:.2f} s", file=sys.stderr)
     mine, theirs = _medians(ours), _medians(raw)
-    return [Row("restore into a new database, s", mine["seconds"], theirs["seconds"]),
-            Row("peak RSS, restore: worker tree, MB", mine["tree"] / MB, theirs["tree"] / MB),
-            Row("peak RSS, restore: Python processes, MB", mine["python"] / MB, None)]
+    rows = [Row(f"restore into a new database, RESTORE_JOBS={jobs}, s", mine["seconds"],
+                theirs["seconds"]),
+            Row(f"restore, RESTORE_JOBS={jobs}: pg_restore jobs used", mine["jobs"], None)]
+    return rows + (_memory_rows("restore", mine, theirs) if jobs == "1" else [])
 
 
 def _our_restore(stack: AppStack, client: WebClient, backup_id: str, name: str
-                 ) -> tuple[float, Peak]:
+                 ) -> tuple[float, Peak, int]:
+    """A restore through the API until it completed: seconds, peak memory, and the
+    pg_restore jobs it ran with."""
     started = time.monotonic()
     with PeakRss(stack.worker_pid) as peak:
         status, answer = client.api("POST", "/system/backup/restore",
@@ -193,7 +206,7 @@ def _our_restore(stack: AppStack, client: WebClient, backup_id: str, name: str
     seconds = time.monotonic() - started
     if status not in (200, 202) or answer.get("status") != "completed":
         raise RuntimeError(f"our restore did not complete ({status}): {answer}")
-    return seconds, peak
+    return seconds, peak, int(answer["result"]["restoreJobs"])
 
 
 def _serving(client: WebClient, port: int, args: argparse.Namespace) -> list[Row]:
