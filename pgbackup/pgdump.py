@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -9,7 +10,7 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -19,6 +20,7 @@ from pgbackup.errors import BackupError
 from pgbackup.processes import die_with_parent
 
 STDERR_LINES_KEPT = 200
+PIPE_SIZE = 1024 * 1024  # Linux's default fs.pipe-max-size
 _ERROR_LINES_SHOWN = 20
 _TABLE_RE = re.compile(r'dumping contents of table "(?P<table>.+)"$')
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\S+)")
@@ -115,6 +117,14 @@ class StderrCollector:
         return "\n".join(problems or lines[-_ERROR_LINES_SHOWN:]).strip()
 
 
+def widen_pipe(fd: int) -> None:
+    """Give a pipe a buffer of PIPE_SIZE where Linux allows it (else leave its 64 KiB):
+    the reader then gets pieces of up to a MiB per read, not 64 KiB, which costs the
+    per-piece work (digest, compression, progress) 16 times less often."""
+    with suppress(OSError, AttributeError):  # not Linux, or above fs.pipe-max-size
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+
+
 @contextmanager
 def running(
     args: list[str], env: Mapping[str, str]
@@ -131,6 +141,7 @@ def running(
     except (FileNotFoundError, PermissionError) as exc:
         raise _not_found(args[0]) from exc
     assert process.stdout is not None and process.stderr is not None
+    widen_pipe(process.stdout.fileno())
     collector = StderrCollector(process.stderr)
     try:
         yield process, collector

@@ -136,7 +136,8 @@ def _zstd_threads(value: str) -> int:
     if value == "-1" or (value.isdigit() and int(value) <= 256):
         return int(value)
     raise ConfigError("ZSTD_THREADS must be -1 (one per CPU), 0 (compress in the worker's own "
-                      f"thread, the default) or a number of threads up to 256 (got {value!r})")
+                      "thread) or a number of threads up to 256, 1 by default "
+                      f"(got {value!r})")
 
 
 def _restore_jobs(value: str) -> int | None:

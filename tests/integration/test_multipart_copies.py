@@ -95,6 +95,9 @@ def test_a_bucket_that_stops_between_two_parts_fails_its_copy_alone_until_retrie
     gate = tmp_path / "go-on"
     install_gated_pg_dump(Path(env["PATH"].split(os.pathsep)[0]), 20, gate)
     env["COPY_RETRY_INTERVALS"] = "none"  # retried by hand below
+    # compressed as it comes: a threaded compressor holds back a job's worth (several MB)
+    # of what pg_dump wrote before the pause, and part 1 might never fill
+    env["ZSTD_THREADS"] = "0"
     spare.client().create_bucket(Bucket="parts")
     add_offsite(api, spare, "parts", required=False)
     request.getfixturevalue("worker")  # a real worker process with that pg_dump

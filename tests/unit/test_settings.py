@@ -36,7 +36,7 @@ def test_compression_defaults_to_the_measured_level_on_every_cpu(tmp_path):
 
     config = settings(tmp_path)
     assert (config["ZSTD_LEVEL"], config["ZSTD_THREADS"]) == (DEFAULT_ZSTD_LEVEL,
-                                                            DEFAULT_ZSTD_THREADS) == (3, 0)
+                                                            DEFAULT_ZSTD_THREADS) == (3, 1)
     config = settings(tmp_path, ZSTD_LEVEL=" 19 ", ZSTD_THREADS="0")
     assert (config["ZSTD_LEVEL"], config["ZSTD_THREADS"]) == (19, 0)
 
