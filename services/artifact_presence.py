@@ -10,6 +10,7 @@ trust: the engine's integrity check of the files, plus a ``catalog`` check that 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,9 +61,9 @@ def _judgeable() -> bool:
     """A BACKUP_DIR that is gone or empty is more likely an unmounted disk than every
     backup lost at once: no backup is marked then (the health check's ``disk`` and
     ``destinations`` say what is wrong with the directory)."""
-    directory = Path(current_app.config["BACKUP_DIR"])
-    try:
-        return any(directory.iterdir())
+    try:  # scandir reads the directory a batch at a time: one entry is enough here
+        with os.scandir(current_app.config["BACKUP_DIR"]) as entries:
+            return next(entries, None) is not None
     except OSError:
         return False
 
