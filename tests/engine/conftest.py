@@ -15,9 +15,23 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgbackup import LocalStorage
+from pgbackup import ConnectionInfo, LocalStorage
 from tests.engine.helpers import drop_slots, require_tool
 from tools.localservices import PostgresServer
+
+
+@pytest.fixture
+def server(pg_server: PostgresServer) -> ConnectionInfo:
+    """The test server, as the engine's restore and admin functions take it."""
+    return ConnectionInfo.from_url(pg_server.url())
+
+
+@pytest.fixture
+def new_name(pg_server: PostgresServer) -> Iterator[str]:
+    """A database name nobody uses yet; whatever gets that name is dropped afterwards."""
+    name = f"restored_{secrets.token_hex(4)}"
+    yield name
+    pg_server.drop_database(name)
 
 
 @pytest.fixture

@@ -29,11 +29,6 @@ FROM pg_database WHERE datname = %s
 
 
 @pytest.fixture
-def server(pg_server: PostgresServer) -> ConnectionInfo:
-    return ConnectionInfo.from_url(pg_server.url())
-
-
-@pytest.fixture
 def names(pg_server: PostgresServer) -> Iterator[Callable[[str], str]]:
     """Factory for unused database names (``prefix`` + random); all dropped afterwards."""
     made: list[str] = []

@@ -10,7 +10,6 @@ import json
 import os
 import random
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -121,18 +120,6 @@ def enc(
                     backup([a.public, b.public]), backup([a.public], compress=False))
     finally:
         pg_server.drop_database("encryption_source")
-
-
-@pytest.fixture
-def server(pg_server: PostgresServer) -> ConnectionInfo:
-    return ConnectionInfo.from_url(pg_server.url())
-
-
-@pytest.fixture
-def new_name(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"decrypted_{secrets.token_hex(4)}"
-    yield name
-    pg_server.drop_database(name)
 
 
 def age_decrypt(key: Key, artifact: Path) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,6 @@ from pgbackup.restore import (
 from pgbackup.restore_jobs import TEMP_HEADROOM, Parallelism, choose_jobs, human_size
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
-
-
-@pytest.fixture
-def server(pg_server: PostgresServer) -> ConnectionInfo:
-    return ConnectionInfo.from_url(pg_server.url())
-
-
-@pytest.fixture
-def new_name(pg_server: PostgresServer) -> Iterator[str]:
-    name = f"restored_{secrets.token_hex(4)}"
-    yield name
-    pg_server.drop_database(name)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import secrets
 import shlex
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -27,19 +27,6 @@ from tests.engine.conftest import PASSWORD_ROLE
 from tests.engine.helpers import copy_public_schema_owner, require_tool
 from tests.support.dbcompare import schema_dump, table_fingerprints
 from tools.localservices import PostgresServer
-
-
-@pytest.fixture
-def server(pg_server: PostgresServer) -> ConnectionInfo:
-    return ConnectionInfo.from_url(pg_server.url())
-
-
-@pytest.fixture
-def new_name(pg_server: PostgresServer) -> Iterator[str]:
-    """A database name nobody uses yet; whatever gets that name is dropped afterwards."""
-    name = f"restored_{secrets.token_hex(4)}"
-    yield name
-    pg_server.drop_database(name)
 
 
 @pytest.fixture

@@ -8,36 +8,19 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event
+
+from tests.support.catalog_rows import START, backup_id_at
+from tests.support.catalog_rows import add_backups as add_rows
 
 LIST = "/system/backup/list"
 ROW = re.compile(r'<tr class="backup-row" id="backup-(backup-[^"]+)">')
-START = datetime(2024, 1, 15, 12, 0, 0)
-
-
-def backup_id_at(moment: datetime) -> str:
-    return f"backup-{moment:%Y-%m-%dT%H-%M-%S}-{moment.microsecond // 1000:03d}Z"
 
 
 def add_backups(app, count: int, first: int = 0, **fields) -> list[str]:
-    """``count`` completed full backups written straight into the catalog, one a minute
-    back from START (the ``first``-th onwards), in one statement; returns their ids."""
-    from services.extensions import db
-    from services.models import Backup
-
-    rows = []
-    for number in range(first, first + count):
-        created = START - timedelta(minutes=number)
-        backup_id = backup_id_at(created)
-        rows.append({"id": backup_id, "database": "shop", "type": "full",
-                     "status": "completed", "compress": True, "origin": "manual",
-                     "filename": f"{backup_id}.dump.zst", "size": 1000 + number,
-                     "verification": "valid", "created_at": created,
-                     "finished_at": created + timedelta(seconds=2), **fields})
+    """tests.support.catalog_rows.add_backups in ``app``'s context."""
     with app.app_context():
-        db.session.execute(insert(Backup), rows)
-        db.session.commit()
-    return [row["id"] for row in rows]
+        return add_rows(count, first, **fields)
 
 
 def listed(htmx, **args) -> list[str]:
