@@ -69,16 +69,18 @@ def memoized(key: tuple[Any, ...], compute: Callable[[], T]) -> T:
 
 
 def _pending(session: Session) -> bool:
-    return bool(session.info.get(_CHANGED)) or any(
-        isinstance(row, TRACKED) for rows in (session.new, session.dirty, session.deleted)
-        for row in rows)
+    """Whether the session holds backup changes not committed yet."""
+    return bool(session.info.get(_CHANGED)) or _holds_tracked(session)
+
+
+def _holds_tracked(session: Session) -> bool:
+    return any(isinstance(row, TRACKED) for rows in (session.new, session.dirty, session.deleted)
+               for row in rows)
 
 
 @event.listens_for(Session, "after_flush")
 def _note_flush(session: Session, _flush: UOWTransaction) -> None:
-    # new, dirty and deleted still hold what this flush wrote
-    if any(isinstance(row, TRACKED) for rows in (session.new, session.dirty, session.deleted)
-           for row in rows):
+    if _holds_tracked(session):  # new, dirty and deleted still hold what this flush wrote
         session.info[_CHANGED] = True
 
 
