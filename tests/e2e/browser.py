@@ -76,6 +76,8 @@ def log_in(page: Page) -> None:
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/system/backup$"))
     expect(page.locator(".topbar .user")).to_have_text("admin")
+    # The scripts are deferred: the table can be on screen before htmx has started.
+    page.wait_for_load_state("load")
 
 
 def mark_document(page: Page) -> None:

@@ -109,3 +109,53 @@ def test_filtering_the_activity_by_kind_actor_and_outcome(
 
     assert page.evaluate("window.cspViolations") == []
     assert console_errors == []
+
+
+def test_the_filters_wait_for_the_answer_to_a_choice(
+        app, client, page: Page, console_errors: list[str]) -> None:
+    """A second choice made while the first is on its way is not lost to the first answer:
+    the controls are disabled until it comes, and then apply to the new panel."""
+    token_calls(app, client)
+    log_in(page)
+    open_activity(page)
+    page.evaluate("""() => { window.outcomeDisabled = new Promise(resolve =>
+      document.body.addEventListener('htmx:beforeRequest', () => setTimeout(
+        () => resolve(document.querySelector('#activity-outcome').disabled)), {once: true})); }""")
+    panel = page.locator("#activity")
+    panel.get_by_label("Kind").select_option("backup")
+    panel.get_by_label("Outcome").select_option("conflict")
+    assert page.evaluate("() => window.outcomeDisabled") is True
+    expect(panel.locator(".activity-row")).to_have_count(1)
+    expect(panel.get_by_label("Kind")).to_have_value("backup")
+    expect(panel.get_by_label("Outcome")).to_have_value("conflict")
+    assert console_errors == []
+
+
+# In the task that swaps the new panel in (a MutationObserver), before any other event can
+# run, pick the outcome filter; the promise says whether htmx sent a request for it.
+PICK_OUTCOME_ON_SWAP = """() => { window.outcomeRequested = new Promise(resolve => {
+  const old = document.getElementById('activity');
+  const observer = new MutationObserver(() => {
+    if (document.getElementById('activity') === old) return;
+    observer.disconnect();
+    document.body.addEventListener('htmx:beforeRequest', () => resolve(true), {once: true});
+    const outcome = document.querySelector('#activity-outcome');
+    outcome.value = 'conflict';
+    outcome.dispatchEvent(new Event('change', {bubbles: true}));
+    setTimeout(() => resolve(false), 1000);
+  });
+  observer.observe(document.body, {childList: true, subtree: true}); }); }"""
+
+
+def test_a_filter_picked_the_moment_the_panel_is_swapped_applies(
+        app, client, page: Page, console_errors: list[str]) -> None:
+    """htmx attaches a swapped element's triggers when the swap settles; with its default
+    20 ms settle delay, a choice made in between sent nothing (CI saw it)."""
+    token_calls(app, client)
+    log_in(page)
+    open_activity(page)
+    page.evaluate(PICK_OUTCOME_ON_SWAP)
+    page.locator("#activity").get_by_label("Kind").select_option("backup")
+    assert page.evaluate("() => window.outcomeRequested") is True
+    expect(page.locator("#activity .activity-row")).to_have_count(1)
+    assert console_errors == []
