@@ -74,6 +74,10 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # Only a request that changes the session sends its cookie. Flask's default sends it
+        # on every request, and the dashboard's polls, started before (say) the second
+        # factor's setup answered, put back the session they had read: the setup was lost.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "PERMANENT_SESSION_LIFETIME": timedelta(
             hours=_positive_int(environ, "SESSION_HOURS") or 12),
     }

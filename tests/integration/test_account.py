@@ -226,6 +226,27 @@ def test_a_wrong_confirmation_code_enables_nothing(app, client, clock):
     assert user_row(app).totp_secret is None
 
 
+def test_a_poll_answered_after_the_setup_does_not_undo_it(app, client, clock):
+    """The dashboard polls while the setup is on its way; a poll that carried the cookie of
+    before must not send it back, or the browser forgets the set-up (CI saw it)."""
+    login(client)
+    client.get(ACCOUNT)
+    cookie_before = client.get_cookie("session").value
+    setup = post(client, f"{ACCOUNT}/totp/setup").get_data(as_text=True)
+    secret = re.search(r'class="totp-secret[^"]*">([A-Z2-7 ]+)<', setup).group(1).replace(" ", "")
+    assert client.get_cookie("session").value != cookie_before
+
+    late_poll = app.test_client()
+    late_poll.set_cookie("session", cookie_before)
+    answer = late_poll.get("/system/backup/status")
+    assert answer.status_code == 200
+    assert "Set-Cookie" not in answer.headers
+
+    confirmed = post(client, f"{ACCOUNT}/totp/confirm", code=code_at(secret, clock))
+    assert confirmed.status_code == 302
+    assert user_row(app).totp_secret == secret
+
+
 def test_changing_the_password_ends_other_sessions_and_keeps_this_one(app, client):
     other = app.test_client()
     assert login(other).status_code == 302 and login(client).status_code == 302
