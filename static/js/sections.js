@@ -6,6 +6,10 @@
  * target that is gone (htmx:oobErrorNoTarget); the answer is dropped instead. A detached
  * element finds this extension only when its whole section was swapped out: an element
  * replaced inside a section (a card reloading itself) is not affected.
+ *
+ * The activity panel reloads itself (every minute, after changes) with the filters it was
+ * rendered with; while a name typed into "Who" is not yet applied, the reload waits, or it
+ * would wipe what is being typed.
  */
 (function () {
   "use strict";
@@ -14,5 +18,12 @@
     onEvent: function (name, event) {
       return name !== "htmx:beforeOnLoad" || event.detail.elt.isConnected;
     }
+  });
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const panel = event.detail.elt;
+    if (panel.id !== "activity") return;
+    const who = panel.querySelector("#activity-actor");
+    if (who && who.value !== who.defaultValue) event.preventDefault();
   });
 }());

@@ -159,3 +159,33 @@ def test_a_filter_picked_the_moment_the_panel_is_swapped_applies(
     assert page.evaluate("() => window.outcomeRequested") is True
     expect(page.locator("#activity .activity-row")).to_have_count(1)
     assert console_errors == []
+
+
+# Set off the panel's own reload; whether htmx's request for it was cancelled.
+RELOAD_CANCELLED = """() => {
+  let cancelled = null;
+  const listener = event => {
+    if (event.detail.elt.id === 'activity') cancelled = event.defaultPrevented;
+  };
+  window.addEventListener('htmx:beforeRequest', listener);
+  htmx.trigger(document.body, 'backups-changed');
+  window.removeEventListener('htmx:beforeRequest', listener);
+  return cancelled;
+}"""
+
+
+def test_the_reload_waits_while_a_name_is_being_typed(
+        app, client, page: Page, console_errors: list[str]) -> None:
+    token_calls(app, client)
+    log_in(page)
+    open_activity(page)
+    who = page.locator("#activity").get_by_label("Who")
+    who.fill("token:oper")
+    assert page.evaluate(RELOAD_CANCELLED) is True
+    expect(who).to_have_value("token:oper")
+
+    who.fill("")  # back to the applied filter: the reload goes ahead
+    with page.expect_response(lambda response: "/monitoring/activity" in response.url):
+        assert page.evaluate(RELOAD_CANCELLED) is False
+    expect(page.locator("#activity .activity-row").filter(has_text="Log in")).to_have_count(1)
+    assert console_errors == []
