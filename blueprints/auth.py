@@ -170,15 +170,17 @@ def load_token(req) -> ApiToken | None:
         return None
 
 
-def record_token_call(response: Response) -> Response:
-    """after_request: a token's state-changing call is one event, its action's. A call
+def record_unrecorded_call(response: Response) -> Response:
+    """after_request: a state-changing call is one event, its action's. A token's call
     whose action recorded none (refused by a service, in conflict, invalid, a probe) gets
-    one here, named like the action's, with the outcome its status means. Reads are not
-    logged; the token's ``last_used_at`` notes them (accounts.authenticate_token)."""
-    if (request.method in SAFE_METHODS or not g.get("bearer")
+    one here, named like the action's, with the outcome its status means; so does a
+    dashboard action in conflict (an invalid form is the user's typing, told on the page
+    and not logged). Reads are not logged; a token's ``last_used_at`` notes them
+    (accounts.authenticate_token)."""
+    if (request.method in SAFE_METHODS or not current_user.is_authenticated
             or activity.recorded_in_request()):
         return response
-    if isinstance(current_user._get_current_object(), ApiToken):
+    if g.get("bearer") or audit.outcome_of(response.status_code) == "conflict":
         audit.record_call(response)
     return response
 
@@ -240,4 +242,4 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     app.register_blueprint(bp)
     app.before_request(guard)
-    app.after_request(record_token_call)
+    app.after_request(record_unrecorded_call)

@@ -94,6 +94,24 @@ def test_a_refused_dashboard_action_is_recorded_for_a_session_user(app, client):
     assert (event.actor, event.outcome, event.target) == ("vera", "refused", "/system/backup")
 
 
+def test_a_dashboard_action_in_conflict_is_one_event(app, client):
+    """Like a token's call, a 409 is logged with its outcome; an invalid form is not (the
+    page tells the user, as the account and users pages do)."""
+    admin = HtmxClient(client)
+    assert admin.request("POST", "/system/backup", data={"type": "full"}).status_code == 200
+    [created] = events(app, action="backup.create")
+    backup_id = created.target
+    not_yet = admin.request("POST", f"/system/backup/{backup_id}/verify")
+    assert not_yet.status_code == 409
+    assert admin.request("POST", "/system/backup", data={"type": "nonsense"}).status_code == 400
+    logged = [(e.actor, e.action, e.outcome, e.detail) for e in reversed(events(app))
+              if e.action != "login"]
+    assert logged == [
+        ("admin", "backup.create", "ok", "full, origin manual"),
+        ("admin", "backup.verify", "conflict", "POST -> 409"),
+    ]
+
+
 def test_the_log_is_append_only_for_the_app(app):
     with app.app_context():
         activity.record("backup.create", "x", actor="cli")
