@@ -20,7 +20,7 @@ The layout follows PostgreSQL's ``src/bin/pg_dump/pg_backup_archiver.c`` (ReadHe
 ReadInt, ReadStr, ReadOffset) and ``pg_backup_custom.c`` (_ReadExtraToc, the data blocks:
 a block type byte, the entry's dump id, then chunks of ``int length + bytes`` up to a length
 of 0; a blobs block holds ``oid, chunks`` per large object up to an oid of 0). Archive
-versions 1.14 to 1.16 (pg_dump 15 to 17) are read; the tests run pg_dump 15 (1.14), the
+versions 1.14 to 1.16 (pg_dump 12 to 17) are read; the tests run pg_dump 15 (1.14), the
 others' header fields (1.15: a compression byte, 1.16: a TOC entry's relkind) follow the
 source. pg_dump writes one chunk per row, so :meth:`CopyDigester._rows_fast` reads runs of
 such chunks at C speed; any other cut takes the general path, with the same result.
@@ -62,6 +62,10 @@ _ROW_OF = operator.itemgetter(slice(_CHUNK_HEADER.size, None))
 
 class ArchiveFormatError(ValueError):
     """The stream is not an uncompressed custom-format archive this module can read."""
+
+
+class UnsupportedArchive(ArchiveFormatError):
+    """An archive version the parser does not know: a pg_dump newer than it."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,11 @@ class _Pieces:
 class CopyDigester:
     """Feed it an archive's bytes in order (:meth:`feed`), then :meth:`finish` for every
     TABLE DATA entry's :class:`TableDigest`, by (schema, table). With ``hashing`` off, rows
-    are counted only (their digest stays 0). Raises ArchiveFormatError."""
+    are counted only (their digest stays 0). Raises ArchiveFormatError.
+
+    An archive version it does not know is not an error while feeding: it sets
+    ``unsupported`` and reads no further, so the stream it watches goes on (a newer pg_dump
+    must not stop backups); :meth:`finish` raises then."""
 
     def __init__(self, hashing: bool = True) -> None:
         self._hashing = hashing
@@ -189,8 +197,11 @@ class CopyDigester:
         self._partial = b""  # a row begun in an earlier chunk
         self._in_blob = False  # inside a large object's chunks (skipped)
         self._pieces: _Pieces | None = None  # the buffer split at newlines (_rows_fast)
+        self.unsupported: str | None = None  # "archive version 1.17", once read
 
     def feed(self, data: bytes) -> None:
+        if self.unsupported:
+            return
         self._buf = self._buf[self._pos:] + data if self._pos < len(self._buf) else data
         self._pos = 0
         while self._step():
@@ -203,6 +214,9 @@ class CopyDigester:
 
     def finish(self) -> dict[tuple[str, str], TableDigest]:
         """The digests; raises ArchiveFormatError if the archive ended inside an item."""
+        if self.unsupported:
+            raise UnsupportedArchive(f"{self.unsupported} is not supported (1.14 to 1.16 "
+                                     "are: pg_dump 12 to 17)")
         if self._step != self._read_block or self._pos < len(self._buf):
             raise ArchiveFormatError("the archive ends in the middle of an item")
         return dict(self._done)
@@ -224,9 +238,8 @@ class CopyDigester:
             major, minor, _revision = reader.take(3)
             self._version = (major, minor)
             if self._version not in SUPPORTED_VERSIONS:
-                raise ArchiveFormatError(
-                    f"archive version {major}.{minor} is not supported (1.14 to 1.16 are: "
-                    "pg_dump 15 to 17)")
+                self.unsupported = f"archive version {major}.{minor}"
+                return False
             reader.int_size = self._int_size = reader.byte()
             reader.off_size = self._off_size = reader.byte()
             if reader.byte() != _FORMAT_CUSTOM:
@@ -421,7 +434,8 @@ def dump_digests(conn: ConnectionInfo, pg_dump: str = "pg_dump"
     ``pg_dump -Fc -Z0 --data-only`` the way a backup's stream is read (same pinned
     settings): a restored copy gives the digests its backup recorded. pg_dump only relays
     the server's COPY text, so another pg_dump version gives the same digests. Raises
-    BackupError if pg_dump fails, ArchiveFormatError if its archive cannot be read."""
+    BackupError if pg_dump fails, ArchiveFormatError if its archive cannot be read
+    (UnsupportedArchive if its version is too new)."""
     digester = CopyDigester()
     with conn.subprocess_env() as (tool_env, tool_dsn):
         env, dsn = pinned(tool_env, tool_dsn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from pgbackup.storage import Storage
 from pgbackup.streams import DEFAULT_ZSTD, HashingWriter, Writable, Zstd, copy_stream
 from pgbackup.targets import Copy, Target, TargetWrite, streaming_to
 from pgbackup.version import TOOL_NAME, __version__
+
+log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5
 DUMP_KINDS: tuple[BackupKind, ...] = ("full", "schema-only")  # what pg_dump takes
@@ -160,12 +163,13 @@ def run_dump_to(
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
             content_sha256 = _dump_to_targets(
                 conn, writes, snapshot, kind, compress, zstd, progress, pg_dump, digester)
+            tables = _tables(snapshot, digester, checksums)
         base = {"backup_id": backup_id, "type": kind, "created": created,
                 "database": conn.dbname, "server_version": snapshot.server_version,
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
                 "compression": "zstd" if compress else "none",
                 "compression_level": zstd.level if compress else None,
-                "tables": _tables(snapshot, digester, checksums),
+                "tables": tables,
                 "snapshot": snapshot.snapshot_id, "capture": capture,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
         copies = [write.finish(base, content_sha256, manifest_key,
@@ -191,9 +195,16 @@ def _snapshot(conn: ConnectionInfo, capture_slot: str | None,
 
 def _tables(snapshot: Snapshot, digester: CopyDigester | None,
             checksums: bool) -> list[TableInfo]:
-    """The snapshot's tables, with their rows (and checksums) from the stream when full."""
+    """The snapshot's tables, with their rows (and checksums) from the stream when full;
+    read in the snapshot when the stream's archive version is one the parser does not know
+    (decimal checksums, as before the stream digests: pgbackup.tablestats)."""
     if digester is None:
         return snapshot.tables
+    if digester.unsupported:
+        log.warning("pg_dump wrote %s, which the stream parser does not read: the tables "
+                    "are counted%s by a second read", digester.unsupported,
+                    " and summed" if checksums else "")
+        return snapshot.scan(checksums)
     try:
         return stream_tables(snapshot.tables, digester.finish(), checksums)
     except ArchiveFormatError as exc:

@@ -19,8 +19,7 @@ from pgbackup.errors import BackupError
 from pgbackup.manifest import Capture
 from pgbackup.schema_fingerprint import schema_fingerprint
 from pgbackup.slots import exported_slot, snapshot_transaction
-from pgbackup.snapshot import Snapshot
-from pgbackup.tablestats import table_stats
+from pgbackup.snapshot import Snapshot, listed_snapshot
 
 
 @contextmanager
@@ -36,8 +35,7 @@ def slot_snapshot(
             snapshot_transaction(conn, slot.snapshot_name) as pg:
         consistent_at = max(clock(pg), covers_until)
         version = str(_one(pg, "SHOW server_version")).split()[0]
-        tables = table_stats(pg, count_rows=False, checksums=False)
-        snapshot = Snapshot(slot.snapshot_name, version, tables)
+        snapshot = listed_snapshot(pg, slot.snapshot_name, version)
         capture = Capture(
             slot=slot.name, start_lsn=slot.consistent_lsn, end_lsn=slot.consistent_lsn,
             covers_until=covers_until, consistent_at=consistent_at,

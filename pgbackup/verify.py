@@ -119,6 +119,9 @@ def _compare_table(expected: TableInfo, actual: TableInfo | None) -> Check:
     want_rows = 0 if expected.rows is None else expected.rows
     if actual.rows != want_rows:
         detail = f"{name}: {want_rows} rows expected, {actual.rows} found"
+    elif expected.checksum is not None and actual.checksum is None:
+        return Check(f"table {name}", True, f"{name}: {want_rows} rows; content not compared "
+                     "(pg_dump's archive could not be read back: see the worker's log)")
     elif expected.checksum is not None and actual.checksum != expected.checksum:
         detail = f"{name}: {want_rows} rows as expected, but their content differs (checksum)"
     else:

@@ -4,8 +4,11 @@ that does not care where the stream is cut."""
 
 from __future__ import annotations
 
+import logging
 import random
+import shlex
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 
 import psycopg
@@ -24,6 +27,7 @@ from pgbackup.copydigest import (
 from pgbackup.manifest import TableInfo
 from pgbackup.recovery import describe_database
 from pgbackup.tablestats import table_stats
+from pgbackup.verify import compare_tables
 from tests.engine.helpers import require_tool, restore_with_stock_tools, row_counts_of_tables
 
 Digests = dict[tuple[str, str], TableDigest]
@@ -299,6 +303,57 @@ def test_a_listed_table_pg_dump_wrote_no_data_for_fails_the_backup(
     listed = [TableInfo("public", "a", None), TableInfo("public", "b", None)]
     with pytest.raises(ArchiveFormatError, match=r"no data for public\.b$"):
         stream_tables(listed, {("public", "a"): TableDigest(1, 2)}, checksums=True)
+
+
+# Writes the real pg_dump's archive as a newer pg_dump would label it: version 1.17.
+NEWER_ARCHIVE = (
+    "import shutil, sys; head = bytearray(sys.stdin.buffer.read(8)); "
+    "head[5:8] = b'\\x01\\x11\\x00'; sys.stdout.buffer.write(head); "
+    "shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)")
+
+
+@pytest.mark.parametrize("checksums", [True, False], ids=["checksums", "rows only"])
+def test_an_archive_version_the_parser_does_not_know_falls_back_to_a_second_read(
+    special: str, storage: LocalStorage, fake_pg_dump: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture, checksums: bool,
+) -> None:
+    """A newer pg_dump must not stop backups: the tables are read in the dump's snapshot
+    instead, as before the stream digests (decimal checksums, verified server-side)."""
+    newer = newer_pg_dump(fake_pg_dump)
+    with caplog.at_level(logging.WARNING, logger="pgbackup.dump"):
+        manifest = backup(special, storage, pg_dump=newer, checksums=checksums, compress=False)
+    with open(storage.path(manifest.artifact), "rb") as artifact:
+        assert artifact.read(8)[5:8] == bytes([1, 17, 0])
+    with psycopg.connect(special) as pg:
+        expected = table_stats(pg, count_rows=True, checksums=checksums)
+    assert manifest.tables == expected
+    assert not any(is_stream_checksum(table.checksum) for table in manifest.tables)
+    assert "pg_dump wrote archive version 1.17, which the stream parser does not read" \
+        in caplog.text
+
+
+def newer_pg_dump(fake_pg_dump: Callable[[str], str]) -> str:
+    return fake_pg_dump(f'"$REAL" "$@" | {shlex.quote(sys.executable)} -c '
+                        f'{shlex.quote(NEWER_ARCHIVE)}; exit "${{PIPESTATUS[0]}}"')
+
+
+def test_a_restore_read_back_by_a_newer_pg_dump_compares_rows_only(
+    special: str, storage: LocalStorage, scratch_db: Callable[[], str],
+    fake_pg_dump: Callable[[str], str],
+) -> None:
+    """The digests cannot be read back: the rows are still compared, and each table's
+    check says its content was not."""
+    manifest = backup(special, storage)
+    url = scratch_db()
+    restore_with_stock_tools(storage.path(manifest.artifact), url)
+    newer = newer_pg_dump(fake_pg_dump)
+    target = ConnectionInfo.from_url(url)
+    checks = compare_tables(manifest.tables, describe_database(target, manifest.tables, newer))
+    assert checks and all(check.ok for check in checks)
+    assert all("rows; content not compared" in check.detail for check in checks)
+    run_sql(url, "DELETE FROM measure WHERE v = 1")
+    checks = compare_tables(manifest.tables, describe_database(target, manifest.tables, newer))
+    assert [check.name for check in checks if not check.ok] == ["table public.measure_2024"]
 
 
 def test_other_archives_are_refused(special: str) -> None:
