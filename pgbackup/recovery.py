@@ -62,7 +62,7 @@ from pgbackup.restore_jobs import Parallelism
 from pgbackup.storage import Storage
 from pgbackup.tablestats import table_stats
 from pgbackup.toc import read_toc
-from pgbackup.verify import Check, compare_tables
+from pgbackup.verify import NOT_COMPARED, Check, compare_tables
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,11 @@ class RecoveryReport:
             [f"roles missing on the server, restored without owners and grants: "
              f"{', '.join(self.skipped_roles)}"] if self.skipped_roles else []
         )
-        return [*skipped, *self._globals_warnings(), *self.outcome.warnings]
+        uncompared = [check.name.removeprefix("table ") for check in self.checks
+                      if NOT_COMPARED in check.detail]
+        content = ([f"rows compared, content not (a pg_dump newer than the stream parser): "
+                    f"{', '.join(uncompared)}"] if uncompared else [])
+        return [*skipped, *content, *self._globals_warnings(), *self.outcome.warnings]
 
     def _globals_warnings(self) -> list[str]:
         warnings = []
