@@ -761,8 +761,9 @@ def _with_restore_temp(
     """``disk`` with the restore's mode and temporary file, and a note saying them."""
     encrypted = manifest.encryption is not None
     try:
-        size = (checked_archive_size(storage, manifest, identities)
-                if needs_size(parallel, encrypted) else None)
+        size = manifest.archive_size
+        if size is None and needs_size(parallel, encrypted):  # an older backup: measured
+            size = checked_archive_size(storage, manifest, identities)
     except RestoreError as exc:  # the integrity check says more
         note = f"The restore's mode was not decided: {exc}."
         return dataclasses.replace(disk, notes=[*disk.notes, note])

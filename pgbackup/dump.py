@@ -161,7 +161,7 @@ def run_dump_to(
         # backend was terminated, say): the artifacts are not a backup until after that.
         with _snapshot(conn, capture_slot, pg_dump) as (snapshot, capture):
             saved_globals = capture_globals(conn, role_passwords).to_bytes()
-            content_sha256 = _dump_to_targets(
+            content_sha256, archive_size = _dump_to_targets(
                 conn, writes, snapshot, kind, compress, zstd, progress, pg_dump, digester)
             tables = _tables(snapshot, digester, checksums)
         base = {"backup_id": backup_id, "type": kind, "created": created,
@@ -169,6 +169,7 @@ def run_dump_to(
                 "pg_dump_version": dump_version, "tool": f"{TOOL_NAME} {tool_version}",
                 "compression": "zstd" if compress else "none",
                 "compression_level": zstd.level if compress else None,
+                "archive_size": archive_size,
                 "tables": tables,
                 "snapshot": snapshot.snapshot_id, "capture": capture,
                 "duration_ms": round((time.monotonic() - started) * 1000)}
@@ -211,15 +212,19 @@ def _tables(snapshot: Snapshot, digester: CopyDigester | None,
         raise BackupError(f"cannot count the tables' rows in pg_dump's archive: {exc}") from None
 
 
-class _Digesting:
-    """Forwards the archive to ``sink``, then feeds it to ``digester``."""
+class _Measuring:
+    """Forwards pg_dump's archive to ``sink``, counting its bytes and feeding them to
+    ``digester`` (when there is one)."""
 
-    def __init__(self, sink: Writable, digester: CopyDigester) -> None:
+    def __init__(self, sink: Writable, digester: CopyDigester | None) -> None:
         self._sink, self._digester = sink, digester
+        self.size = 0
 
     def write(self, data: bytes) -> int:
         written = self._sink.write(data)
-        self._digester.feed(data)
+        self.size += len(data)
+        if self._digester is not None:
+            self._digester.feed(data)
         return written
 
 
@@ -227,9 +232,10 @@ def _dump_to_targets(
     conn: ConnectionInfo, writes: list[TargetWrite], snapshot: Snapshot, kind: BackupKind,
     compress: bool, zstd: Zstd, progress: ProgressCallback | None, pg_dump: str,
     digester: CopyDigester | None,
-) -> str:
+) -> tuple[str, int]:
     """Stream pg_dump's output, compressed once, into every target, and through
-    ``digester``; returns the sha256 of the archive bytes (before any encryption)."""
+    ``digester``; returns the sha256 of the stored archive bytes (before any encryption)
+    and the size of pg_dump's archive (before compression)."""
     with conn.subprocess_env() as (tool_env, tool_dsn):
         env, dsn = pinned(tool_env, tool_dsn)
         args = pg_dump_args(pg_dump, dsn, snapshot.snapshot_id, kind == "schema-only")
@@ -238,9 +244,9 @@ def _dump_to_targets(
             reporter = _ProgressReporter(progress, archive, stderr, len(snapshot.tables))
             reporter.tick()
             assert process.stdout is not None  # started with stdout=PIPE
+            measured = _Measuring(sink, digester)
             try:
-                copy_stream(process.stdout, _Digesting(sink, digester) if digester else sink,
-                            on_chunk=reporter.tick)
+                copy_stream(process.stdout, measured, on_chunk=reporter.tick)
             except ArchiveFormatError as exc:
                 raise BackupError(f"cannot read pg_dump's archive as it streams: {exc}") from None
             returncode = process.wait()
@@ -249,4 +255,4 @@ def _dump_to_targets(
                 detail = conn.redact_text(stderr.failure_text())
                 raise BackupError(f"pg_dump failed with exit status {returncode}:\n{detail}")
     reporter.finish()  # every byte stored; a callback raising here: run_dump_to discards all
-    return archive.hexdigest()
+    return archive.hexdigest(), measured.size

@@ -8,7 +8,8 @@ of all the other fields, and the file must be exactly the canonical serializatio
 content, so any changed byte is detected when it is read.
 
 Fields added later (``encryption``, ``content_sha256``, ``signature``, ``globals``,
-``capture``, ``compression_level``, and a table's ``partition_of``) are left out of the file
+``capture``, ``compression_level``, ``archive_size``, and a table's ``partition_of``) are
+left out of the file
 when unset, so manifests written before them keep their canonical form and self-checksum.
 
 The self-checksum catches damage, not a forger (anyone can recompute it). ``signature``
@@ -45,7 +46,7 @@ BackupKind = Literal["full", "schema-only", "incremental"]
 KINDS: tuple[BackupKind, ...] = ("full", "schema-only", "incremental")
 SELF_CHECKSUM_FIELD = "manifest_sha256"
 _OMITTED_WHEN_UNSET = ("encryption", "content_sha256", "signature", "globals", "capture",
-                       "compression_level")
+                       "compression_level", "archive_size")
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 SIGNATURE_FIELD = "signature"
 _SIGNATURE_RE = re.compile(r"^hmac-sha256:(?P<key_id>[0-9a-f]{16}):(?P<mac>[0-9a-f]{64})$")
@@ -168,6 +169,9 @@ class Manifest(BaseModel):
     compression: Literal["zstd", "none"]
     compression_level: int | None = Field(default=None, ge=1, le=22)  # zstd's, when known
     dump_format: Literal["custom", "sql"] = "custom"  # sql: an incremental's psql script
+    # pg_dump's archive as it wrote it (before compression): a parallel restore's
+    # temporary file; unset for incrementals and for backups taken before it was recorded
+    archive_size: int | None = Field(default=None, ge=0)
     tables: list[TableInfo]
     snapshot: str
     duration_ms: int = Field(ge=0)

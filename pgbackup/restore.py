@@ -187,12 +187,12 @@ def restore_archive(
     if problem := missing_identities(manifest, identities):
         raise RestoreError(problem)
     encrypted = manifest.encryption is not None
-    if needs_size(parallel, encrypted):
+    if needs_size(parallel, encrypted) and manifest.archive_size is None:  # older backups
         jobs = choose_jobs(parallel, checked_archive_size(storage, manifest, identities),
                            encrypted=encrypted)
     else:
         check_artifact(storage, manifest)
-        jobs = choose_jobs(parallel, None, encrypted=encrypted)
+        jobs = choose_jobs(parallel, manifest.archive_size, encrypted=encrypted)
     archive = ArchiveSource(storage, manifest, identities, RestoreError)
     options = [*(["--no-owner"] if no_owner else []), *(["--no-privileges"] if no_acl else [])]
     with target.subprocess_env() as (env, dsn):
@@ -363,7 +363,8 @@ def checked_archive_size(
     storage: Storage, manifest: Manifest, identities: Sequence[Identity] | None = None
 ) -> int:
     """:func:`check_artifact`, and in the same read the size of the archive inside the
-    artifact (decrypted, decompressed): what a parallel restore's temporary file takes.
+    artifact (decrypted, decompressed): what a parallel restore's temporary file takes,
+    for a backup whose manifest does not record it (``archive_size``, since 2026-12).
     A broken artifact is reported as not matching its manifest when it does not."""
     _check_size(storage, manifest)
     problem = None

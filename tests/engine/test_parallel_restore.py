@@ -300,3 +300,39 @@ def test_the_dry_run_warns_when_the_temporary_file_does_not_fit(
         f"({human_size(temp.bytes or 0)}) that a parallel restore (2 jobs) writes to "
         f"{temp_dir} does not fit in its 1000 B of free space (with 64.0 MiB to spare); set "
         "RESTORE_TEMP_DIR to a larger disk."]
+
+
+def test_the_recorded_archive_size_spares_restores_and_dry_runs_a_read(
+    pagila: str, storage: LocalStorage, manifest: Manifest, server: ConnectionInfo,
+    new_name: str, pg_server: PostgresServer, temp_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The manifest records pg_dump's archive size; only a backup taken before it did has
+    its artifact decompressed once more to measure it."""
+    assert manifest.archive_size == checked_archive_size(storage, manifest)
+    schema_only = run_dump(ConnectionInfo.from_url(pagila), storage, new_backup_id(),
+                           "schema-only")
+    assert schema_only.archive_size == checked_archive_size(storage, schema_only)
+    measured: list[str] = []
+
+    def measuring(storage: LocalStorage, manifest: Manifest, *identities: object) -> int:
+        measured.append(manifest.backup_id)
+        return checked_archive_size(storage, manifest)
+
+    monkeypatch.setattr(restore_module, "checked_archive_size", measuring)
+    monkeypatch.setattr("pgbackup.dryrun.checked_archive_size", measuring)
+    parallel = two_jobs(temp_dir)
+    dry_run = analyze_restore(ConnectionInfo.from_url(pagila), storage, manifest,
+                              mode="new-database", new_database="copy", parallel=parallel)
+    assert dry_run.disk.restore_temp is not None
+    assert dry_run.disk.restore_temp.bytes == manifest.archive_size
+    outcome = restore_into_new_database(server, new_name, storage, manifest, parallel=parallel)
+    assert outcome.jobs.temp_bytes == manifest.archive_size
+    assert measured == []
+
+    older = manifest.model_copy(update={"archive_size": None})
+    pg_server.drop_database(new_name)
+    outcome = restore_into_new_database(server, new_name, storage, older, parallel=parallel)
+    assert outcome.jobs.temp_bytes == manifest.archive_size
+    assert measured == [manifest.backup_id]
+    assert table_fingerprints(pg_server.url(new_name)) == table_fingerprints(pagila)
