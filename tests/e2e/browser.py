@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
@@ -100,12 +101,16 @@ def screenshot(page: Page, name: str, viewport: dict[str, int]) -> None:
 
 
 def screenshot_element(page: Page, selector: str, name: str, viewport: dict[str, int]) -> None:
-    """A panel's picture; a panel that reloads itself (outerHTML) while it is taken is
-    taken again, as the new one."""
     page.set_viewport_size(viewport)
+    element_screenshot(page, selector, str(SCREENSHOTS / f"pgbackup-{name}.png"))
+
+
+def element_screenshot(page: Page, selector: str, path: str, **options: Any) -> None:
+    """A panel's picture (``options`` go to Playwright's); a panel that reloads itself
+    (outerHTML) while it is taken is taken again, as the new one."""
     for attempt in range(3):
         try:
-            page.locator(selector).screenshot(path=str(SCREENSHOTS / f"pgbackup-{name}.png"))
+            page.locator(selector).screenshot(path=path, **options)
             return
         except PlaywrightError as exc:
             if "not attached to the DOM" not in str(exc) or attempt == 2:

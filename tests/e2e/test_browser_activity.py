@@ -15,6 +15,7 @@ from tests.e2e.browser import (
     PHONE,
     assert_no_horizontal_overflow,
     assert_not_reloaded,
+    element_screenshot,
     log_in,
     mark_document,
 )
@@ -48,8 +49,7 @@ def shoot(page: Page, name: str, viewport: dict[str, int]) -> None:
     page.set_viewport_size(viewport)
     # caret="initial": Playwright's default hides the caret with an inline style and leaves
     # style="" on the focused input, which htmx's settling copies (a CSP violation).
-    page.locator("#activity").screenshot(path=str(SHOTS / f"activity-{name}.png"),
-                                         caret="initial")
+    element_screenshot(page, "#activity", str(SHOTS / f"activity-{name}.png"), caret="initial")
 
 
 @pytest.mark.parametrize("viewport", [LAPTOP, PHONE], ids=["laptop", "phone"])

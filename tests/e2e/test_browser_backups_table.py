@@ -20,6 +20,7 @@ from tests.e2e.browser import (
     assert_not_reloaded,
     backup_rows,
     create_backup,
+    element_screenshot,
     log_in,
     mark_document,
     restore_into_new_database,
@@ -42,7 +43,7 @@ def shot(page: Page, name: str, viewport: dict[str, int], selector: str | None =
     SHOTS.mkdir(exist_ok=True)
     path = str(SHOTS / f"backups-{name}-{viewport['width']}.png")
     if selector:
-        page.locator(selector).screenshot(path=path)
+        element_screenshot(page, selector, path)
     else:
         page.screenshot(path=path, full_page=True)
 
