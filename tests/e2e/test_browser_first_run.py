@@ -85,6 +85,8 @@ def test_a_fresh_install_opens_on_first_steps_not_red(
     page.locator("#health .first-steps").get_by_role(
         "link", name="Create your first backup").click()
     expect(page).to_have_url(re.compile(r"/system/backup#new-backup$"))
+    # A new page: its deferred scripts must have run, or the form submits without htmx.
+    page.wait_for_load_state("load")
     page.get_by_role("button", name="Create backup").click()
 
     def verified() -> bool:
