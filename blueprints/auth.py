@@ -180,7 +180,8 @@ def record_unrecorded_call(response: Response) -> Response:
     if (request.method in SAFE_METHODS or not current_user.is_authenticated
             or activity.recorded_in_request()):
         return response
-    if g.get("bearer") or audit.outcome_of(response.status_code) == "conflict":
+    is_token = isinstance(current_user._get_current_object(), ApiToken)
+    if is_token or audit.outcome_of(response.status_code) == "conflict":
         audit.record_call(response)
     return response
 
